@@ -1,0 +1,3 @@
+"""ml-connector: ERP events to tracked Twilio notifications."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,189 @@
+"""The storage port: everything the runtime, webhooks and CLI ask of the database.
+
+Plain value types and one Protocol, no SQLAlchemy: callers depend on this module only, and
+`store.sql.SqlStore` implements it for SQLite and PostgreSQL. Methods are synchronous and
+short (one transaction each); async callers run them in a worker thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any, Protocol
+
+from ml_connector.core.models import Status, StatusEvent
+
+
+@dataclass(frozen=True, slots=True)
+class RecordState:
+    """Last-seen values of the watched fields of one record in one flow."""
+
+    flow: str
+    record_key: str
+    values: Mapping[str, Any]
+    changed_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class NewNotification:
+    """A notification the poller decided on. Inserted once per idempotency key, ever."""
+
+    idempotency_key: str
+    flow: str
+    entity: str
+    record_key: str
+    event_version: str
+    channel: str
+    account: str
+    sender: str
+    recipient: str           # E.164 when usable, else the raw value (status FAILED)
+    recipient_field: str     # where the number came from ("static", "BUYER_PHONE", "person.MOBILE")
+    body: str
+    status: Status           # PENDING, or FAILED/SUPPRESSED when decided before sending
+    reason: str | None       # why FAILED/SUPPRESSED
+    next_attempt_at: datetime
+    max_attempts: int
+    segments: int
+    record_changed_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PollCommit:
+    """One poll's result, committed in ONE transaction (invariant 1)."""
+
+    flow: str
+    watermark_kind: str                  # "main" or "lookback"
+    watermark: datetime | None           # None: leave it where it is
+    states: Sequence[RecordState]
+    notifications: Sequence[NewNotification]
+    polled_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A notification claimed for sending, decrypted. `in_doubt`: an earlier attempt never finished."""
+
+    id: int
+    flow: str
+    entity: str
+    record_key: str
+    account: str
+    sender: str
+    recipient: str
+    body: str
+    attempt_no: int                  # the number of the attempt now starting (1-based)
+    max_attempts: int
+    in_doubt: bool
+    in_doubt_since: datetime | None  # started_at of the unfinished attempt
+    created_at: datetime
+
+
+class Outcome(StrEnum):
+    ACCEPTED = "accepted"      # provider took it: provider_id set, status QUEUED (or later)
+    ADOPTED = "adopted"        # reconciliation found the earlier in-doubt send: provider_id set
+    TRANSIENT = "transient"    # retry at next_attempt_at (or DEAD if the budget is spent)
+    PERMANENT = "permanent"    # FAILED with the provider's code and message
+    IN_DOUBT = "in_doubt"      # outcome unknown: stays SENDING-in-doubt, reconciled at next claim
+    DEFERRED = "deferred"      # not attempted (pacing, quiet hours): back to PENDING at next_attempt_at
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    notification_id: int
+    attempt_no: int
+    outcome: Outcome
+    started_at: datetime
+    finished_at: datetime
+    provider_id: str | None = None
+    provider_status: str | None = None
+    error_code: int | None = None
+    error_message: str | None = None
+    next_attempt_at: datetime | None = None
+
+
+class ApplyResult(StrEnum):
+    APPLIED = "applied"        # status moved forward
+    DUPLICATE = "duplicate"    # same report seen before: nothing changed
+    STALE = "stale"            # older than what we know: kept in audit, status unchanged
+    ORPHAN = "orphan"          # unknown provider id: kept, adopted if the SID shows up later
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationFilter:
+    flow: str | None = None
+    statuses: Sequence[Status] = ()
+    since: datetime | None = None
+    until: datetime | None = None
+    recipient: str | None = None     # E.164; matched through the keyed hash
+    ids: Sequence[int] = ()
+    limit: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptView:
+    attempt_no: int
+    outcome: str | None
+    started_at: datetime
+    finished_at: datetime | None
+    provider_id: str | None
+    provider_status: str | None
+    error_code: int | None
+    error_message: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationView:
+    id: int
+    flow: str
+    entity: str
+    record_key: str
+    channel: str
+    account: str
+    sender: str
+    recipient: str
+    recipient_field: str
+    body: str
+    status: Status
+    reason: str | None
+    provider_id: str | None
+    error_code: int | None
+    attempts_made: int
+    max_attempts: int
+    segments: int
+    created_at: datetime
+    updated_at: datetime
+    next_attempt_at: datetime | None
+    attempts: Sequence[AttemptView] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    id: int
+    at: datetime
+    notification_id: int | None
+    flow: str | None
+    kind: str                 # created, claimed, attempt, status, replay, orphan, write_back, poll...
+    status: str | None
+    detail: Mapping[str, Any]  # never secrets or plaintext personal data
+
+
+class Store(Protocol):
+    # -- polling -------------------------------------------------------------------------
+    def get_watermark(self, flow: str, kind: str = "main") -> datetime | None: ...
+    def last_seen(self, flow: str, record_keys: Sequence[str]) -> dict[str, Mapping[str, Any]]: ...
+    def commit_poll(self, commit: PollCommit) -> list[int]: ...
+
+    # -- dispatching ---------------------------------------------------------------------
+    def claim_due(self, worker: str, now: datetime, lease: timedelta, limit: int) -> list[Claimed]: ...
+    def finish_attempt(self, result: AttemptResult) -> None: ...
+
+    # -- provider reports ----------------------------------------------------------------
+    def apply_status(self, event: StatusEvent) -> ApplyResult: ...
+
+    # -- people --------------------------------------------------------------------------
+    def list_notifications(self, flt: NotificationFilter) -> list[NotificationView]: ...
+    def get_notification(self, notification_id: int) -> NotificationView | None: ...
+    def replay(self, ids: Sequence[int], now: datetime, actor: str) -> list[int]: ...
+    def audit(self, since: datetime | None, until: datetime | None) -> Iterator[AuditEntry]: ...
