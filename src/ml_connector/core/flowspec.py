@@ -20,12 +20,30 @@ last-seen one. Without last-seen state (first sighting), transitions follow `fir
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 OPERATORS = ("eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte", "is_null", "matches", "becomes", "changed")
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def _parse_duration(value: Any) -> Any:
+    """Accept "250ms", "30s", "5m", "24h", "7d", "1w" besides ISO 8601 ("PT5M") and seconds."""
+    if isinstance(value, str):
+        m = _DURATION.match(value)
+        if m:
+            return timedelta(seconds=float(m.group(1)) * _UNIT_SECONDS[m.group(2)])
+    return value
+
+
+#: A duration in config: "30s", "5m", "24h", "PT5M" or a number of seconds.
+Duration = Annotated[timedelta, BeforeValidator(_parse_duration)]
 
 
 class _Frozen(BaseModel):
@@ -120,23 +138,28 @@ RecipientSpec = Annotated[
 
 
 class LookbackSpec(_Frozen):
-    every: timedelta
-    window: timedelta
+    every: Duration
+    window: Duration
 
 
 class ScheduleSpec(_Frozen):
     """How often to poll, how far back each poll re-reads, and the slow lookback poll."""
 
-    every: timedelta = timedelta(seconds=30)
-    overlap: timedelta = timedelta(minutes=5)
+    every: Duration = timedelta(seconds=30)
+    overlap: Duration = timedelta(minutes=5)
     lookback: LookbackSpec | None = None
-    max_window: timedelta = timedelta(days=1)
+    max_window: Duration = timedelta(days=1)
+    #: How far before the flow's first start the first poll reads, to learn last-seen values
+    #: (so touching an already-approved PO later does not look like a new approval).
+    baseline: Duration = timedelta(days=1)
+    #: Tolerated difference between our clock and the ERP's: never read up to "now" exactly.
+    clock_skew: Duration = timedelta(seconds=5)
 
 
 class RetrySpec(_Frozen):
     max_attempts: int = Field(default=6, ge=1, le=50)
-    base_delay: timedelta = timedelta(seconds=5)
-    max_delay: timedelta = timedelta(minutes=30)
+    base_delay: Duration = timedelta(seconds=5)
+    max_delay: Duration = timedelta(minutes=30)
 
 
 class FlowSpec(_Frozen):

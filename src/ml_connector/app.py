@@ -1,0 +1,222 @@
+"""Composition root: builds the store, sources, channels, flows, dispatcher and web app from a config.
+
+Everything that touches the outside world is created here and nowhere else, so tests and the
+demo can hand in other transports (the Twilio simulator in-process) without monkeypatching.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from ml_connector.channels.base import Channel
+from ml_connector.channels.http import AiohttpTransport, HttpTransport
+from ml_connector.channels.sms import SmsChannel
+from ml_connector.channels.twilio_api import TwilioClient
+from ml_connector.compliance.pacing import Pacer
+from ml_connector.config import Config
+from ml_connector.core.retry import RetryPolicy
+from ml_connector.core.templates import compile_template
+from ml_connector.errors import ConfigError, MlcError, SourceError, TemplateError
+from ml_connector.runtime.dispatcher import Dispatcher, DispatcherSettings
+from ml_connector.runtime.poller import LOOKBACK, MAIN, FlowRuntime, Poller
+from ml_connector.sources import registry
+from ml_connector.sources.base import Closeable, Source
+from ml_connector.store.crypto import load_keyring
+from ml_connector.store.sql import SqlStore
+
+log = logging.getLogger(__name__)
+
+ROLES = ("poller", "dispatcher", "web")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Overrides:
+    """Injected edges for tests and the demo."""
+
+    twilio_transport: HttpTransport | None = None
+    clock: Callable[[], datetime] = utcnow
+    worker: str | None = None
+    source_context: Mapping[str, Any] = field(default_factory=dict)
+
+
+def compile_flows(config: Config) -> dict[str, Any]:
+    """Compile every flow's template; all errors together, each naming flow, template and line."""
+    compiled: dict[str, Any] = {}
+    problems: list[str] = []
+    for name, spec in config.flows.items():
+        try:
+            compiled[name] = compile_template(
+                f"flows.{name}.template", spec.template, timezone=spec.timezone, currency=spec.currency
+            )
+        except TemplateError as exc:
+            problems.append(f"{config.path}: flows.{name}.template: {exc}")
+    if problems:
+        raise ConfigError(f"{len(problems)} template error(s)", problems)
+    return compiled
+
+
+def build_sources(config: Config, context: Mapping[str, Any]) -> dict[str, Source]:
+    return {
+        name: registry.factory(section.type)(section, context) for name, section in config.sources.items()
+    }
+
+
+def build_twilio_clients(config: Config, transport: HttpTransport | None) -> dict[str, TwilioClient]:
+    clients: dict[str, TwilioClient] = {}
+    for name, account in config.twilio.accounts.items():
+        account_transport = transport or AiohttpTransport(
+            max_connections=account.concurrency,
+            verify=account.verify_tls,
+            ca_bundle=str(account.ca_bundle) if account.ca_bundle else None,
+        )
+        clients[name] = TwilioClient(
+            account.account_sid,
+            auth_token=account.auth_token.get_secret_value() if account.auth_token else None,
+            api_key_sid=account.api_key_sid,
+            api_key_secret=account.api_key_secret.get_secret_value() if account.api_key_secret else None,
+            base_url=str(account.base_urls.api).rstrip("/"),
+            transport=account_transport,
+        )
+    return clients
+
+
+def sender_value(config: Config, ref: str) -> tuple[str, str]:
+    """"account.sender" -> (account, From number or MG SID)."""
+    account, _, sender = ref.partition(".")
+    spec = config.twilio.accounts[account].senders[sender]
+    return account, spec.messaging_service_sid or spec.from_ or ""
+
+
+class Connector:
+    """One configured ml-connector: `run()` is `ml-connector run`."""
+
+    def __init__(self, config: Config, *, env: Mapping[str, str] | None = None,
+                 overrides: Overrides | None = None) -> None:
+        self.config = config
+        self.overrides = overrides or Overrides()
+        self.clock = self.overrides.clock
+        env = os.environ if env is None else env
+        self.keyring = load_keyring(config.store.key_file, env)
+        self.store = SqlStore(config.store.url, self.keyring)
+        self.templates = compile_flows(config)
+        self.sources = build_sources(config, self.overrides.source_context)
+        self.clients = build_twilio_clients(config, self.overrides.twilio_transport)
+        self.channels: dict[str, Channel] = {name: SmsChannel(client) for name, client in self.clients.items()}
+        self.flows = self._flow_runtimes()
+        self.pollers = {name: Poller(flow, self.store, self.clock) for name, flow in self.flows.items()}
+        self.worker = self.overrides.worker or f"{socket.gethostname()}:{os.getpid()}"
+        self.dispatcher = self._dispatcher()
+
+    def _flow_runtimes(self) -> dict[str, FlowRuntime]:
+        flows: dict[str, FlowRuntime] = {}
+        for name, spec in self.config.flows.items():
+            if not spec.enabled:
+                continue
+            account, sender = sender_value(self.config, spec.sender)
+            flows[name] = FlowRuntime(
+                name=name, spec=spec, source=self.sources[spec.source], template=self.templates[name],
+                account=account, sender=sender,
+                default_region=getattr(self.config.sources[spec.source], "default_region", "US"),
+            )
+        return flows
+
+    def _dispatcher(self) -> Dispatcher:
+        mps: dict[str, float] = {}
+        for account_name, account in self.config.twilio.accounts.items():
+            for sender in account.senders.values():
+                mps[f"{account_name}.{sender.messaging_service_sid or sender.from_}"] = sender.effective_mps
+        policies = {
+            name: RetryPolicy(spec.retry.base_delay, spec.retry.max_delay, spec.retry.max_attempts)
+            for name, spec in self.config.flows.items()
+        }
+        d = self.config.dispatcher
+        settings = DispatcherSettings(
+            worker=self.worker, concurrency=d.concurrency, lease=d.lease, batch_size=d.batch_size,
+            idle_poll=d.idle_poll, status_callback_url=self.config.webhooks.status_callback_url,
+        )
+        return Dispatcher(
+            self.store, self.channels, Pacer(mps), policies, settings, clock=self.clock,
+            account_limits={n: a.concurrency for n, a in self.config.twilio.accounts.items()},
+        )
+
+    def webhook_app(self) -> Any:
+        from ml_connector.web.webhooks import create_webhook_app
+
+        tokens = {
+            a.account_sid: a.auth_token.get_secret_value()
+            for a in self.config.twilio.accounts.values() if a.auth_token
+        }
+        return create_webhook_app(
+            store=self.store, auth_tokens=tokens,
+            status_callback_url=self.config.webhooks.status_callback_url or "http://127.0.0.1/twilio/status",
+            max_body_bytes=self.config.webhooks.max_body_bytes, clock=self.clock,
+        )
+
+    # -- running ---------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event, roles: Iterable[str] = ROLES) -> None:
+        """Run the chosen roles until `stop` is set, then shut down cleanly."""
+        roles = set(roles)
+        tasks: list[asyncio.Task[None]] = []
+        if "poller" in roles:
+            tasks += [asyncio.create_task(self._poll_loop(name, stop)) for name in self.pollers]
+        if "dispatcher" in roles:
+            tasks.append(asyncio.create_task(self.dispatcher.run(stop)))
+        if "web" in roles:
+            tasks.append(asyncio.create_task(self._serve_web(stop)))
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _poll_loop(self, name: str, stop: asyncio.Event) -> None:
+        poller = self.pollers[name]
+        schedule = poller.flow.spec.schedule
+        next_lookback = self.clock()
+        while not stop.is_set():
+            try:
+                report = await poller.poll(MAIN)
+                if report.inserted:
+                    log.info("flow %s: %s new notification(s) from %s record(s)", name, report.inserted, report.read)
+                if schedule.lookback and self.clock() >= next_lookback:
+                    await poller.poll(LOOKBACK)
+                    next_lookback = self.clock() + schedule.lookback.every
+            except TemplateError as exc:
+                log.error("flow %s stopped: %s. Fix the template and restart; nothing was sent.", name, exc)
+                return
+            except SourceError as exc:
+                log.warning("flow %s: poll failed, will retry: %s", name, exc)
+            except MlcError as exc:
+                log.error("flow %s: poll failed: %s", name, exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), schedule.every.total_seconds())
+
+    async def _serve_web(self, stop: asyncio.Event) -> None:
+        from ml_connector.web.server import serve_until
+
+        webhooks = self.config.webhooks
+        await serve_until(self.webhook_app(), webhooks.host, webhooks.port, stop)
+
+    async def aclose(self) -> None:
+        for client in self.clients.values():
+            await client.aclose()
+        for source in self.sources.values():
+            if isinstance(source, Closeable):
+                await source.aclose()
+        self.store.close()
+
+

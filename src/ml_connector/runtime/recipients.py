@@ -1,0 +1,100 @@
+"""Turn a flow's recipient specs into phone numbers for one record.
+
+Static numbers, a field of the record, or a lookup through the source (buyer id -> person ->
+phones), each with candidate fields in order of preference. A spec that yields no usable number
+becomes one failed recipient with the reason, so that one notification fails, not the batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ml_connector.compliance.phones import normalise
+from ml_connector.core.flowspec import FieldRecipient, LookupRecipient, RecipientSpec, StaticRecipients
+from ml_connector.core.models import Record
+from ml_connector.errors import RecipientError
+from ml_connector.sources.base import Source
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """A resolved recipient: `phone` is E.164, or None with `reason` when unusable."""
+
+    field: str
+    phone: str | None
+    raw: str
+    reason: str | None = None
+
+
+def _first_usable(data: Mapping[str, Any], fields: Sequence[str], prefix: str, region: str) -> Recipient:
+    """The first candidate field holding a valid number; otherwise every field's reason."""
+    reasons: list[str] = []
+    raw_first = ""
+    for name in fields:
+        raw = data.get(name)
+        label = f"{prefix}{name}"
+        if raw is None or not str(raw).strip():
+            reasons.append(f"{label}: empty")
+            continue
+        raw_first = raw_first or str(raw)
+        try:
+            return Recipient(field=label, phone=normalise(str(raw), region, label), raw=str(raw))
+        except RecipientError as exc:
+            reasons.append(f"{label}: {exc.reason}")
+    label = prefix + "|".join(fields)
+    return Recipient(field=label, phone=None, raw=raw_first, reason="no usable phone number (" + "; ".join(reasons) + ")")
+
+
+class RecipientResolver:
+    """Resolves recipients for the records of one poll; caches look-ups within that poll."""
+
+    def __init__(self, source: Source, default_region: str) -> None:
+        self._source = source
+        self._region = default_region
+        self._cache: dict[tuple[str, str], Record | None] = {}
+
+    async def _lookup(self, entity: str, key: str) -> Record | None:
+        if (entity, key) not in self._cache:
+            self._cache[(entity, key)] = await self._source.lookup(entity, key)
+        return self._cache[(entity, key)]
+
+    async def resolve(self, specs: Sequence[RecipientSpec], record: Record) -> list[Recipient]:
+        found: list[Recipient] = []
+        for spec in specs:
+            if isinstance(spec, StaticRecipients):
+                for raw in spec.static:
+                    found.append(_first_usable({"static": raw}, ["static"], "", self._region))
+            elif isinstance(spec, FieldRecipient):
+                fields = [spec.field] if isinstance(spec.field, str) else list(spec.field)
+                found.append(_first_usable(record.data, fields, "", self._region))
+            elif isinstance(spec, LookupRecipient):
+                found.append(await self._via_lookup(spec, record))
+        return _dedupe(found)
+
+    async def _via_lookup(self, spec: LookupRecipient, record: Record) -> Recipient:
+        look = spec.lookup
+        prefix = f"{look.entity}."
+        key = record.data.get(look.key_field)
+        if key is None or not str(key).strip():
+            return Recipient(field=look.key_field, phone=None, raw="", reason=f"{look.key_field} is empty")
+        target = await self._lookup(look.entity, str(key).strip())
+        if target is None:
+            return Recipient(
+                field=f"{prefix}{look.key_field}", phone=None, raw="",
+                reason=f"{look.entity} {str(key).strip()!r} not found",
+            )
+        return _first_usable(target.data, look.fields, prefix, self._region)
+
+
+def _dedupe(recipients: list[Recipient]) -> list[Recipient]:
+    """One notification per phone number even if two specs point at the same person."""
+    seen: set[str] = set()
+    unique: list[Recipient] = []
+    for r in recipients:
+        ident = r.phone or f"{r.field}:{r.reason}"
+        if ident not in seen:
+            seen.add(ident)
+            unique.append(r)
+    return unique
