@@ -68,8 +68,10 @@ def compile_flows(config: Config) -> dict[str, Any]:
 
 
 def build_sources(config: Config, context: Mapping[str, Any]) -> dict[str, Source]:
+    """Each source gets the shared context plus its own `name` (transports are keyed by it)."""
     return {
-        name: registry.factory(section.type)(section, context) for name, section in config.sources.items()
+        name: registry.factory(section.type)(section, {**context, "name": name})
+        for name, section in config.sources.items()
     }
 
 
@@ -111,7 +113,7 @@ class Connector:
         self.keyring = load_keyring(config.store.key_file, env)
         self.store = SqlStore(config.store.url, self.keyring)
         self.templates = compile_flows(config)
-        self.sources = build_sources(config, self.overrides.source_context)
+        self.sources = build_sources(config, {"clock": self.clock, **self.overrides.source_context})
         self.clients = build_twilio_clients(config, self.overrides.twilio_transport)
         self.channels: dict[str, Channel] = {name: SmsChannel(client) for name, client in self.clients.items()}
         self.flows = self._flow_runtimes()

@@ -12,6 +12,7 @@ from typing import Any
 #: type name -> "module:ConfigModel", "module:factory"
 SOURCE_TYPES: dict[str, tuple[str, str]] = {
     "sql": ("ml_connector.sources.sql:SqlSourceConfig", "ml_connector.sources.sql:build"),
+    "oracle_ebs": ("ml_connector.sources.oracle_ebs:OracleEbsConfig", "ml_connector.sources.oracle_ebs:build"),
 }
 
 

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
-from ml_connector.core.models import Status, StatusEvent
+from ml_connector.core.models import Delivery, Status, StatusEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +47,7 @@ class NewNotification:
     max_attempts: int
     segments: int
     record_changed_at: datetime
+    write_back: bool = False  # queue a write-back to the source when this reaches a final status
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +170,16 @@ class AuditEntry:
     detail: Mapping[str, Any]  # never secrets or plaintext personal data
 
 
+@dataclass(frozen=True, slots=True)
+class WriteBackTask:
+    """A final delivery status to record in the source ERP (own queue: never blocks sending)."""
+
+    id: int
+    source: str
+    attempt_no: int
+    delivery: Delivery
+
+
 class Store(Protocol):
     # -- polling -------------------------------------------------------------------------
     def get_watermark(self, flow: str, kind: str = "main") -> datetime | None: ...
@@ -181,6 +192,11 @@ class Store(Protocol):
 
     # -- provider reports ----------------------------------------------------------------
     def apply_status(self, event: StatusEvent) -> ApplyResult: ...
+
+    # -- write-back to the ERP ----------------------------------------------------------------
+    def claim_write_backs(self, worker: str, now: datetime, lease: timedelta, limit: int) -> list[WriteBackTask]: ...
+    def finish_write_back(self, task_id: int, *, ok: bool, error: str | None, next_attempt_at: datetime | None,
+                          now: datetime) -> None: ...
 
     # -- people --------------------------------------------------------------------------
     def list_notifications(self, flt: NotificationFilter) -> list[NotificationView]: ...
