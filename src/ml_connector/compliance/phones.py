@@ -1,0 +1,118 @@
+"""Turn ERP phone fields (free text typed by people) into E.164, or say clearly why not.
+
+ERP phone columns hold things like "Mobile: (312) 555-0142", "312.555.0199 x12", "001 312 555
+0142" or "tel:+44 20 7946 0958", with non-breaking spaces pasted from spreadsheets. `normalise`
+cleans those up and lets `phonenumbers` decide; a failure is a `RecipientError` whose reason never
+shows the full number (it is masked through core.redact).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+import phonenumbers
+from phonenumbers import NumberParseException, PhoneNumberType, ValidationResult
+
+from ml_connector.core.redact import mask_phone
+from ml_connector.errors import ConfigError, RecipientError
+
+#: Unicode spaces that spreadsheets and web forms put inside numbers.
+_ODD_SPACES = re.compile(r"[\u00a0\u2007\u202f\u2009\u200b\u2060\ufeff]")
+#: Leading text before the number ("Mobile: ", "tel:", "Cell -"), kept if it is "+" or "(".
+_LEADING_JUNK = re.compile(r"^(?:tel:)?[^\d+(]*", re.IGNORECASE)
+#: Trailing text after the last digit ("(home)", "mobile", "- do not call after 6").
+_TRAILING_JUNK = re.compile(r"\D+$")
+
+_PARSE_REASONS: Mapping[int, str] = {
+    NumberParseException.INVALID_COUNTRY_CODE: "not a phone number: unknown country code",
+    NumberParseException.NOT_A_NUMBER: "not a phone number",
+    NumberParseException.TOO_SHORT_AFTER_IDD: "not a phone number: too short after the international prefix",
+    NumberParseException.TOO_SHORT_NSN: "not a phone number: too short",
+    NumberParseException.TOO_LONG: "not a phone number: too long",
+}
+
+_POSSIBILITY_REASONS: Mapping[int, str] = {
+    ValidationResult.INVALID_COUNTRY_CODE: "not a phone number: unknown country code",
+    ValidationResult.TOO_SHORT: "not a phone number: too short",
+    ValidationResult.TOO_LONG: "not a phone number: too long",
+    ValidationResult.INVALID_LENGTH: "invalid length",
+}
+
+#: phonenumbers' number type -> is it (probably) a mobile? None when the type does not say.
+MOBILE_BY_TYPE: Mapping[int, bool | None] = {
+    PhoneNumberType.MOBILE: True,
+    PhoneNumberType.FIXED_LINE_OR_MOBILE: None,
+    PhoneNumberType.FIXED_LINE: False,
+    PhoneNumberType.TOLL_FREE: False,
+    PhoneNumberType.PREMIUM_RATE: False,
+    PhoneNumberType.SHARED_COST: False,
+    PhoneNumberType.VOIP: None,
+    PhoneNumberType.PERSONAL_NUMBER: None,
+    PhoneNumberType.PAGER: False,
+    PhoneNumberType.UAN: False,
+    PhoneNumberType.VOICEMAIL: False,
+    PhoneNumberType.UNKNOWN: None,
+}
+
+
+def _clean(raw: str) -> str:
+    text = _ODD_SPACES.sub(" ", raw).strip()
+    text = _LEADING_JUNK.sub("", text, count=1)
+    text = _TRAILING_JUNK.sub("", text).strip()
+    if text.startswith("00") and not text.startswith("000"):
+        # International access code "00" (most of the world); phonenumbers only knows the IDD of
+        # the default region, so "001 312 ..." would fail for region US. "+" is unambiguous.
+        text = "+" + text[2:].lstrip()
+    return text
+
+
+def _fail(field: str, reason: str, cleaned: str) -> RecipientError:
+    shown = mask_phone(cleaned) if any(ch.isdigit() for ch in cleaned) else ""
+    return RecipientError(field, f"{reason} (got {shown})" if shown else reason)
+
+
+def _check_region(default_region: str) -> str:
+    region = default_region.strip().upper()
+    if region not in phonenumbers.SUPPORTED_REGIONS:
+        raise ConfigError(f"unknown default phone region {default_region!r} (use a code such as US, GB)")
+    return region
+
+
+def normalise(raw: str | None, default_region: str, field: str) -> str:
+    """The E.164 form of `raw`, read as a number of `default_region` unless it says otherwise.
+
+    Extensions are dropped. Raises RecipientError(field, reason) for empty or unusable input, and
+    ConfigError for an unknown `default_region`.
+    """
+    region = _check_region(default_region)
+    if raw is None or not raw.strip():
+        raise RecipientError(field, "empty")
+    cleaned = _clean(raw)
+    if not cleaned:
+        raise _fail(field, "not a phone number: no digits", cleaned)
+    try:
+        number = phonenumbers.parse(cleaned, region)
+    except NumberParseException as exc:
+        raise _fail(field, _PARSE_REASONS.get(exc.error_type, "not a phone number"), cleaned) from None
+    possible = phonenumbers.is_possible_number_with_reason(number)
+    if possible != ValidationResult.IS_POSSIBLE and possible in _POSSIBILITY_REASONS:
+        raise _fail(field, _POSSIBILITY_REASONS[possible], cleaned)
+    if not phonenumbers.is_valid_number(number):
+        code = number.country_code or 0
+        number_region = phonenumbers.region_code_for_country_code(code)
+        where = f"region {number_region}" if number_region != "ZZ" else f"country code +{code}"
+        raise _fail(field, f"invalid number for {where}", cleaned)
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def is_probably_mobile(e164: str) -> bool | None:
+    """True for a mobile number, False for a landline/toll-free/premium one, None when unknown.
+
+    North American numbers are usually None: their numbering plan does not tell mobiles apart.
+    """
+    try:
+        number = phonenumbers.parse(e164, None)
+    except NumberParseException:
+        return None
+    return MOBILE_BY_TYPE.get(phonenumbers.number_type(number))

@@ -1,0 +1,213 @@
+"""SMS body templates: Jinja2 in an immutable sandbox, strict about undefined names. Pure.
+
+Templates are written by ERP admins in the config, so they run sandboxed (no attribute escapes,
+no mutation of the record) and every failure becomes one `errors.TemplateError` naming the
+template and its line. Undefined variables are errors, not empty strings: a message saying
+"PO  approved" is worse than a flow that stops and says why. A defined variable whose value is
+None renders as the empty string (ERP nulls are normal data). Autoescape is off: SMS is text.
+
+Filters: `money`, `date`, `datetime`, `truncate`, `phone_mask` (see each function).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from functools import lru_cache
+from types import TracebackType
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError, meta
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from ml_connector.core.redact import mask_phone, scrub_phones
+from ml_connector.errors import TemplateError
+
+#: ISO 4217 code -> (symbol, decimal places). Others render as "1,234.50 XYZ".
+CURRENCIES: Mapping[str, tuple[str, int]] = {
+    "USD": ("$", 2),
+    "EUR": ("€", 2),
+    "GBP": ("£", 2),
+    "JPY": ("¥", 0),
+    "INR": ("₹", 2),
+    "ZAR": ("R", 2),
+    "KRW": ("₩", 0),
+    "NGN": ("₦", 2),
+}
+_FALLBACK_PLACES = 2
+
+
+def _filename(name: str) -> str:
+    return f"<template {name}>"
+
+
+# --------------------------------------------------------------------------- filters
+
+
+def _decimal(value: Any) -> Decimal:
+    if isinstance(value, bool) or value is None:
+        raise ValueError(f"money: expected a number, got {type(value).__name__}")
+    if isinstance(value, float):
+        value = str(value)
+    if isinstance(value, str):
+        value = value.strip().replace(",", "")
+    try:
+        result = Decimal(value)
+    except (InvalidOperation, TypeError, ValueError):
+        raise ValueError("money: expected a number") from None
+    if not result.is_finite():
+        raise ValueError("money: expected a finite number")
+    return result
+
+
+def format_money(value: Any, currency: str) -> str:
+    """1234.5, "USD" -> "$1,234.50"; "1,234.50", "EUR" -> "€1,234.50"; "XYZ" -> "1,234.50 XYZ"."""
+    code = currency.strip().upper()
+    symbol, places = CURRENCIES.get(code, ("", _FALLBACK_PLACES))
+    amount = _decimal(value).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+    sign = "-" if amount < 0 else ""
+    digits = f"{abs(amount):,.{places}f}"
+    return f"{sign}{symbol}{digits}" if symbol else f"{sign}{digits} {code}"
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {name!r}") from None
+
+
+def _instant(value: Any, what: str) -> datetime | date:
+    """An aware datetime (naive input is taken as UTC), or a plain date left as is."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError(f"{what}: not an ISO-8601 date or time") from None
+    if isinstance(value, datetime):
+        return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    if isinstance(value, date):
+        return value
+    raise ValueError(f"{what}: expected a date or time, got {type(value).__name__}")
+
+
+def format_instant(value: Any, fmt: str, tz: str, what: str = "datetime") -> str:
+    """Render a datetime/ISO string in time zone `tz`; a bare date is formatted unconverted."""
+    instant = _instant(value, what)
+    if isinstance(instant, datetime):
+        instant = instant.astimezone(_zone(tz))
+    return instant.strftime(fmt)
+
+
+def truncate(value: Any, length: int, end: str = "…") -> str:
+    """Shorten to at most `length` characters, ending with `end` when something was cut."""
+    if length < 0:
+        raise ValueError("truncate: length must not be negative")
+    text = "" if value is None else str(value)
+    if len(text) <= length:
+        return text
+    if len(end) >= length:
+        return text[:length]
+    return text[: length - len(end)] + end
+
+
+def _finalize(value: Any) -> Any:
+    return "" if value is None else value
+
+
+def _filters(timezone: str, default_currency: str) -> dict[str, Callable[..., str]]:
+    def money(value: Any, currency: str | None = None) -> str:
+        return format_money(value, currency or default_currency)
+
+    def date_filter(value: Any, fmt: str = "%Y-%m-%d", tz: str | None = None) -> str:
+        return format_instant(value, fmt, tz or timezone, "date")
+
+    def datetime_filter(value: Any, fmt: str = "%Y-%m-%d %H:%M %Z", tz: str | None = None) -> str:
+        return format_instant(value, fmt, tz or timezone, "datetime")
+
+    def phone_mask(value: Any) -> str:
+        return mask_phone(None if value is None else str(value))
+
+    return {
+        "money": money,
+        "date": date_filter,
+        "datetime": datetime_filter,
+        "truncate": truncate,
+        "phone_mask": phone_mask,
+    }
+
+
+@lru_cache(maxsize=64)
+def _environment(timezone: str, currency: str) -> ImmutableSandboxedEnvironment:
+    env = ImmutableSandboxedEnvironment(
+        undefined=StrictUndefined, autoescape=False, finalize=_finalize, keep_trailing_newline=False
+    )
+    env.filters.update(_filters(timezone, currency))
+    return env
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def _template_line(tb: TracebackType | None, filename: str) -> int | None:
+    """The innermost traceback line that belongs to the template (Jinja maps frames to it)."""
+    line = None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == filename:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def _describe(exc: BaseException) -> str:
+    message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    return scrub_phones(f"{type(exc).__name__}: {message}")
+
+
+# --------------------------------------------------------------------------- API
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledTemplate:
+    """A template ready to render many times. Build with `compile_template`."""
+
+    name: str
+    template: Template
+    variables: frozenset[str]
+
+    def render(self, context: Mapping[str, Any]) -> str:
+        """Render with `context` (record data plus `record` and `flow`, built by the caller)."""
+        try:
+            return self.template.render(dict(context))
+        except Exception as exc:
+            line = _template_line(exc.__traceback__, _filename(self.name))
+            raise TemplateError(self.name, line, _describe(exc)) from exc
+
+
+def compile_template(
+    name: str, source: str, *, timezone: str = "UTC", currency: str = "USD"
+) -> CompiledTemplate:
+    """Compile `source`; raises TemplateError (with line) on a syntax error or a bad time zone."""
+    try:
+        _zone(timezone)
+    except ValueError as exc:
+        raise TemplateError(name, None, str(exc)) from None
+    env = _environment(timezone, currency.strip().upper())
+    try:
+        parsed = env.parse(source, name=name, filename=_filename(name))
+        code = env.compile(parsed, name=name, filename=_filename(name))
+    except TemplateSyntaxError as exc:
+        raise TemplateError(name, exc.lineno, _describe(exc)) from exc
+    template = env.template_class.from_code(env, code, env.make_globals(None))
+    template.name = name
+    return CompiledTemplate(name, template, frozenset(meta.find_undeclared_variables(parsed)))
+
+
+def check_template(
+    name: str, source: str, *, timezone: str = "UTC", currency: str = "USD"
+) -> frozenset[str]:
+    """Compile only (for `ml-connector validate`); returns the top-level names the template uses."""
+    return compile_template(name, source, timezone=timezone, currency=currency).variables
