@@ -27,8 +27,9 @@ from ml_connector.core.templates import compile_template
 from ml_connector.errors import ConfigError, MlcError, SourceError, TemplateError
 from ml_connector.runtime.dispatcher import Dispatcher, DispatcherSettings
 from ml_connector.runtime.poller import LOOKBACK, MAIN, FlowRuntime, Poller
+from ml_connector.runtime.writeback import WriteBackRunner
 from ml_connector.sources import registry
-from ml_connector.sources.base import Closeable, Source
+from ml_connector.sources.base import Closeable, Source, WriteBack
 from ml_connector.store.crypto import load_keyring
 from ml_connector.store.sql import SqlStore
 
@@ -88,17 +89,16 @@ def build_twilio_clients(config: Config, transport: HttpTransport | None) -> dic
             auth_token=account.auth_token.get_secret_value() if account.auth_token else None,
             api_key_sid=account.api_key_sid,
             api_key_secret=account.api_key_secret.get_secret_value() if account.api_key_secret else None,
-            base_url=str(account.base_urls.api).rstrip("/"),
+            base_url=account.base_urls.api,
             transport=account_transport,
         )
     return clients
 
 
 def sender_value(config: Config, ref: str) -> tuple[str, str]:
-    """"account.sender" -> (account, From number or MG SID)."""
-    account, _, sender = ref.partition(".")
-    spec = config.twilio.accounts[account].senders[sender]
-    return account, spec.messaging_service_sid or spec.from_ or ""
+    """"account.sender" -> (account name, From number or MG SID)."""
+    _, sender = config.sender(ref)
+    return ref.partition(".")[0], sender.address
 
 
 class Connector:
@@ -120,6 +120,7 @@ class Connector:
         self.pollers = {name: Poller(flow, self.store, self.clock) for name, flow in self.flows.items()}
         self.worker = self.overrides.worker or f"{socket.gethostname()}:{os.getpid()}"
         self.dispatcher = self._dispatcher()
+        self.write_backs = WriteBackRunner(self.store, self.sources, worker=self.worker, clock=self.clock)
 
     def _flow_runtimes(self) -> dict[str, FlowRuntime]:
         flows: dict[str, FlowRuntime] = {}
@@ -131,18 +132,22 @@ class Connector:
                 name=name, spec=spec, source=self.sources[spec.source], template=self.templates[name],
                 account=account, sender=sender,
                 default_region=getattr(self.config.sources[spec.source], "default_region", "US"),
+                write_back_source=spec.source if self._writes_back(spec.source) else None,
             )
         return flows
+
+    def _writes_back(self, source_name: str) -> bool:
+        """A source records deliveries when it can and its config has not turned that off."""
+        section = self.config.sources[source_name]
+        enabled = getattr(getattr(section, "write_back", None), "enabled", False)
+        return bool(enabled) and isinstance(self.sources[source_name], WriteBack)
 
     def _dispatcher(self) -> Dispatcher:
         mps: dict[str, float] = {}
         for account_name, account in self.config.twilio.accounts.items():
             for sender in account.senders.values():
-                mps[f"{account_name}.{sender.messaging_service_sid or sender.from_}"] = sender.effective_mps
-        policies = {
-            name: RetryPolicy(spec.retry.base_delay, spec.retry.max_delay, spec.retry.max_attempts)
-            for name, spec in self.config.flows.items()
-        }
+                mps[f"{account_name}.{sender.address}"] = sender.effective_mps
+        policies = {name: RetryPolicy.from_spec(spec.retry) for name, spec in self.config.flows.items()}
         d = self.config.dispatcher
         settings = DispatcherSettings(
             worker=self.worker, concurrency=d.concurrency, lease=d.lease, batch_size=d.batch_size,
@@ -176,6 +181,8 @@ class Connector:
             tasks += [asyncio.create_task(self._poll_loop(name, stop)) for name in self.pollers]
         if "dispatcher" in roles:
             tasks.append(asyncio.create_task(self.dispatcher.run(stop)))
+            if any(flow.write_back_source for flow in self.flows.values()):
+                tasks.append(asyncio.create_task(self.write_backs.run(stop)))
         if "web" in roles:
             tasks.append(asyncio.create_task(self._serve_web(stop)))
         try:

@@ -28,13 +28,13 @@ from rich.console import Console
 from rich.table import Table
 
 from ml_connector import __version__
+from ml_connector.config import CONFIG_ENV
 from ml_connector.core.lifecycle import REPLAYABLE
 from ml_connector.core.models import Status
 from ml_connector.core.redact import mask_phone
 from ml_connector.errors import ConfigError, MlcError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-CONFIG_ENV = "MLC_CONFIG"
 DEFAULT_CONFIG = "ml-connector.yaml"
 
 console = Console(highlight=False)

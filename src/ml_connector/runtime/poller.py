@@ -42,6 +42,7 @@ class FlowRuntime:
     account: str
     sender: str          # From number / sender id, or MG... Messaging Service SID
     default_region: str
+    write_back_source: str | None = None  # source that records final statuses, if any
 
 
 @dataclass(slots=True)
@@ -118,7 +119,7 @@ class Poller:
         """Judge a batch against last-seen state and commit it with the watermark, atomically."""
         flow = self.flow
         keys = [r.key for r in batch]
-        previous = await asyncio.to_thread(self._store.last_seen, flow.name, keys) if keys else {}
+        previous = dict(await asyncio.to_thread(self._store.last_seen, flow.name, keys)) if keys else {}
         states: list[RecordState] = []
         notifications: list[NewNotification] = []
         now = self._clock()
@@ -129,6 +130,7 @@ class Poller:
             snapshot = rules.snapshot(flow.spec.trigger, record.data)
             fires = rules.evaluate(flow.spec.trigger, record.data, before, policy)
             states.append(RecordState(flow.name, record.key, snapshot, record.changed_at))
+            previous[record.key] = snapshot  # a later version in this batch is judged against this one
             if fires:
                 report.fired += 1
                 notifications.extend(await self._notifications_for(record, snapshot, resolver, now))
@@ -172,6 +174,7 @@ class Poller:
                     max_attempts=flow.spec.retry.max_attempts,
                     segments=segments,
                     record_changed_at=record.changed_at,
+                    write_back=flow.write_back_source,
                 )
             )
         return result

@@ -47,7 +47,7 @@ class NewNotification:
     max_attempts: int
     segments: int
     record_changed_at: datetime
-    write_back: bool = False  # queue a write-back to the source when this reaches a final status
+    write_back: str | None = None  # source name to record the final status in (its own queue)
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,9 +194,12 @@ class Store(Protocol):
     def apply_status(self, event: StatusEvent) -> ApplyResult: ...
 
     # -- write-back to the ERP ----------------------------------------------------------------
-    def claim_write_backs(self, worker: str, now: datetime, lease: timedelta, limit: int) -> list[WriteBackTask]: ...
-    def finish_write_back(self, task_id: int, *, ok: bool, error: str | None, next_attempt_at: datetime | None,
-                          now: datetime) -> None: ...
+    def claim_write_backs(
+        self, worker: str, now: datetime, lease: timedelta, limit: int
+    ) -> list[WriteBackTask]: ...
+    def finish_write_back(
+        self, task_id: int, *, ok: bool, error: str | None, next_attempt_at: datetime | None, now: datetime
+    ) -> None: ...
 
     # -- people --------------------------------------------------------------------------
     def list_notifications(self, flt: NotificationFilter) -> list[NotificationView]: ...

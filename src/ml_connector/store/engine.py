@@ -1,0 +1,98 @@
+"""Building engines: which URLs we accept, and the per-connection settings each database needs.
+
+SQLite: WAL (readers never block the writer), synchronous=NORMAL (durable at checkpoints, fast),
+busy_timeout 30 s, foreign keys on. Python's sqlite3 transaction handling is switched off so we
+emit BEGIN ourselves: `write=True` connections start with BEGIN IMMEDIATE, which takes the write
+lock up front, so a claim's SELECT and UPDATE cannot interleave with another process's claim.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from ml_connector.errors import ConfigError
+
+_WRITE = "mlc_write"
+_DRIVERS = {
+    "sqlite": "sqlite",
+    "sqlite+pysqlite": "sqlite",
+    "postgresql": "postgresql+psycopg",
+    "postgres": "postgresql+psycopg",
+    "postgresql+psycopg": "postgresql+psycopg",
+}
+_SQLITE_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=NORMAL",
+    "PRAGMA busy_timeout=30000",
+    "PRAGMA foreign_keys=ON",
+)
+
+
+def parse_url(url: str) -> URL:
+    """Accept sqlite file URLs and PostgreSQL URLs; route PostgreSQL to psycopg 3."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(
+            "database url is not a valid URL (expected sqlite:///path.db or postgresql://...)"
+        ) from None
+    driver = _DRIVERS.get(parsed.drivername)
+    shown = parsed.render_as_string(hide_password=True)
+    if driver is None:
+        raise ConfigError(
+            f"database url {shown}: unsupported scheme {parsed.drivername!r}; "
+            "use sqlite:///path.db or postgresql://user@host/db"
+        )
+    if driver == "sqlite" and parsed.database in (None, "", ":memory:"):
+        raise ConfigError(
+            f"database url {shown}: an in-memory SQLite database cannot be shared between "
+            "connections; give a file path (sqlite:///path.db)"
+        )
+    return parsed.set(drivername=driver)
+
+
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None  # we issue BEGIN ourselves (see _sqlite_begin)
+    cursor = dbapi_connection.cursor()
+    try:
+        for pragma in _SQLITE_PRAGMAS:
+            cursor.execute(pragma)
+    finally:
+        cursor.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "BEGIN")
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for `url` with the settings above."""
+    parsed = parse_url(url)
+    if parsed.drivername == "sqlite":
+        engine = create_engine(parsed, connect_args={"timeout": 30, "check_same_thread": False})
+        event.listen(engine, "connect", _sqlite_connect)
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    return create_engine(parsed, pool_pre_ping=True)
+
+
+@contextmanager
+def writing(engine: Engine) -> Iterator[Connection]:
+    """A transaction that will write: BEGIN IMMEDIATE on SQLite, plain BEGIN on PostgreSQL."""
+    with engine.connect() as conn:
+        conn.execution_options(**{_WRITE: True})
+        with conn.begin():
+            yield conn
+
+
+@contextmanager
+def reading(engine: Engine) -> Iterator[Connection]:
+    """A read-only transaction (deferred BEGIN on SQLite: never waits for the write lock)."""
+    with engine.connect() as conn, conn.begin():
+        yield conn

@@ -1,0 +1,623 @@
+"""SqlStore: the storage port on SQLite (one process) and PostgreSQL (many), with SQLAlchemy Core.
+
+Every method is one short transaction. Writers that read-then-update lock what they read:
+on PostgreSQL with `FOR UPDATE` (claims `SKIP LOCKED`, so dispatchers never wait on each other),
+on SQLite by starting the transaction with BEGIN IMMEDIATE (see store.engine). Reports for one
+provider id are serialised with a transaction-scoped advisory lock, so a callback racing the
+commit of its own send is either seen by that commit or sees it, never neither.
+
+Phone numbers, bodies and raw callbacks are AES-GCM encrypted; only keyed hashes and masked
+text are stored in clear.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Insert,
+    Row,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+
+from ml_connector.core.lifecycle import FINAL, RANK, REPLAYABLE, advances, from_provider
+from ml_connector.core.models import Status, StatusEvent, require_aware
+from ml_connector.errors import ConfigError
+from ml_connector.store import finish, writebacks
+from ml_connector.store import migrate as migrations
+from ml_connector.store.crypto import KeyMismatchError, KeyRing
+from ml_connector.store.engine import make_engine, reading, writing
+from ml_connector.store.port import (
+    ApplyResult,
+    AttemptResult,
+    AttemptView,
+    AuditEntry,
+    Claimed,
+    NewNotification,
+    NotificationFilter,
+    NotificationView,
+    PollCommit,
+    Store,
+    WriteBackTask,
+)
+from ml_connector.store.scrub import mask_numbers
+from ml_connector.store.tables import (
+    attempts,
+    audit,
+    delivery_events,
+    notifications,
+    record_state,
+    store_meta,
+    watermarks,
+)
+from ml_connector.store.types import UtcDateTime
+
+n, a, de = notifications, attempts, delivery_events
+
+_INSERTS: Mapping[str, Callable[[Table], Any]] = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+_KEY_CHECK = "key_check"
+_KEY_CHECK_LABEL = "ml-connector master key check v1"
+_PROVIDER_LOCK_SPACE = 7_400_113  # classid of the advisory locks taken per provider id
+_FAILURES = frozenset({Status.FAILED, Status.UNDELIVERED})
+_CHUNK = 500
+_FREE_TEXT = frozenset({"reason", "message"})  # audit detail keys that may quote a phone number
+
+#: A result row of any shape.
+AnyRow = Row[*tuple[Any, ...]]
+
+
+def _dedupe_key(event: StatusEvent) -> str:
+    """Same report, same key: Twilio may deliver one callback several times."""
+    parts = (
+        event.provider_id,
+        event.provider_status.lower(),
+        "" if event.error_code is None else str(event.error_code),
+        event.raw.get("RawDlrDoneDate", ""),
+    )
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
+
+
+def _json(detail: Mapping[str, Any]) -> str:
+    return json.dumps(detail, sort_keys=True, default=str, separators=(",", ":"))
+
+
+def _audit_row(
+    at: datetime, kind: str, *, nid: int | None, flow: str | None, status: str | None, **detail: Any
+) -> dict[str, Any]:
+    clean = {k: mask_numbers(v) if k in _FREE_TEXT else v for k, v in detail.items()}
+    return {"at": at, "notification_id": nid, "flow": flow, "kind": kind, "status": status,
+            "detail_json": _json(clean)}
+
+
+def _chunks(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]
+
+
+class SqlStore:
+    """The Store port over one database URL (sqlite:///file.db or postgresql://...)."""
+
+    def __init__(self, url: str, keyring: KeyRing, *, migrate: bool = True) -> None:
+        self._engine = make_engine(url)
+        self._keys = keyring
+        self._dialect = self._engine.dialect.name
+        self._insert = _INSERTS[self._dialect]
+        try:
+            if migrate:
+                migrations.upgrade_engine(self._engine)
+            else:
+                self._require_current_schema()
+            self._check_key()
+        except BaseException:
+            self._engine.dispose()
+            raise
+
+    def close(self) -> None:
+        """Release every pooled connection."""
+        self._engine.dispose()
+
+    # -- setup -----------------------------------------------------------------------------
+
+    def _require_current_schema(self) -> None:
+        found, wanted = migrations.current_engine(self._engine), migrations.head()
+        if found != wanted:
+            raise ConfigError(
+                f"the database schema is at revision {found or 'none (empty database)'}, this version "
+                f"needs {wanted}: run the migrations (ml_connector.store.migrate.upgrade) first"
+            )
+
+    def _check_key(self) -> None:
+        """Refuse to start with another master key than the one the data was written with."""
+        expected = self._keys.hash_lookup(_KEY_CHECK_LABEL)
+        with writing(self._engine) as conn:
+            found = conn.execute(
+                select(store_meta.c.value).where(store_meta.c.name == _KEY_CHECK)
+            ).scalar_one_or_none()
+            if found is None:
+                conn.execute(store_meta.insert().values(name=_KEY_CHECK, value=expected))
+            elif not hmac.compare_digest(found, expected):
+                raise KeyMismatchError(
+                    "the master key is not the one this database was created with: stored phone "
+                    "numbers and bodies cannot be decrypted; use the original key file or MLC_MASTER_KEY"
+                )
+
+    def ping(self) -> str:
+        """Dialect and server version, e.g. 'postgresql 16.2' (for `ml-connector check`)."""
+        query = "SELECT sqlite_version()" if self._dialect == "sqlite" else "SHOW server_version"
+        with reading(self._engine) as conn:
+            version = conn.execute(text(query)).scalar_one()
+        return f"{self._dialect} {version}"
+
+    # -- polling ---------------------------------------------------------------------------
+
+    def get_watermark(self, flow: str, kind: str = "main") -> datetime | None:
+        with reading(self._engine) as conn:
+            value: datetime | None = conn.execute(
+                select(watermarks.c.value).where(watermarks.c.flow == flow, watermarks.c.kind == kind)
+            ).scalar_one_or_none()
+        return value
+
+    def last_seen(self, flow: str, record_keys: Sequence[str]) -> dict[str, Mapping[str, Any]]:
+        found: dict[str, Mapping[str, Any]] = {}
+        with reading(self._engine) as conn:
+            for chunk in _chunks(list(dict.fromkeys(record_keys))):
+                rows = conn.execute(
+                    select(record_state.c.record_key, record_state.c.state_json).where(
+                        record_state.c.flow == flow, record_state.c.record_key.in_(chunk)
+                    )
+                )
+                found.update({key: json.loads(state) for key, state in rows})
+        return found
+
+    def commit_poll(self, commit: PollCommit) -> list[int]:
+        """Watermark, record states and new notifications in ONE transaction (invariant 1)."""
+        now = require_aware(commit.polled_at, "PollCommit.polled_at")
+        first_of_key: dict[str, NewNotification] = {}
+        for x in commit.notifications:
+            first_of_key.setdefault(x.idempotency_key, x)
+        unique = list(first_of_key.values())
+        rows = [self._notification_row(x, now) for x in unique]
+        states = {
+            (s.flow, s.record_key): {
+                "flow": s.flow, "record_key": s.record_key, "changed_at": s.changed_at, "updated_at": now,
+                "state_json": json.dumps(dict(s.values), sort_keys=True, default=str),
+            }
+            for s in commit.states
+        }
+        with writing(self._engine) as conn:
+            moved = commit.watermark is not None and self._advance_watermark(conn, commit, now)
+            if states:
+                stmt = self._insert(record_state)
+                conn.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=[record_state.c.flow, record_state.c.record_key],
+                        set_={c: stmt.excluded[c] for c in ("state_json", "changed_at", "updated_at")},
+                    ),
+                    list(states.values()),
+                )
+            inserted = self._insert_notifications(conn, rows)
+            ids = [(inserted[row["idempotency_key"]], x) for row, x in zip(rows, unique, strict=True)
+                   if row["idempotency_key"] in inserted]
+            entries = [self._created_audit(nid, x, now) for nid, x in ids]
+            writebacks.enqueue_final(conn, [nid for nid, x in ids if x.status in FINAL], now)
+            entries += [
+                _audit_row(now, x.status.value, nid=nid, flow=x.flow, status=x.status.value, reason=x.reason)
+                for nid, x in ids
+                if x.status in (Status.FAILED, Status.SUPPRESSED)
+            ]
+            if moved or ids:
+                entries.append(_audit_row(
+                    now, "poll", nid=None, flow=commit.flow, status=None,
+                    watermark_kind=commit.watermark_kind,
+                    watermark=commit.watermark.isoformat() if moved and commit.watermark else None,
+                    inserted=len(ids), duplicates=len(commit.notifications) - len(ids), states=len(states),
+                ))
+            if entries:
+                conn.execute(audit.insert(), entries)
+        return [nid for nid, _ in ids]
+
+    def _notification_row(self, x: NewNotification, now: datetime) -> dict[str, Any]:
+        return {
+            # keyed hash: keys are built from the recipient, and only their equality matters here
+            "idempotency_key": self._keys.hash_lookup(x.idempotency_key), "flow": x.flow, "entity": x.entity,
+            "record_key": x.record_key, "event_version": x.event_version, "channel": x.channel,
+            "account": x.account, "sender": x.sender,
+            "recipient_enc": self._keys.encrypt(x.recipient),
+            "recipient_hash": self._keys.hash_lookup(x.recipient),
+            "recipient_field": x.recipient_field, "body_enc": self._keys.encrypt(x.body),
+            "status": x.status.value, "reason": mask_numbers(x.reason),
+            "attempts_made": 0, "max_attempts": x.max_attempts, "attempt_budget": x.max_attempts,
+            "segments": x.segments, "write_back_source": x.write_back,
+            "next_attempt_at": x.next_attempt_at if x.status is Status.PENDING else None,
+            "record_changed_at": x.record_changed_at, "created_at": now, "updated_at": now,
+        }
+
+    @staticmethod
+    def _created_audit(nid: int, x: NewNotification, now: datetime) -> dict[str, Any]:
+        return _audit_row(
+            now, "created", nid=nid, flow=x.flow, status=x.status.value, entity=x.entity,
+            record_key=x.record_key, event_version=x.event_version, channel=x.channel,
+            recipient_field=x.recipient_field, segments=x.segments,
+        )
+
+    def _insert_notifications(self, conn: Connection, rows: list[dict[str, Any]]) -> dict[str, int]:
+        """Insert, skipping idempotency keys already stored; key -> id of the rows really inserted."""
+        if not rows:
+            return {}
+        stmt: Insert = self._insert(n).on_conflict_do_nothing(index_elements=[n.c.idempotency_key])
+        result = conn.execute(stmt.returning(n.c.idempotency_key, n.c.id), rows)
+        return {key: nid for key, nid in result}
+
+    def _advance_watermark(self, conn: Connection, commit: PollCommit, now: datetime) -> bool:
+        """Upsert the watermark unless the stored one is later: watermarks never go backwards."""
+        stmt = self._insert(watermarks).values(
+            flow=commit.flow, kind=commit.watermark_kind, value=commit.watermark, updated_at=now
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[watermarks.c.flow, watermarks.c.kind],
+            set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at},
+            where=watermarks.c.value < stmt.excluded.value,
+        )
+        return conn.execute(stmt.returning(watermarks.c.flow)).first() is not None
+
+    # -- dispatching -----------------------------------------------------------------------
+
+    def claim_due(self, worker: str, now: datetime, lease: timedelta, limit: int) -> list[Claimed]:
+        """Lease due rows (and rows whose worker's lease ran out: those come back in doubt)."""
+        require_aware(now, "claim_due(now)")
+        if limit <= 0:
+            return []
+        due = or_(
+            and_(n.c.status.in_([Status.PENDING.value, Status.DEFERRED.value]), n.c.next_attempt_at <= now),
+            and_(n.c.status == Status.SENDING.value, n.c.lease_until < now),
+        )
+        query = (
+            select(n.c.id, n.c.flow, n.c.entity, n.c.record_key, n.c.account, n.c.sender, n.c.recipient_enc,
+                   n.c.body_enc, n.c.status, n.c.attempts_made, n.c.attempt_budget, n.c.in_doubt_since,
+                   n.c.lease_owner, n.c.created_at)
+            .where(due)
+            .order_by(n.c.next_attempt_at, n.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        with writing(self._engine) as conn:
+            rows = conn.execute(query).all()
+            if not rows:
+                return []
+            since = self._in_doubt_since(conn, rows)
+            conn.execute(
+                update(n)
+                .where(n.c.id == bindparam("b_id"))
+                .values(status=Status.SENDING.value, lease_owner=worker, lease_until=now + lease,
+                        attempts_made=n.c.attempts_made + 1, updated_at=now,
+                        in_doubt_since=bindparam("b_since", type_=UtcDateTime())),
+                [{"b_id": r.id, "b_since": since.get(r.id)} for r in rows],
+            )
+            conn.execute(a.insert(), [
+                {"notification_id": r.id, "attempt_no": r.attempts_made + 1, "started_at": now} for r in rows
+            ])
+            conn.execute(audit.insert(), [
+                _audit_row(now, "claimed", nid=r.id, flow=r.flow, status=Status.SENDING.value, worker=worker,
+                           attempt_no=r.attempts_made + 1, in_doubt=r.id in since,
+                           lease_expired_for=r.lease_owner if r.status == Status.SENDING.value else None)
+                for r in rows
+            ])
+        return [self._claimed(r, since.get(r.id)) for r in rows]
+
+    def _in_doubt_since(self, conn: Connection, rows: Sequence[AnyRow]) -> dict[int, datetime]:
+        """For rows whose earlier attempt never finished: when that attempt started.
+
+        Marks those attempts `in_doubt`; the dispatcher reconciles with the provider before resending.
+        """
+        doubtful = [r for r in rows if r.status == Status.SENDING.value or r.in_doubt_since is not None]
+        if not doubtful:
+            return {}
+        ids = [r.id for r in doubtful]
+        unfinished = and_(a.c.notification_id.in_(ids), a.c.finished_at.is_(None))
+        open_since: dict[int, datetime] = {
+            nid: started
+            for nid, started in conn.execute(
+                select(a.c.notification_id, func.min(a.c.started_at))
+                .where(unfinished)
+                .group_by(a.c.notification_id)
+            )
+        }
+        conn.execute(update(a).where(unfinished, a.c.outcome.is_(None)).values(outcome="in_doubt"))
+        since: dict[int, datetime] = {}
+        for r in doubtful:
+            known = [t for t in (r.in_doubt_since, open_since.get(r.id)) if t is not None]
+            since[r.id] = min(known) if known else r.created_at
+        return since
+
+    def _claimed(self, r: AnyRow, in_doubt_since: datetime | None) -> Claimed:
+        return Claimed(
+            id=r.id, flow=r.flow, entity=r.entity, record_key=r.record_key, account=r.account,
+            sender=r.sender, recipient=self._keys.decrypt(r.recipient_enc),
+            body=self._keys.decrypt(r.body_enc),
+            attempt_no=r.attempts_made + 1, max_attempts=r.attempt_budget,
+            in_doubt=in_doubt_since is not None, in_doubt_since=in_doubt_since, created_at=r.created_at,
+        )
+
+    def finish_attempt(self, result: AttemptResult) -> None:
+        """Record an attempt's outcome, unless a newer claim owns the notification by now."""
+        require_aware(result.finished_at, "AttemptResult.finished_at")
+        at = result.finished_at
+        with writing(self._engine) as conn:
+            if result.provider_id:
+                self._lock_provider_id(conn, result.provider_id)
+            row = conn.execute(
+                select(n.c.id, n.c.flow, n.c.status, n.c.attempts_made, n.c.in_doubt_since)
+                .where(n.c.id == result.notification_id)
+                .with_for_update()
+            ).first()
+            if row is None or row.status != Status.SENDING.value or row.attempts_made != result.attempt_no:
+                conn.execute(audit.insert().values(_audit_row(
+                    at, "stale_finish", nid=result.notification_id, flow=row.flow if row else None,
+                    status=row.status if row else None, attempt_no=result.attempt_no,
+                    outcome=result.outcome.value, provider_id=result.provider_id,
+                )))
+                return
+            plan = finish.plan_finish(result, row.in_doubt_since)
+            conn.execute(
+                update(n).where(n.c.id == row.id).values(
+                    status=plan.status.value, lease_owner=None, lease_until=None, updated_at=at,
+                    attempts_made=n.c.attempts_made + plan.attempts_delta, **plan.notification,
+                )
+            )
+            if plan.status in FINAL:
+                writebacks.enqueue_final(conn, [row.id], at)
+            this_attempt = and_(a.c.notification_id == row.id, a.c.attempt_no == result.attempt_no)
+            if plan.drop_attempt:
+                conn.execute(delete(a).where(this_attempt))
+            else:
+                conn.execute(update(a).where(this_attempt).values(
+                    finished_at=at, outcome=plan.attempt_outcome, provider_id=result.provider_id,
+                    provider_status=result.provider_status, error_code=result.error_code,
+                    error_message=mask_numbers(result.error_message),
+                ))
+            conn.execute(audit.insert().values(_audit_row(
+                at, "attempt", nid=row.id, flow=row.flow, status=plan.status.value,
+                attempt_no=result.attempt_no, outcome=result.outcome.value, code=result.error_code,
+                message=result.error_message, provider_id=result.provider_id,
+            )))
+            if plan.provider_took_it and result.provider_id:
+                self._adopt_orphans(conn, row.id, row.flow, result.provider_id, plan.status, at)
+
+    def _lock_provider_id(self, conn: Connection, provider_id: str) -> None:
+        """Serialise everything about one provider id (SQLite: BEGIN IMMEDIATE already did)."""
+        if self._dialect == "postgresql":
+            conn.execute(
+                text("SELECT pg_advisory_xact_lock(:space, hashtext(:pid))"),
+                {"space": _PROVIDER_LOCK_SPACE, "pid": provider_id},
+            )
+
+    def _adopt_orphans(
+        self, conn: Connection, nid: int, flow: str, provider_id: str, status: Status, at: datetime
+    ) -> None:
+        """Apply callbacks that arrived before the send was committed, lowest status first."""
+        events = conn.execute(
+            select(de.c.id, de.c.provider_status, de.c.error_code)
+            .where(de.c.provider_id == provider_id, de.c.notification_id.is_(None))
+            .order_by(de.c.id)
+        ).all()
+
+        def precedence(ev: AnyRow) -> tuple[int, int]:
+            mapped = from_provider(ev.provider_status)
+            return (RANK[mapped] if mapped else -1, ev.id)
+
+        for ev in sorted(events, key=precedence):
+            new = from_provider(ev.provider_status)
+            outcome = ApplyResult.APPLIED if new and advances(status, new) else ApplyResult.STALE
+            conn.execute(update(de).where(de.c.id == ev.id).values(notification_id=nid, result=outcome.value))
+            if new and outcome is ApplyResult.APPLIED:
+                self._move_status(conn, nid, new, ev.error_code, None, at)
+                status = new
+            conn.execute(audit.insert().values(_audit_row(
+                at, "status", nid=nid, flow=flow, status=status.value, provider_id=provider_id,
+                provider_status=ev.provider_status, code=ev.error_code, result=outcome.value,
+                adopted_orphan=True,
+            )))
+
+    def _move_status(
+        self, conn: Connection, nid: int, new: Status, code: int | None, message: str | None, at: datetime
+    ) -> None:
+        values: dict[str, Any] = {"status": new.value, "updated_at": at}
+        if new in _FAILURES:
+            values["error_code"] = code
+            if message:
+                values["error_message"] = mask_numbers(message)
+        conn.execute(update(n).where(n.c.id == nid).values(**values))
+        if new in FINAL:
+            writebacks.enqueue_final(conn, [nid], at)
+
+    # -- provider reports ------------------------------------------------------------------
+
+    def apply_status(self, event: StatusEvent) -> ApplyResult:
+        """Store one status report and move the notification forward if it is news."""
+        key = _dedupe_key(event)
+        raw_enc = self._keys.encrypt(_json(dict(event.raw)))
+        at = event.received_at
+        with writing(self._engine) as conn:
+            self._lock_provider_id(conn, event.provider_id)
+            match = conn.execute(
+                select(a.c.id.label("attempt_id"), n.c.id, n.c.flow, n.c.status, n.c.provider_id)
+                .join(n, n.c.id == a.c.notification_id)
+                .where(a.c.provider_id == event.provider_id)
+                .order_by(a.c.id.desc())
+                .limit(1)
+                .with_for_update(of=n)
+            ).first()
+            new = from_provider(event.provider_status)
+            result = self._judge(match, event.provider_id, new)
+            stored = conn.execute(
+                self._insert(de)
+                .values(provider_id=event.provider_id, provider_status=event.provider_status,
+                        error_code=event.error_code, dedupe_key=key, received_at=at,
+                        notification_id=match.id if match else None, result=result.value, raw_enc=raw_enc)
+                .on_conflict_do_nothing(index_elements=[de.c.dedupe_key])
+                .returning(de.c.id)
+            ).scalar_one_or_none()
+            if stored is None:
+                result = ApplyResult.DUPLICATE
+            elif match is not None:
+                conn.execute(
+                    update(a).where(a.c.id == match.attempt_id).values(provider_status=event.provider_status)
+                )
+                if result is ApplyResult.APPLIED and new is not None:
+                    message = event.raw.get("ErrorMessage")
+                    self._move_status(conn, match.id, new, event.error_code, message, at)
+            status = new.value if result is ApplyResult.APPLIED and new else (match.status if match else None)
+            conn.execute(audit.insert().values(_audit_row(
+                at, "orphan" if result is ApplyResult.ORPHAN else "status", nid=match.id if match else None,
+                flow=match.flow if match else None, status=status, provider_id=event.provider_id,
+                provider_status=event.provider_status, code=event.error_code, result=result.value,
+            )))
+        return result
+
+    @staticmethod
+    def _judge(match: AnyRow | None, provider_id: str, new: Status | None) -> ApplyResult:
+        if match is None:
+            return ApplyResult.ORPHAN
+        if match.provider_id != provider_id or new is None:  # an older attempt's SID, or not a status
+            return ApplyResult.STALE
+        return ApplyResult.APPLIED if advances(Status(match.status), new) else ApplyResult.STALE
+
+    # -- write-back to the ERP --------------------------------------------------------------
+
+    def claim_write_backs(
+        self, worker: str, now: datetime, lease: timedelta, limit: int
+    ) -> list[WriteBackTask]:
+        """Lease due write-backs; a task whose worker's lease ran out is handed out again."""
+        require_aware(now, "claim_write_backs(now)")
+        if limit <= 0:
+            return []
+        with writing(self._engine) as conn:
+            return writebacks.claim(conn, worker, now, lease, limit)
+
+    def finish_write_back(
+        self, task_id: int, *, ok: bool, error: str | None, next_attempt_at: datetime | None, now: datetime
+    ) -> None:
+        """Done, retry at `next_attempt_at`, or give up (None); ignored unless the task is running."""
+        require_aware(now, "finish_write_back(now)")
+        with writing(self._engine) as conn:
+            entry = writebacks.finish(conn, task_id, ok=ok, error=error, next_attempt_at=next_attempt_at,
+                                      now=now, audit_row=_audit_row)
+            if entry is not None:
+                conn.execute(audit.insert().values(entry))
+
+    # -- people ----------------------------------------------------------------------------
+
+    def list_notifications(self, flt: NotificationFilter) -> list[NotificationView]:
+        """Newest first, at most `flt.limit`."""
+        conditions: list[ColumnElement[bool]] = []
+        if flt.flow is not None:
+            conditions.append(n.c.flow == flt.flow)
+        if flt.statuses:
+            conditions.append(n.c.status.in_([s.value for s in flt.statuses]))
+        if flt.since is not None:
+            conditions.append(n.c.created_at >= flt.since)
+        if flt.until is not None:
+            conditions.append(n.c.created_at < flt.until)
+        if flt.recipient is not None:
+            conditions.append(n.c.recipient_hash == self._keys.hash_lookup(flt.recipient))
+        if flt.ids:
+            conditions.append(n.c.id.in_(list(flt.ids)))
+        query = select(n).where(*conditions).order_by(n.c.id.desc()).limit(flt.limit)
+        with reading(self._engine) as conn:
+            return [self._view(r, ()) for r in conn.execute(query)]
+
+    def get_notification(self, notification_id: int) -> NotificationView | None:
+        with reading(self._engine) as conn:
+            row = conn.execute(select(n).where(n.c.id == notification_id)).first()
+            if row is None:
+                return None
+            tried = conn.execute(
+                select(a).where(a.c.notification_id == notification_id).order_by(a.c.attempt_no)
+            ).all()
+        return self._view(row, [
+            AttemptView(attempt_no=t.attempt_no, outcome=t.outcome, started_at=t.started_at,
+                        finished_at=t.finished_at, provider_id=t.provider_id,
+                        provider_status=t.provider_status,
+                        error_code=t.error_code, error_message=t.error_message)
+            for t in tried
+        ])
+
+    def _view(self, r: AnyRow, tried: Sequence[AttemptView]) -> NotificationView:
+        return NotificationView(
+            id=r.id, flow=r.flow, entity=r.entity, record_key=r.record_key, channel=r.channel,
+            account=r.account, sender=r.sender, recipient=self._keys.decrypt(r.recipient_enc),
+            recipient_field=r.recipient_field, body=self._keys.decrypt(r.body_enc), status=Status(r.status),
+            reason=r.reason, provider_id=r.provider_id, error_code=r.error_code,
+            attempts_made=r.attempts_made,
+            max_attempts=r.attempt_budget, segments=r.segments, created_at=r.created_at,
+            updated_at=r.updated_at, next_attempt_at=r.next_attempt_at, attempts=tuple(tried),
+        )
+
+    def replay(self, ids: Sequence[int], now: datetime, actor: str) -> list[int]:
+        """Reopen failed/dead/undelivered notifications for a new round of attempts; old attempts stay."""
+        require_aware(now, "replay(now)")
+        wanted = list(dict.fromkeys(ids))
+        replayed: set[int] = set()
+        with writing(self._engine) as conn:
+            for chunk in _chunks(wanted):
+                rows = conn.execute(
+                    select(n.c.id, n.c.flow, n.c.status, n.c.provider_id)
+                    .where(n.c.id.in_(chunk), n.c.status.in_([s.value for s in REPLAYABLE]))
+                    .with_for_update()
+                ).all()
+                if not rows:
+                    continue
+                conn.execute(
+                    update(n).where(n.c.id.in_([r.id for r in rows])).values(
+                        status=Status.PENDING.value, next_attempt_at=now, updated_at=now,
+                        attempt_budget=n.c.attempts_made + n.c.max_attempts, provider_id=None,
+                        error_code=None, error_message=None, reason=None, in_doubt_since=None,
+                        lease_owner=None, lease_until=None,
+                    )
+                )
+                conn.execute(audit.insert(), [
+                    _audit_row(now, "replay", nid=r.id, flow=r.flow, status=Status.PENDING.value, actor=actor,
+                               previous_status=r.status, previous_provider_id=r.provider_id)
+                    for r in rows
+                ])
+                replayed.update(r.id for r in rows)
+        return [i for i in wanted if i in replayed]
+
+    def audit(self, since: datetime | None, until: datetime | None) -> Iterator[AuditEntry]:
+        """Audit rows with since <= at < until, in id order, streamed (holds a connection until exhausted)."""
+        conditions: list[ColumnElement[bool]] = []
+        if since is not None:
+            conditions.append(audit.c.at >= since)
+        if until is not None:
+            conditions.append(audit.c.at < until)
+        query = select(audit).where(*conditions).order_by(audit.c.id)
+        with self._engine.connect() as conn:
+            rows = conn.execution_options(yield_per=_CHUNK).execute(query)
+            try:
+                for r in rows:
+                    yield AuditEntry(
+                        id=r.id, at=r.at, notification_id=r.notification_id, flow=r.flow, kind=r.kind,
+                        status=r.status, detail=json.loads(r.detail_json),
+                    )
+            finally:
+                rows.close()  # a server-side cursor on PostgreSQL: close it even when abandoned
+
+
+if TYPE_CHECKING:  # mypy proves SqlStore implements the whole port
+    _conforms: type[Store] = SqlStore

@@ -1,0 +1,48 @@
+"""Column types that behave the same on SQLite and PostgreSQL.
+
+SQLite has no timestamp type: instants are stored as fixed-width ISO-8601 UTC text
+(`YYYY-MM-DDTHH:MM:SS.ffffffZ`), so comparing and sorting the text is comparing the instants.
+PostgreSQL uses timestamptz. Both give back aware UTC datetimes; naive ones are refused.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.engine.interfaces import Dialect
+from sqlalchemy.types import DateTime, String, TypeDecorator, TypeEngine
+
+_SQLITE_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """An aware instant, stored in UTC."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String(27))
+        return dialect.type_descriptor(DateTime(timezone=True))
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"timestamps must be timezone-aware datetimes, got {value!r}")
+        utc = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            return f"{utc.replace(tzinfo=None).isoformat(timespec='microseconds')}Z"
+        return utc
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            return datetime.strptime(value, _SQLITE_FORMAT).replace(tzinfo=UTC)
+        assert isinstance(value, datetime)
+        if value.tzinfo is None:  # a driver that drops the zone: the column is UTC by construction
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
