@@ -73,7 +73,8 @@ class Poller:
         """When this flow first ran: records changed before it are baseline, not events."""
         started = await asyncio.to_thread(self._store.get_watermark, self.flow.name, STARTED)
         if started is None:
-            started = self._clock()
+            # ERP clocks are whole seconds: a change stamped in this very second is an event.
+            started = self._clock().replace(microsecond=0)
             await self._commit(PollCommit(self.flow.name, STARTED, started, (), (), started))
         return started
 

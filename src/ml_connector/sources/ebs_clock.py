@@ -18,10 +18,27 @@ _ORACLE = "%d-%b-%y"  # 02-JAN-24, the NLS default
 
 
 def local_to_utc(naive: datetime, zone: ZoneInfo) -> datetime:
-    """A server-local wall time as an aware UTC instant (first occurrence; gaps shifted forward)."""
-    # fold=0: the first occurrence of a repeated wall time, and for a wall time inside the spring
-    # gap the offset from before the change, which lands it after the gap (02:30 -> 03:30).
-    return naive.replace(tzinfo=zone, fold=0).astimezone(UTC)
+    """A server-local wall time as an aware UTC instant, monotonic in the wall time.
+
+    A repeated wall time (the autumn hour) is taken at its later occurrence and a wall time in
+    the spring gap at the moment the clock jumped: a row can then only look later than it was
+    written, never earlier, so it lands in a window not yet polled instead of one already past.
+    """
+    first = naive.replace(tzinfo=zone, fold=0).astimezone(UTC)
+    second = naive.replace(tzinfo=zone, fold=1).astimezone(UTC)
+    if first == second:
+        return first
+    if utc_to_local(first, zone) == naive:  # repeated hour: both instants show this wall time
+        return max(first, second)
+    # Spring gap: the first instant whose wall time is at or after `naive` (to the second).
+    low, high = min(first, second), max(first, second)
+    while (high - low) > timedelta(seconds=1):
+        middle = low + (high - low) / 2
+        if utc_to_local(middle, zone) >= naive:
+            high = middle
+        else:
+            low = middle
+    return high.replace(microsecond=0)
 
 
 def utc_to_local(instant: datetime, zone: ZoneInfo) -> datetime:

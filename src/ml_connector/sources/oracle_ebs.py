@@ -23,7 +23,8 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -78,12 +79,21 @@ class EbsLookup(_Model):
     param: str
     output: str
     service: str | None = None
-    #: Nested collection pivoted into fields, e.g. PHONES rows -> PHONE_M, PHONE_W1, PHONE_H1.
+    #: A collection pivoted into fields, e.g. X_PHONES rows -> PHONE_M, PHONE_W1, PHONE_H1.
     pivot: EbsPivot | None = None
+    #: An "E" answer whose message matches this means "no such record": lookup returns None.
+    not_found: str = r"(?i)\bno\b.*\b(found|exists?|is effective)\b|not found"
 
 
 class EbsPivot(_Model):
-    collection: str = "PHONES"
+    """Rows of type/value pairs turned into fields of the looked-up record.
+
+    The rows come from the sibling OUT parameter `collection` (a PL/SQL procedure returning the
+    person and its phones as two tables), or, failing that, from a field of that name nested in
+    the record itself.
+    """
+
+    collection: str = "X_PHONES"
     key: str = "PHONE_TYPE"
     value: str = "PHONE_NUMBER"
     prefix: str = "PHONE_"
@@ -142,7 +152,8 @@ class OracleEbsConfig(_Model):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as America/New_York)") from None
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as "
+                             "America/New_York)") from None
         return value
 
     @model_validator(mode="after")
@@ -158,6 +169,30 @@ class OracleEbsConfig(_Model):
 EbsLookup.model_rebuild()
 
 _LOCKED = re.compile(r"lock", re.IGNORECASE)
+
+#: How far back check() looks for one row to prove the service sees data.
+CHECK_LOOKBACK = timedelta(days=366)
+
+#: Web-tier answers worth retrying with backoff (oacore/OAFM restarting behind OHS).
+_RETRIED_STATUSES = frozenset({500, 502, 503, 504})
+
+#: ISG fault code -> (error, what to do). Checked before the HTTP status.
+_FAULTS: tuple[tuple[frozenset[str], type[SourceError], str], ...] = (
+    (frozenset({"ISG_USER_NOT_AUTHORIZED"}), SourceAuthError,
+     "(grant {what} to user {user} in the Integration Repository)"),
+    (frozenset({"ISG_AUTHENTICATION_FAILED"}), SourceAuthError, "(check username and password)"),
+    (frozenset({"ISG_INVALID_SESSION"}), SourceAuthError,
+     "(the session was refused even after logging in again)"),
+    (frozenset({"ISG_INVALID_REQUEST"}), SourcePayloadError, "(the request body was refused)"),
+)
+
+#: HTTP status -> (error, explanation), for answers that are not ISG faults.
+_STATUSES: Mapping[int, tuple[type[SourceError], str]] = {
+    401: (SourceAuthError, "refused (HTTP 401) even after logging in again"),
+    403: (SourceAuthError, "forbidden (HTTP 403): the user lacks the privilege for this resource"),
+    404: (SourceError, "not found (HTTP 404): is the service alias deployed and the method name right?"),
+    415: (SourcePayloadError, "content type refused (HTTP 415)"),
+}
 
 
 def items_of(container: Any, name: str) -> list[dict[str, Any]]:
@@ -200,8 +235,9 @@ def _messages(output: Mapping[str, Any]) -> str:
 class OracleEbsSource:
     """Implements sources.base.Source (and WriteBack) for Oracle EBS."""
 
-    def __init__(self, name: str, config: OracleEbsConfig, *, transport: httpx.AsyncBaseTransport | None = None,
-                 clock: Any = None) -> None:
+    def __init__(self, name: str, config: OracleEbsConfig, *,
+                 transport: httpx.AsyncBaseTransport | None = None,
+                 clock: Callable[[], datetime] | None = None) -> None:
         self.name = name
         self.config = config
         self.zone = ZoneInfo(config.timezone)
@@ -252,7 +288,8 @@ class OracleEbsSource:
             raise SourcePayloadError(f"{service}/{method}: answer has no OutputParameters", source=self.name)
         params_out = output["OutputParameters"]
         if not isinstance(params_out, dict):
-            raise SourcePayloadError(f"{service}/{method}: OutputParameters is not an object", source=self.name)
+            raise SourcePayloadError(f"{service}/{method}: OutputParameters is not an object",
+                                     source=self.name)
         status = str(params_out.get("X_RETURN_STATUS") or "S").upper()
         if status != "S":
             message = _messages(params_out)
@@ -269,18 +306,15 @@ class OracleEbsSource:
             self.calls += 1
             try:
                 response = await self._http.request(method, path, **kwargs)
-            except (SourceError, httpx.HTTPError) as exc:
-                if isinstance(exc, SourceError):
-                    raise
+                if response.status_code in _RETRIED_STATUSES and not self._is_fault(response):
+                    raise SourceUnavailable(f"{what}: EBS web tier answered HTTP {response.status_code} "
+                                            f"{attempt} time(s)", source=self.name)
+            except (SourceUnavailable, httpx.HTTPError) as exc:
                 if attempt > self.config.retries:
+                    if isinstance(exc, SourceUnavailable):
+                        raise
                     raise SourceUnavailable(f"{what}: cannot reach EBS: {type(exc).__name__}",
                                             source=self.name) from None
-                await asyncio.sleep(self.config.retry_delay * 2 ** (attempt - 1))
-                continue
-            if response.status_code >= 500 and not self._is_fault(response):
-                if attempt > self.config.retries:
-                    raise SourceUnavailable(f"{what}: EBS web tier answered HTTP {response.status_code} "
-                                            f"{attempt} times", source=self.name)
                 await asyncio.sleep(self.config.retry_delay * 2 ** (attempt - 1))
                 continue
             self._raise_for(response, what)
@@ -293,21 +327,22 @@ class OracleEbsSource:
     def _raise_for(self, response: httpx.Response, what: str) -> None:
         if response.status_code < 400 and not self._is_fault(response):
             return
+        code, message = "", ""
         if self._is_fault(response):
             try:
                 fault = response.json().get("ISGServiceFault", {})
-            except ValueError:
+            except (ValueError, AttributeError):
                 fault = {}
-            code, message = fault.get("Code", "ISG fault"), fault.get("Message", "")
-            kind = SourceAuthError if "AUTHORI" in str(code).upper() or "GRANT" in str(code).upper() else SourceError
-            hint = " (grant the method to the ISG user)" if kind is SourceAuthError else ""
-            raise kind(f"{what}: {code}: {message}{hint}", source=self.name)
-        if response.status_code == 401:
-            raise SourceAuthError(f"{what}: refused (HTTP 401) even after logging in again", source=self.name)
-        if response.status_code == 404:
-            raise SourceError(f"{what}: not found (HTTP 404): is the service alias deployed and the "
-                              "method name right?", source=self.name)
-        raise SourceError(f"{what}: HTTP {response.status_code}", source=self.name)
+            code, message = str(fault.get("Code", "ISG fault")), str(fault.get("Message", ""))
+        for codes, kind, explain in _FAULTS:
+            if code in codes:
+                raise kind(f"{what}: {code}: {message} {explain.format(user=self.config.username, what=what)}"
+                           .rstrip(), source=self.name)
+        kind, explain = _STATUSES.get(response.status_code, (SourceError, "HTTP {status}"))
+        if self.config.mode == "ords" and response.status_code == 404:
+            explain = "not found (HTTP 404): check ords_path and the object alias"
+        detail = f" ({code}: {message})" if code else ""
+        raise kind(f"{what}: {explain.format(status=response.status_code)}{detail}", source=self.name)
 
     def _json(self, response: httpx.Response, what: str) -> Any:
         try:
@@ -340,28 +375,75 @@ class OracleEbsSource:
             data["EFFECTIVE_NOW"] = self._effective_now(row, spec, z_is_local)
         return Record(entity=entity, key=str(row[spec.key]).strip(), changed_at=changed, data=data)
 
-    def _effective_now(self, row: Mapping[str, Any], spec: EbsEntity, z_is_local: bool) -> str:
-        now = self._clock()
+    def _effective_range(self, row: Mapping[str, Any], spec: EbsEntity,
+                         z_is_local: bool) -> tuple[datetime | None, datetime | None]:
+        """(first instant in effect, first instant no longer in effect) of a date-track row."""
         start = parse_ebs_date(row.get(spec.effective_start or ""), self.zone, z_is_local=z_is_local)
         end = parse_ebs_date(row.get(spec.effective_end or ""), self.zone, z_is_local=z_is_local) \
             if spec.effective_end else None
-        current = start is not None and start <= now and (end is None or now < end + timedelta(days=1))
-        return "Y" if current else "N"
+        return start, (end + timedelta(days=1) if end is not None else None)  # the end date is inclusive
+
+    def _effective_now(self, row: Mapping[str, Any], spec: EbsEntity, z_is_local: bool) -> str:
+        start, stop = self._effective_range(row, spec, z_is_local)
+        now = self._clock()
+        return "Y" if start is not None and start <= now and (stop is None or now < stop) else "N"
 
     async def fetch(self, entity: str, since: datetime, until: datetime) -> AsyncIterator[Record]:
         spec = self._entity(entity)
+        records = self._in_window(entity, spec, since, until)
+        if spec.effective_start:
+            records = self._collapsed(records, spec)
+        async for record in records:
+            yield record
+
+    async def _in_window(self, entity: str, spec: EbsEntity, since: datetime,
+                         until: datetime) -> AsyncIterator[Record]:
         pages = self._ords_pages(entity, spec, since) if self.config.mode == "ords" \
             else self._isg_pages(entity, spec, since)
-        seen: set[tuple[str, datetime]] = set()
+        seen: set[tuple[str, datetime, str | None]] = set()
         async for records in pages:
             inside = sorted((r for r in records if since <= r.changed_at < until),
                             key=lambda r: (r.changed_at, r.key))
             for record in inside:
-                if (record.key, record.changed_at) not in seen:  # keyset ties re-read a row: once
-                    seen.add((record.key, record.changed_at))
+                version = (record.key, record.changed_at, self._row_start(record, spec))
+                if version not in seen:  # offset paging that shifts re-reads a row: once
+                    seen.add(version)
                     yield record
             if records and min(r.changed_at for r in records) >= until:
                 return
+
+    @staticmethod
+    def _row_start(record: Record, spec: EbsEntity) -> str | None:
+        return str(record.data.get(spec.effective_start)) if spec.effective_start else None
+
+    async def _collapsed(self, records: AsyncIterator[Record], spec: EbsEntity) -> AsyncIterator[Record]:
+        """One record per key for date-tracked entities: the row that matters now.
+
+        That is the row in effect now, else the earliest future row; rows already ended are
+        skipped. The record keeps the newest change time of its rows in the window, so a change
+        to any of them is a new version. The window is held in memory to group its rows (a
+        date-tracked window is a few rows per person, not a table scan).
+        """
+        now = self._clock()
+        groups: dict[str, list[Record]] = {}
+        async for record in records:
+            groups.setdefault(record.key, []).append(record)
+        z_is_local = self.config.mode == "ords"
+        chosen: list[Record] = []
+        for rows in groups.values():
+            current: list[tuple[datetime | None, Record]] = []
+            future: list[tuple[datetime | None, Record]] = []
+            for record in rows:
+                start, stop = self._effective_range(record.data, spec, z_is_local)
+                if stop is not None and stop <= now:
+                    continue
+                (future if start is not None and start > now else current).append((start, record))
+            pick = current or sorted(future, key=lambda pair: pair[0] or now)[:1]
+            if pick:
+                newest = max(r.changed_at for r in rows)
+                chosen.append(replace(pick[0][1], changed_at=newest))
+        for record in sorted(chosen, key=lambda r: (r.changed_at, r.key)):
+            yield record
 
     async def _isg_pages(self, entity: str, spec: EbsEntity, since: datetime) -> AsyncIterator[list[Record]]:
         ctx = self.config.context.merged(spec.context)
@@ -432,44 +514,66 @@ class OracleEbsSource:
             raise SourceError(f"entity {entity!r} has no `lookup` method configured", source=self.name)
         look = spec.lookup
         ctx = self.config.context.merged(spec.context)
-        output = await self.call(look.service or spec.service or self.config.service, look.method,
-                                 {look.param: _typed_key(key)}, ctx)
+        service = look.service or spec.service or self.config.service
+        try:
+            output = await self.call(service, look.method, {look.param: _typed_key(key)}, ctx)
+        except SourceError as exc:
+            if type(exc) is SourceError and re.search(look.not_found, str(exc)):
+                return None
+            raise
         rows = items_of(output.get(look.output), look.output)
         if not rows:
             return None
         row = dict(rows[0])
         if look.pivot:
-            for item in items_of(row.pop(look.pivot.collection, None), look.pivot.collection):
-                name = f"{look.pivot.prefix}{str(item.get(look.pivot.key, '')).strip()}"
-                row.setdefault(name, item.get(look.pivot.value))
+            row.update(_pivoted(look.pivot, output, row))
         if spec.changed_at not in row:
             row[spec.changed_at] = format_for_ebs(self._clock(), self.zone)
         return self._record(entity, spec, row, z_is_local=False)
 
     async def check(self) -> CheckResult:
-        details: dict[str, str] = {"url": str(self.config.base_url), "mode": self.config.mode}
+        """Log in and read one row of the first entity; say so when nothing at all is visible.
+
+        EBS answers a service run without (or with the wrong) application context with zero rows,
+        not an error, so an empty answer over a whole year is reported as a warning naming the
+        context that was sent and where.
+        """
+        details: dict[str, str] = {"url": str(self.config.base_url), "mode": self.config.mode,
+                                   "user": self.config.username}
         entity, spec = next(iter(self.config.entities.items()))
-        since = self._clock() - timedelta(days=1)
+        since = self._clock() - CHECK_LOOKBACK
         if self.config.mode == "isg":
             ctx = self.config.context.merged(spec.context)
-            params: dict[str, Any] = {spec.params.since: format_for_ebs(since, self.zone), spec.params.max_rows: 1}
+            params: dict[str, Any] = {spec.params.since: format_for_ebs(since, self.zone),
+                                      spec.params.max_rows: 1}
             if spec.params.org and ctx.org_id is not None:
                 params[spec.params.org] = ctx.org_id
-            await self.call(spec.service or self.config.service, spec.method or "", params, ctx)
+            service = f"{spec.service or self.config.service}/{spec.method}"
+            output = await self.call(spec.service or self.config.service, spec.method or "", params, ctx)
+            visible = bool(items_of(output.get(spec.output or ""), spec.output or ""))
             session = self.auth.session
             if session is not None:
                 details["ebs_version"] = session.ebs_version or "?"
                 details["user"] = session.user_name or self.config.username
-            else:
-                details["user"] = self.config.username
             details["responsibility"] = ctx.responsibility or "-"
             details["org_id"] = str(ctx.org_id) if ctx.org_id is not None else "-"
-            details["service"] = f"{spec.service or self.config.service}/{spec.method}"
+            details["service"] = service
+            if not visible:
+                details["warning"] = (
+                    f"{service} returned no {entity} rows changed in the last {CHECK_LOOKBACK.days} days. "
+                    f"If EBS has some, the service is not receiving the application context "
+                    f"(responsibility {ctx.responsibility or 'none'}, org {ctx.org_id or 'none'}, "
+                    f"sent as context_mode {self.config.context_mode!r}): without it multi-org "
+                    f"services see no operating unit.")
         else:
-            async for _ in self.fetch(entity, since, self._clock()):
-                break
-            details["user"] = self.config.username
+            path = f"{self.config.ords_path.rstrip('/')}/{spec.object}/?limit=1"
+            what = f"ORDS {spec.object}"
+            page = self._json(await self._send("GET", path, what=what), what)
+            if not isinstance(page, dict) or not isinstance(page.get("items"), list):
+                raise SourcePayloadError(f"ORDS {spec.object}: answer has no items list", source=self.name)
             details["object"] = str(spec.object)
+            if not page["items"]:
+                details["warning"] = f"ORDS {spec.object} returned no rows: is the object the right one?"
         return CheckResult(system="Oracle E-Business Suite", details=details)
 
     async def write_back(self, delivery: Delivery) -> None:
@@ -496,6 +600,17 @@ class OracleEbsSource:
             except httpx.HTTPError:
                 log.info("%s: logout failed; the session expires by itself", self.name)
         await self._http.aclose()
+
+
+def _pivoted(pivot: EbsPivot, output: Mapping[str, Any], row: dict[str, Any]) -> dict[str, Any]:
+    """Type/value rows as fields (PHONE_M, PHONE_W1, ...); the first row of each type wins."""
+    source = output.get(pivot.collection) if pivot.collection in output else row.pop(pivot.collection, None)
+    fields: dict[str, Any] = {}
+    for item in items_of(source, pivot.collection):
+        kind = str(item.get(pivot.key) or "").strip()
+        if kind:
+            fields.setdefault(f"{pivot.prefix}{kind}", item.get(pivot.value))
+    return {name: value for name, value in fields.items() if name not in row}
 
 
 def _typed_key(key: str) -> int | str:

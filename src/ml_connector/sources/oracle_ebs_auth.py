@@ -19,7 +19,7 @@ from xml.etree import ElementTree
 
 import httpx
 
-from ml_connector.errors import SourceAuthError, SourcePayloadError
+from ml_connector.errors import SourceAuthError, SourcePayloadError, SourceUnavailable
 
 LOGIN_PATH = "/webservices/rest/login"
 LOGOUT_PATH = "/webservices/rest/logout"
@@ -91,10 +91,13 @@ class EbsAuth(httpx.Auth):
 
     def _accept_login(self, response: httpx.Response) -> None:
         if response.status_code == 401:
-            raise SourceAuthError("login refused: wrong user name or password (HTTP 401)", source=self._source)
+            raise SourceAuthError("login refused: wrong user name or password (HTTP 401)",
+                                  source=self._source)
         if response.status_code == 404:
             raise SourceAuthError("login service not found (HTTP 404): is ISG REST deployed at this URL?",
                                   source=self._source)
+        if response.status_code >= 500:
+            raise SourceUnavailable(f"login answered HTTP {response.status_code}", source=self._source)
         if response.status_code >= 400:
             raise SourceAuthError(f"login failed with HTTP {response.status_code}", source=self._source)
         self.session = parse_login(response, self._source)

@@ -1,0 +1,114 @@
+"""One HTTP GET to SYSPRO with backoff, and the masking that keeps its URLs out of logs.
+
+e.net puts the operator and company passwords and the session UserId in the query string, so
+a URL must never reach a log line or an exception unmasked. `safe_url` is the one masking rule,
+and a filter on httpx's own logger applies it to the request lines httpx logs at INFO.
+httpx exceptions are never re-raised: they carry the request and its URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Mapping
+from typing import Literal
+
+import httpx
+
+from ml_connector.core.redact import SECRET_MASK, mask_url
+from ml_connector.errors import SourceAuthError, SourceError, SourceUnavailable
+
+log = logging.getLogger(__name__)
+
+_USER_ID = re.compile(r"(?i)([?&]UserId=)[^&#]*")
+
+Action = Literal["ok", "retry", "auth", "missing", "error"]
+
+#: HTTP status -> what to do. IIS answers 503 while an app pool recycles; e.net itself answers
+#: 200 for business errors, which the caller inspects.
+_STATUS_ACTIONS: Mapping[int, Action] = {401: "auth", 403: "auth", 404: "missing", 407: "auth"}
+_RANGE_ACTIONS: tuple[tuple[range, Action], ...] = (
+    (range(200, 300), "ok"),
+    (range(500, 600), "retry"),
+    (range(400, 500), "error"),
+)
+
+
+def status_action(status: int) -> Action:
+    """The table lookup: exact codes first, then ranges; anything else is an error."""
+    if status in _STATUS_ACTIONS:
+        return _STATUS_ACTIONS[status]
+    return next((action for codes, action in _RANGE_ACTIONS if status in codes), "error")
+
+
+def safe_url(url: str | httpx.URL) -> str:
+    """The URL with passwords, userinfo and the session UserId masked."""
+    return _USER_ID.sub(lambda m: m.group(1) + SECRET_MASK, mask_url(str(url)))
+
+
+class MaskUrlsFilter(logging.Filter):
+    """Masks URL arguments of log records (httpx logs every request URL at INFO)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and record.args:
+            record.args = tuple(
+                safe_url(arg) if isinstance(arg, httpx.URL) or (isinstance(arg, str) and "://" in arg)
+                else arg
+                for arg in record.args
+            )
+        return True
+
+
+def install_log_filter() -> None:
+    """Attach the URL mask to httpx's logger once (idempotent)."""
+    httpx_log = logging.getLogger("httpx")
+    if not any(isinstance(f, MaskUrlsFilter) for f in httpx_log.filters):
+        httpx_log.addFilter(MaskUrlsFilter())
+
+
+install_log_filter()
+
+
+async def get(
+    http: httpx.AsyncClient,
+    url: str,
+    *,
+    what: str,
+    source: str,
+    retries: int,
+    retry_delay: float,
+    hints: Mapping[Action, str],
+    headers: Mapping[str, str] | None = None,
+) -> httpx.Response:
+    """GET with exponential backoff on network errors and 5xx; other failures become SourceErrors.
+
+    `hints` adds a sentence per action ("auth", "missing", ...) telling the admin what to check.
+    A 2xx response is returned for the caller to read; SYSPRO's business errors are never retried.
+    """
+    attempt = 0
+    while True:
+        attempt += 1
+        failure: str | None = None
+        response: httpx.Response | None = None
+        try:
+            response = await http.get(url, headers=headers)
+        except httpx.HTTPError as exc:  # carries the URL: keep only its type
+            failure = f"cannot reach SYSPRO ({type(exc).__name__})"
+        if response is not None:
+            action = status_action(response.status_code)
+            if action == "ok":
+                return response
+            if action != "retry":
+                raise _error_for(action, f"{what}: HTTP {response.status_code}", hints, source)
+            failure = f"SYSPRO's web server answered HTTP {response.status_code}"
+        if attempt > retries:
+            raise SourceUnavailable(f"{what}: {failure} ({attempt} attempts)", source=source)
+        log.info("%s: %s: %s; retrying (attempt %d of %d)", source, what, failure, attempt, retries + 1)
+        await asyncio.sleep(retry_delay * 2 ** (attempt - 1))
+
+
+def _error_for(action: Action, message: str, hints: Mapping[Action, str], source: str) -> SourceError:
+    hint = hints.get(action)
+    text = f"{message}: {hint}" if hint else message
+    return SourceAuthError(text, source=source) if action == "auth" else SourceError(text, source=source)

@@ -1,0 +1,103 @@
+"""Oracle EBS harnesses: ISG with an ICX session, ISG with Basic on every call, and ORDS."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from datetime import timedelta
+from typing import Any
+
+import httpx
+
+from ml_connector.sim.oracle_ebs import EbsSim
+from ml_connector.sources.base import Closeable, Source
+from ml_connector.sources.oracle_ebs import OracleEbsConfig, OracleEbsSource
+
+from .harness import Clock
+
+Scope = MutableMapping[str, Any]
+Asgi = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
+
+PAYABLES = {"responsibility": "PAYABLES_MANAGER", "application": "SQLAP", "org_id": 204}
+
+
+class _LoginCounter:
+    """ASGI middleware counting ISG logins as the server sees them."""
+
+    def __init__(self, app: Asgi) -> None:
+        self.app = app
+        self.count = 0
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope.get("type") == "http" and scope.get("path") == "/webservices/rest/login":
+            self.count += 1
+        await self.app(scope, receive, send)
+
+
+class EbsHarness:
+    """EbsSim in-process behind httpx.ASGITransport, with the adapter configured for one mode."""
+
+    page_size = 3
+
+    def __init__(self, name: str, *, mode: str = "isg", auth: str = "session") -> None:
+        self.name = name
+        self.clock = Clock()
+        self.sim = EbsSim(clock=self.clock)
+        self.app = _LoginCounter(self.sim.create_app())  # type: ignore[arg-type]
+        self.mode, self.auth = mode, auth
+        self.entity = "invoices"
+        self.key_field = "INVOICE_ID" if mode == "isg" else "invoice_id"
+        self.expected_check = {"user": "ISGUSER", "mode": mode}
+        if mode == "isg" and auth == "session":
+            self.expected_check = {**self.expected_check, "ebs_version": "12.2.10",
+                                   "responsibility": "PAYABLES_MANAGER", "org_id": "204"}
+        self._built: list[Source] = []
+
+    def config(self, **overrides: Any) -> OracleEbsConfig:
+        entity: dict[str, Any] = (
+            {"method": "get_changed_invoices", "output": "X_INVOICES", "key": "INVOICE_ID"}
+            if self.mode == "isg" else
+            {"object": "ap_invoices", "key": "invoice_id", "changed_at": "last_update_date"}
+        )
+        raw: dict[str, Any] = {
+            "type": "oracle_ebs", "base_url": "http://ebs.test", "username": "ISGUSER",
+            "password": "welcome1", "auth": self.auth, "mode": self.mode, "ords_path": "/ords/xxmlc",
+            "timezone": "America/New_York", "retry_delay": 0, "context": PAYABLES,
+            "entities": {self.entity: {**entity, "page_size": self.page_size}},
+        }
+        raw.update(overrides)
+        return OracleEbsConfig.model_validate(raw)
+
+    def build(self, **overrides: Any) -> Source:
+        source = OracleEbsSource(f"ebs-{self.name}", self.config(**overrides),
+                                 transport=httpx.ASGITransport(self.app),  # type: ignore[arg-type]
+                                 clock=self.clock)
+        self._built.append(source)
+        return source
+
+    def change(self, count: int) -> list[str]:
+        return [str(self.sim.add_invoice().key) for _ in range(count)]
+
+    def late(self, age: timedelta) -> str:
+        self.clock.advance(-age)
+        result = self.sim.add_invoice(commit=False)
+        self.clock.advance(age)
+        assert result.txn is not None
+        self.sim.commit(result.txn)
+        return str(result.key)
+
+    def expire_sessions(self) -> bool:
+        if self.mode == "ords" or self.auth == "basic":
+            return False
+        self.sim.expire_sessions()
+        return True
+
+    def logins(self) -> int:
+        return self.app.count
+
+    def corrupt_next(self) -> None:
+        self.sim.malform_next(1)
+
+    async def aclose(self) -> None:
+        for source in self._built:
+            if isinstance(source, Closeable):
+                await source.aclose()

@@ -1,0 +1,69 @@
+"""What the contract suite needs from an adapter/simulator pair: the SourceHarness protocol."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from ml_connector.sources.base import Source
+
+START = datetime(2024, 3, 5, 15, 0, tzinfo=UTC)  # a whole second, mid-morning in New York
+
+
+class Clock:
+    """One hand-driven clock shared by the simulator, the source and the poller."""
+
+    def __init__(self, now: datetime = START) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, delta: timedelta) -> None:
+        self.now += delta
+
+
+class SourceHarness(Protocol):
+    """One adapter wired to its simulator in-process. Built fresh for every test.
+
+    `entity` is an entity whose records `change()` and `late()` create; `key_field` is the
+    field of its records holding the key; `page_size` is the page size `build()` configures,
+    so that `change(page_size * 2 + 1)` spans several pages.
+    """
+
+    name: str
+    entity: str
+    key_field: str
+    page_size: int
+    clock: Clock
+    #: details check() must report (a subset of CheckResult.details)
+    expected_check: Mapping[str, str]
+
+    def build(self, **overrides: Any) -> Source:
+        """A new source instance (a restart) talking to the same simulator."""
+        ...
+
+    def change(self, count: int) -> list[str]:
+        """Make `count` records change now (visible at once); their keys."""
+        ...
+
+    def late(self, age: timedelta) -> str:
+        """A record whose change time is `age` ago but which becomes visible only now; its key."""
+        ...
+
+    def expire_sessions(self) -> bool:
+        """Kill every server-side session now; False when the ERP has no sessions."""
+        ...
+
+    def logins(self) -> int:
+        """How many logins the simulator has served (counted on the wire, not by the adapter)."""
+        ...
+
+    def corrupt_next(self) -> None:
+        """The next successful response body is truncated."""
+        ...
+
+    async def aclose(self) -> None:
+        """Close every source built."""
+        ...

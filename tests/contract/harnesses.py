@@ -1,0 +1,17 @@
+"""The registry of adapter/simulator pairs the contract suite runs over.
+
+A new adapter adds one line: a name and a zero-argument factory returning a SourceHarness.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .ebs import EbsHarness
+from .harness import SourceHarness
+
+HARNESSES: dict[str, Callable[[], SourceHarness]] = {
+    "ebs-isg-session": lambda: EbsHarness("isg-session"),
+    "ebs-isg-basic": lambda: EbsHarness("isg-basic", auth="basic"),
+    "ebs-ords": lambda: EbsHarness("ords", mode="ords", auth="basic"),
+}

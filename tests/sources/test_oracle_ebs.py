@@ -1,0 +1,355 @@
+"""Oracle EBS adapter against the EBS simulator: context, faults, clocks, look-ups, write-back, hires."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from ml_connector.core.flowspec import FlowSpec
+from ml_connector.core.models import Delivery, Record, Status
+from ml_connector.core.templates import compile_template
+from ml_connector.errors import SourceAuthError, SourceError, SourcePayloadError, SourceUnavailable
+from ml_connector.runtime.poller import LOOKBACK, FlowRuntime, Poller
+from ml_connector.sim.oracle_ebs import EbsSim
+from ml_connector.sources import oracle_ebs
+from ml_connector.sources.oracle_ebs import OracleEbsConfig, OracleEbsSource, items_of
+from ml_connector.store.crypto import KeyRing
+from ml_connector.store.port import NotificationFilter
+from ml_connector.store.sql import SqlStore
+
+START = datetime(2024, 3, 5, 15, 0, tzinfo=UTC)  # 10:00 EST
+PAYABLES = {"responsibility": "PAYABLES_MANAGER", "application": "SQLAP", "org_id": 204}
+PURCHASING = {"responsibility": "PURCHASING_SUPER_USER", "application": "PO"}
+HR = {"responsibility": "US_HRMS_MANAGER", "application": "PER"}
+ENTITIES: dict[str, Any] = {
+    "invoices": {"method": "get_changed_invoices", "output": "X_INVOICES", "key": "INVOICE_ID",
+                 "table": "AP_INVOICES_ALL", "page_size": 4},
+    "pos": {"method": "get_changed_pos", "output": "X_POS", "key": "PO_HEADER_ID", "context": PURCHASING},
+    "people": {"method": "get_changed_people", "output": "X_PEOPLE", "key": "PERSON_ID", "context": HR,
+               "effective_start": "EFFECTIVE_START_DATE", "effective_end": "EFFECTIVE_END_DATE",
+               "lookup": {"method": "get_person", "param": "P_PERSON_ID", "output": "X_PERSON",
+                          "pivot": {}}},
+}
+ORDS_ENTITIES: dict[str, Any] = {
+    "invoices": {"object": "ap_invoices", "key": "invoice_id", "changed_at": "last_update_date"},
+    "people": {"object": "people", "key": "person_id", "changed_at": "last_update_date",
+               "effective_start": "effective_start_date", "effective_end": "effective_end_date"},
+}
+
+
+class Clock:
+    def __init__(self, now: datetime = START) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def make(clock: Clock) -> AsyncIterator[Callable[..., tuple[EbsSim, OracleEbsSource]]]:
+    """Factory: (simulator, source) with simulator options in `sim` and config overrides."""
+    built: list[OracleEbsSource] = []
+
+    def build(sim: EbsSim | dict[str, Any] | None = None, **overrides: Any) -> tuple[EbsSim, OracleEbsSource]:
+        the_sim = sim if isinstance(sim, EbsSim) else EbsSim(clock=clock, **(sim or {}))
+        raw: dict[str, Any] = {
+            "type": "oracle_ebs", "base_url": "http://ebs.test", "username": "ISGUSER",
+            "password": "welcome1", "timezone": "America/New_York", "retry_delay": 0,
+            "context": PAYABLES, "entities": ENTITIES, **overrides,
+        }
+        source = OracleEbsSource("ebs", OracleEbsConfig.model_validate(raw),
+                                 transport=httpx.ASGITransport(the_sim.create_app()),
+                                 clock=the_sim.now_utc)
+        built.append(source)
+        return the_sim, source
+
+    yield build
+    for source in built:
+        await source.aclose()
+
+
+async def read(source: OracleEbsSource, entity: str, since: datetime, until: datetime) -> list[Record]:
+    return [r async for r in source.fetch(entity, since, until)]
+
+
+MONTH = timedelta(days=40)
+
+
+# -- application context --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("sim_mode", "our_mode"),
+                         [("body", "body"), ("query", "query"), ("header", "headers")])
+async def test_each_context_mode_reaches_the_service(make: Any, sim_mode: str, our_mode: str) -> None:
+    _, source = make({"context_mode": sim_mode}, context_mode=our_mode)
+    records = await read(source, "invoices", START - MONTH, START)
+    assert {r.data["ORG_ID"] for r in records} == {204} and len(records) == 6
+    assert "warning" not in (await source.check()).details
+
+
+async def test_context_sent_where_the_service_does_not_read_it_is_explained(make: Any) -> None:
+    _, source = make({"context_mode": "query"}, context_mode="body")
+    assert await read(source, "invoices", START - MONTH, START) == []
+    warning = (await source.check()).details["warning"]
+    assert "PAYABLES_MANAGER" in warning and "'body'" in warning and "context" in warning
+
+
+async def test_rejected_context_is_an_error_naming_the_service(make: Any) -> None:
+    _, source = make(context={"responsibility": "PAYABLES_MANAGER", "application": "PO", "org_id": 204})
+    with pytest.raises(SourceError, match=r"xx_mlc_events/get_changed_invoices returned error: "
+                                          r"Application short name PO") as caught:
+        await read(source, "invoices", START - MONTH, START)
+    assert type(caught.value) is SourceError and not caught.value.retriable
+
+
+# -- payload shapes -------------------------------------------------------------------------
+
+
+def test_item_collections_as_object_list_or_empty() -> None:
+    row = {"INVOICE_ID": 1}
+    assert items_of({"X_I_ITEM": row}, "X_I") == [row]
+    assert items_of({"X_I_ITEM": [row, row]}, "X_I") == [row, row]
+    assert items_of({}, "X_I") == [] and items_of(None, "X_I") == [] and items_of("", "X_I") == []
+    with pytest.raises(SourcePayloadError, match="X_I"):
+        items_of(42, "X_I")
+
+
+async def test_single_row_page_is_read(make: Any) -> None:
+    sim, source = make()
+    key = sim.add_invoice().key
+    records = await read(source, "invoices", START, START + timedelta(seconds=1))
+    assert [r.key for r in records] == [str(key)]
+
+
+# -- faults -----------------------------------------------------------------------------------
+
+
+async def test_ungranted_method_names_the_grant(make: Any) -> None:
+    _, source = make(username="NOGRANT")
+    with pytest.raises(SourceAuthError, match=r"ISG_USER_NOT_AUTHORIZED.*grant xx_mlc_events/"
+                                              r"get_changed_invoices to user NOGRANT"):
+        await source.check()
+
+
+async def test_wrong_password_is_an_auth_error_without_the_password(make: Any) -> None:
+    for auth in ("session", "basic"):
+        _, source = make(password="s3cret-pw", auth=auth)
+        with pytest.raises(SourceAuthError) as caught:
+            await source.check()
+        assert "s3cret-pw" not in str(caught.value)
+
+
+async def test_unknown_alias_is_404_with_a_hint(make: Any) -> None:
+    _, source = make(service="xx_mlc_evnts")
+    with pytest.raises(SourceError, match=r"xx_mlc_evnts/get_changed_invoices: not found \(HTTP 404\)"):
+        await source.check()
+
+
+@pytest.mark.parametrize("status", [502, 503])
+async def test_web_tier_errors_are_retried_with_backoff(make: Any, monkeypatch: pytest.MonkeyPatch,
+                                                        status: int) -> None:
+    delays: list[float] = []
+
+    async def no_sleep(delay: float) -> None:
+        delays.append(delay)
+
+    monkeypatch.setattr(oracle_ebs.asyncio, "sleep", no_sleep)
+    sim, source = make(retries=3, retry_delay=0.5)
+    sim.fail_next(3, status)
+    assert len(await read(source, "invoices", START - MONTH, START)) == 6
+    assert delays == [0.5, 1.0, 2.0]
+    sim.fail_next(4, status)
+    with pytest.raises(SourceUnavailable, match=f"HTTP {status} 4 time") as caught:
+        await read(source, "invoices", START - MONTH, START)
+    assert caught.value.retriable
+
+
+async def test_locked_record_is_retriable_and_named(make: Any) -> None:
+    sim, source = make()
+    sim.lock("invoice", 10003, user="JSMITH")
+    with pytest.raises(SourceUnavailable, match="INV-1003 is locked by user JSMITH") as caught:
+        await read(source, "invoices", START - MONTH, START)
+    assert caught.value.retriable
+    sim.unlock("invoice", 10003)
+    assert len(await read(source, "invoices", START - MONTH, START)) == 6
+
+
+async def test_truncated_answer_is_a_payload_error(make: Any) -> None:
+    sim, source = make(auth="basic")
+    sim.malform_next()
+    with pytest.raises(SourcePayloadError, match="not valid JSON"):
+        await read(source, "invoices", START - MONTH, START)
+
+
+# -- time zones -------------------------------------------------------------------------------
+
+
+def _instants(day_utc: datetime, minutes: range) -> list[datetime]:
+    return [day_utc + timedelta(minutes=m) for m in minutes]
+
+
+@pytest.mark.parametrize("date_format", ["iso_offset", "naive"])
+@pytest.mark.parametrize("change", [
+    datetime(2024, 11, 3, 4, 0, tzinfo=UTC),   # 00:00 EDT; 01:00-02:00 happens twice
+    datetime(2024, 3, 10, 5, 0, tzinfo=UTC),   # 00:00 EST; 02:00-03:00 never happens
+])
+async def test_dst_windows_neither_lose_nor_repeat(make: Any, clock: Clock, date_format: str,
+                                                   change: datetime) -> None:
+    clock.now = change
+    sim, source = make({"date_format": date_format}, auth="basic")
+    made: list[str] = []
+    for at in _instants(change, range(20, 200, 20)):  # every 20 minutes across the change
+        clock.now = at
+        made.append(str(sim.add_invoice().key))
+    clock.now = change + timedelta(hours=5)
+    seen: list[str] = []
+    for hour in range(4):  # consecutive one-hour windows
+        since = change + timedelta(hours=hour)
+        seen += [r.key for r in await read(source, "invoices", since, since + timedelta(hours=1))]
+    assert sorted(seen) == sorted(made)
+
+
+async def test_fall_back_window_asks_early_enough(make: Any, clock: Clock) -> None:
+    """01:30 EST comes after 01:45 EDT; asking "since 01:45" in wall time would miss it."""
+    clock.now = datetime(2024, 11, 3, 6, 30, tzinfo=UTC)  # 01:30 EST
+    sim, source = make(auth="basic")
+    key = str(sim.add_invoice().key)
+    since = datetime(2024, 11, 3, 5, 45, tzinfo=UTC)  # 01:45 EDT
+    records = await read(source, "invoices", since, since + timedelta(hours=1))
+    assert [r.key for r in records] == [key]
+    assert records[0].changed_at == clock.now
+
+
+async def test_ords_dates_with_z_are_server_local(make: Any) -> None:
+    sim, isg = make(auth="basic")
+    _, ords = make(sim, mode="ords", auth="basic", ords_path="/ords/xxmlc", entities=ORDS_ENTITIES)
+    by_isg = {r.key: r.changed_at for r in await read(isg, "invoices", START - MONTH, START)}
+    by_ords = {r.key: r.changed_at for r in await read(ords, "invoices", START - MONTH, START)}
+    assert by_isg and all(by_ords[k] == v for k, v in by_isg.items())
+    assert by_ords["10001"] == datetime(2024, 2, 28, 15, 15, tzinfo=UTC)  # 10:15 EST, sent as 10:15Z
+
+
+# -- date-tracked people --------------------------------------------------------------------------
+
+
+async def test_date_track_rows_collapse_to_the_row_that_matters(make: Any) -> None:
+    sim, source = make()
+    tomorrow = date(2024, 3, 6)
+    sim.hire("Kim", "Later", start=tomorrow)
+    people = {r.key: r for r in await read(source, "people", START - MONTH, START + timedelta(seconds=1))}
+    assert people["105"].data["CURRENT_EMPLOYEE_FLAG"] is None  # the ex-employee row in effect now
+    assert people["105"].data["EFFECTIVE_NOW"] == "Y"
+    assert people["106"].data["EFFECTIVE_NOW"] == "N"  # seeded: starts tomorrow
+    assert [r.key for r in await read(source, "people", START - MONTH, START + timedelta(seconds=1))
+            ].count("105") == 1
+
+
+async def test_ords_people_collapse_too(make: Any) -> None:
+    _, ords = make(mode="ords", auth="basic", ords_path="/ords/xxmlc", entities=ORDS_ENTITIES)
+    people = [r async for r in ords.fetch("people", START - MONTH, START)]
+    assert [p.key for p in people].count("105") == 1
+    assert {p.key: p.data["EFFECTIVE_NOW"] for p in people}["106"] == "N"
+
+
+async def test_hire_fires_once_after_midnight_through_the_lookback_poll(make: Any, tmp_path: Path) -> None:
+    sim, source = make()
+    spec = FlowSpec.model_validate({
+        "source": "ebs", "entity": "people",
+        "schedule": {"every": "1m", "overlap": "5m", "lookback": {"every": "1h", "window": "62d"}},
+        "trigger": {"all": [{"field": "EFFECTIVE_NOW", "becomes": "Y"},
+                            {"field": "CURRENT_EMPLOYEE_FLAG", "eq": "Y"}]},
+        "recipients": [{"static": ["+14155552671"]}],
+        "sender": "demo.ops", "template": "{{ FULL_NAME }} starts today",
+    })
+    flow = FlowRuntime("hired", spec, source, compile_template("hired", spec.template), "demo",
+                       "+15005550006", "US")
+    store = SqlStore(f"sqlite:///{tmp_path / 'store.db'}", KeyRing(b"k" * 32))
+    poller = Poller(flow, store, sim.now_utc)
+
+    def hires() -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for n in store.list_notifications(NotificationFilter(flow="hired")):
+            counts[n.record_key] = counts.get(n.record_key, 0) + 1
+        return counts
+
+    try:
+        await poller.poll()
+        sim.set_clock_offset(60)
+        kim = str(sim.hire("Kim", "Later", start=date(2024, 3, 6), mobile="(312) 555-0101").key)
+        for hours in (0.1, 4, 13):  # 10:06, 14:00, 23:00 EST: main and lookback polls see 'N'
+            sim.set_clock_offset(hours * 3600)
+            await poller.poll()
+            await poller.poll(LOOKBACK)
+        assert hires() == {}
+        sim.set_clock_offset(14.5 * 3600)  # 00:30 EST the next day; no row was updated
+        await poller.poll()
+        assert hires() == {}  # the main poll's window no longer reaches the hire
+        await poller.poll(LOOKBACK)
+        assert hires() == {kim: 1, "106": 1}  # Kim, and the seeded hire starting the same day
+        sim.set_clock_offset(15.5 * 3600)
+        await poller.poll(LOOKBACK)
+        await poller.poll()
+        assert hires() == {kim: 1, "106": 1}
+    finally:
+        store.close()
+
+
+# -- look-ups and write-back ----------------------------------------------------------------------
+
+
+async def test_person_lookup_carries_phones_by_type(make: Any) -> None:
+    _, source = make()
+    person = await source.lookup("people", "101")
+    assert person is not None
+    assert (person.data["PHONE_M"], person.data["PHONE_W1"]) == ("(312) 555-0142", "312.555.0199 x12")
+    assert person.data["FULL_NAME"] == "Buyer, Pat"
+    assert await source.lookup("people", "999") is None
+
+
+async def test_nested_phones_are_read_when_there_is_no_sibling_table() -> None:
+    answer = {"OutputParameters": {"X_RETURN_STATUS": "S", "X_PERSON": {
+        "PERSON_ID": 7, "LAST_UPDATE_DATE": "2024-03-01T10:00:00",
+        "X_PHONES": {"X_PHONES_ITEM": [{"PHONE_TYPE": "M", "PHONE_NUMBER": "312 555 0100"},
+                                       {"PHONE_TYPE": "M", "PHONE_NUMBER": "312 555 0199"}]}}}}
+    config = OracleEbsConfig.model_validate({
+        "type": "oracle_ebs", "base_url": "http://ebs.test", "username": "U", "password": "p",
+        "auth": "basic", "timezone": "America/New_York", "entities": ENTITIES})
+    transport = httpx.MockTransport(lambda _: httpx.Response(200, json=answer))
+    source = OracleEbsSource("ebs", config, transport=transport)
+    try:
+        person = await source.lookup("people", "7")
+    finally:
+        await source.aclose()
+    assert person is not None and person.data["PHONE_M"] == "312 555 0100"
+    assert "X_PHONES" not in person.data
+
+
+async def test_write_back_lands_in_the_audit_table(make: Any) -> None:
+    sim, source = make()
+    delivery = Delivery(notification_id=1, flow="invoice_validated", entity="invoices", record_key="10003",
+                        provider_id="SM" + "a" * 32, status=Status.DELIVERED, error_code=None,
+                        error_message=None, created_at=START, finished_at=START + timedelta(seconds=7))
+    await source.write_back(delivery)
+    (row,) = sim.audit_rows()
+    assert (row["source_table"], row["source_id"], row["status"], row["user_name"]) == (
+        "AP_INVOICES_ALL", "10003", "DELIVERED", "ISGUSER")
+    assert (row["sent_at"], row["final_at"]) == ("2024-03-05T10:00:00", "2024-03-05T10:00:07")
+    assert row["message_sid"] == "SM" + "a" * 32 and row["error_code"] is None
+
+
+async def test_logout_on_close(make: Any) -> None:
+    sim, source = make()
+    await source.check()
+    assert sim.session_count() == 1
+    await source.aclose()
+    assert sim.session_count() == 0
