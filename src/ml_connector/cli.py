@@ -263,7 +263,8 @@ def _view_dict(view: Any, *, full: bool = False) -> dict[str, Any]:
         "id": view.id, "flow": view.flow, "entity": view.entity, "record_key": view.record_key,
         "status": str(view.status), "recipient": mask_phone(view.recipient),
         "recipient_field": view.recipient_field, "provider_id": view.provider_id,
-        "error_code": view.error_code, "reason": view.reason, "attempts": view.attempts_made,
+        "error_code": view.error_code, "error_message": view.error_message, "reason": view.reason,
+        "attempts": view.attempts_made,
         "created_at": _iso(view.created_at), "updated_at": _iso(view.updated_at),
         "next_attempt_at": _iso(view.next_attempt_at),
     }
@@ -294,7 +295,7 @@ def notifications_table(views: Iterable[Any], title: str = "notifications") -> T
         table.add_column(col, overflow="fold")
     for v in views:
         style = STATUS_STYLE.get(str(v.status), "white")
-        detail = v.reason or (f"[{v.error_code}] " if v.error_code else "") or (v.provider_id or "")
+        detail = v.problem or (v.provider_id or "")
         table.add_row(str(v.id), v.flow, v.record_key, mask_phone(v.recipient),
                       f"[{style}]{v.status}[/{style}]", detail, v.updated_at.strftime("%H:%M:%S"))
     return table

@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from ml_connector.core.models import Delivery, Status, StatusEvent
+from ml_connector.core.resolution import resolve_delivery_error
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +158,18 @@ class NotificationView:
     updated_at: datetime
     next_attempt_at: datetime | None
     attempts: Sequence[AttemptView] = field(default_factory=tuple)
+    error_message: str | None = None
+
+    @property
+    def problem(self) -> str:
+        """What went wrong, for people: the reason, or the provider's code and message."""
+        if self.error_code is not None or self.error_message:
+            code = f"[{self.error_code}] " if self.error_code is not None else ""
+            text = self.error_message or self.reason
+            if not text and self.error_code is not None:  # callbacks carry only the code
+                text = resolve_delivery_error(self.error_code).reason.removesuffix(f" ({self.error_code})")
+            return code + (text or "")
+        return self.reason or ""
 
 
 @dataclass(frozen=True, slots=True)

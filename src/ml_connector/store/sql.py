@@ -564,7 +564,7 @@ class SqlStore:
             account=r.account, sender=r.sender, recipient=self._keys.decrypt(r.recipient_enc),
             recipient_field=r.recipient_field, body=self._keys.decrypt(r.body_enc), status=Status(r.status),
             reason=r.reason, provider_id=r.provider_id, error_code=r.error_code,
-            attempts_made=r.attempts_made,
+            error_message=r.error_message, attempts_made=r.attempts_made,
             max_attempts=r.attempt_budget, segments=r.segments, created_at=r.created_at,
             updated_at=r.updated_at, next_attempt_at=r.next_attempt_at, attempts=tuple(tried),
         )
