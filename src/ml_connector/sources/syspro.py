@@ -21,7 +21,7 @@ Config::
             change: snapshot               # timestamp | date | snapshot (see syspro_change)
             where: [{column: OrderStatus, condition: NE, value: "9"}]
             lines: {}                      # LineCount and OrderTotal from PorMasterDetail
-            joins: [{table: ApSupplier, on: Supplier, columns: [SupplierName]}]
+            joins: [{table: ApSupplier, key: Supplier, columns: [SupplierName]}]
             lookup: porqry
           invoices:
             table: ApInvoice
@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import ssl
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -109,7 +110,7 @@ class SysproJoin(_Model):
     """Columns of another table joined on a shared column (e.g. ApSupplier.SupplierName by Supplier)."""
 
     table: str
-    on: str
+    key: str                          # column in both tables (YAML reads a bare `on` as true)
     columns: list[str] = Field(min_length=1)
     cache: Duration = timedelta(hours=1)
 
@@ -151,7 +152,7 @@ class SysproEntity(_Model):
         needed = [*self.keys, *self.columns]
         needed += {"timestamp": [self.timestamp_column], "date": [self.date_column or ""],
                    "snapshot": []}[self.change]
-        needed += [join.on for join in self.joins]
+        needed += [join.key for join in self.joins]
         return list(dict.fromkeys(c for c in needed if c))
 
 
@@ -214,6 +215,18 @@ class SysproConfig(_Model):
         return self
 
 
+def _tls(config: SysproConfig) -> ssl.SSLContext | bool:
+    """Verification on by default; a site CA bundle (internal CA in front of IIS) when given."""
+    if not config.verify_tls:
+        return False
+    if config.ca_bundle is None:
+        return True
+    try:
+        return ssl.create_default_context(cafile=str(config.ca_bundle))
+    except (OSError, ssl.SSLError) as exc:
+        raise SourceError(f"ca_bundle {config.ca_bundle}: cannot be read as PEM certificates ({exc})") from None
+
+
 def _raw(value: Any) -> str:
     return "" if value is None else str(value)
 
@@ -233,7 +246,7 @@ class SysproSource:
         self.config = config
         self.zone = ZoneInfo(config.timezone)
         self._clock = clock or (lambda: datetime.now(UTC))
-        verify: Any = str(config.ca_bundle) if config.ca_bundle and config.verify_tls else config.verify_tls
+        verify = _tls(config)
         self._clients: list[httpx.AsyncClient] = []
         self.session: EnetSession | None = None
         self._odata: ODataReader | None = None
@@ -333,7 +346,7 @@ class SysproSource:
                 extra[spec.lines.total_as] = total
         for join in spec.joins:
             for row, extra in zip(rows, extras, strict=True):
-                extra.update(await self._joined_columns(join, row.get(join.on)))
+                extra.update(await self._joined_columns(join, row.get(join.key)))
         return extras
 
     async def _line_totals(self, lines: SysproLines,
@@ -364,13 +377,13 @@ class SysproSource:
         empty: dict[str, Any] = dict.fromkeys(join.columns)
         if not _raw(value).strip():
             return empty
-        cache_key = (join.table, join.on, _raw(value).strip())
+        cache_key = (join.table, join.key, _raw(value).strip())
         now = self._clock()
         cached = self._joined.get(cache_key)
         if cached is not None and now - cached[0] < join.cache:
             return cached[1]
-        row = await self._first(join.table, [join.on, *join.columns], [_where(join.on, "EQ", value)],
-                                [join.on])
+        row = await self._first(join.table, [join.key, *join.columns], [_where(join.key, "EQ", value)],
+                                [join.key])
         columns = empty if row is None else {c: wire.normalise(row.get(c)) for c in join.columns}
         if len(self._joined) >= _RAW_KEYS_KEPT:
             self._joined.clear()

@@ -313,9 +313,12 @@ def porqry_data(text: str) -> dict[str, Any] | None:
             for part in child:  # Merchandise / Freight / Misc / Comment
                 body = element_data(part)
                 line.update(body if isinstance(body, dict) else {part.tag: body})
-            unedited = {k[len("Unedited_"):]: v for k, v in line.items() if k.startswith("Unedited_")}
-            line.update(unedited)  # full-precision twins win over display values
-            lines.append(_normalise_deep(line))
+            line = _normalise_deep(line)
+            for name, value in list(line.items()):  # full-precision twins win over display values
+                number = to_decimal(value) if name.startswith("Unedited_") else None
+                if number is not None:
+                    line[name[len("Unedited_"):]] = number
+            lines.append(line)
         else:
             data[child.tag] = _normalise_deep(element_data(child))
     if not data.get("PurchaseOrder"):
