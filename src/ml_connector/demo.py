@@ -17,6 +17,7 @@ import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,6 +27,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from ml_connector.core.models import Status
 from ml_connector.core.redact import mask_phone
 
 DEMO_ACCOUNT_SID = "AC" + "a" * 32
@@ -33,6 +35,7 @@ DEMO_AUTH_TOKEN = "simulator-token"  # noqa: S105 - the simulator's published de
 DEMO_SENDER = "+15005550006"
 DEMO_TZ = "America/Chicago"
 
+NOTIFICATION_STATUSES = frozenset(s.value for s in Status)  # audit rows of write-backs carry their own
 TERMINAL = {"delivered", "read", "failed", "undelivered", "dead", "suppressed"}
 STYLE = {"delivered": "green", "read": "green", "failed": "red", "undelivered": "red", "dead": "red",
          "suppressed": "magenta", "sent": "cyan", "queued": "cyan"}
@@ -44,8 +47,68 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def demo_config(data_dir: Path, twilio_url: str, webhook_port: int) -> dict[str, Any]:
-    """The demo's config: the same shape as examples/sql.yaml, with the ports of this run."""
+EBS_TZ = "America/New_York"
+EBS_FAST = {"every": "1s", "overlap": "2m", "clock_skew": "0.5s"}
+
+
+def ebs_sections(ebs_url: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The Oracle EBS source and its flows, as in examples/oracle-ebs.yaml but polling every second."""
+    source = {
+        "type": "oracle_ebs", "base_url": ebs_url, "username": "ISGUSER", "password": "welcome1",
+        "auth": "session", "mode": "isg", "context_mode": "body", "timezone": EBS_TZ, "retry_delay": 0.2,
+        "context": {"responsibility": "PAYABLES_MANAGER", "application": "SQLAP", "org_id": 204},
+        "entities": {
+            "invoices": {"method": "get_changed_invoices", "output": "X_INVOICES", "key": "INVOICE_ID",
+                         "table": "AP_INVOICES_ALL"},
+            "pos": {"method": "get_changed_pos", "output": "X_POS", "key": "PO_HEADER_ID", "table": "PO_HEADERS_ALL",
+                    "context": {"responsibility": "PURCHASING_SUPER_USER", "application": "PO", "org_id": 204}},
+            "people": {
+                "method": "get_changed_people", "output": "X_PEOPLE", "key": "PERSON_ID", "table": "PER_ALL_PEOPLE_F",
+                "context": {"responsibility": "US_HRMS_MANAGER", "application": "PER", "org_id": None},
+                "effective_start": "EFFECTIVE_START_DATE", "effective_end": "EFFECTIVE_END_DATE",
+                "lookup": {"method": "get_person", "param": "P_PERSON_ID", "output": "X_PERSON",
+                           "pivot": {"collection": "X_PHONES", "key": "PHONE_TYPE", "value": "PHONE_NUMBER",
+                                     "prefix": "PHONE_"}},
+            },
+        },
+    }
+    common = {"source": "ebs", "schedule": EBS_FAST, "sender": "main.alerts", "timezone": EBS_TZ,
+              "retry": {"max_attempts": 4, "base_delay": "1s", "max_delay": "5s"}}
+    flows = {
+        "ebs_invoice_validated": {
+            **common, "entity": "invoices", "trigger": {"field": "APPROVAL_STATUS", "becomes": "APPROVED"},
+            "recipients": [{"static": ["+13125550142"]}],
+            "template": "EBS invoice {{ INVOICE_NUM }} for {{ INVOICE_AMOUNT | money(INVOICE_CURRENCY_CODE) }} "
+                        "is validated and ready for payment.",
+        },
+        "ebs_po_approved": {
+            **common, "entity": "pos", "trigger": {"field": "AUTHORIZATION_STATUS", "becomes": "APPROVED"},
+            "recipients": [{"lookup": {"entity": "people", "key_field": "AGENT_ID",
+                                       "fields": ["PHONE_M", "PHONE_W1"]}}],
+            "template": "EBS PO {{ SEGMENT1 }} (rev {{ REVISION_NUM }}) was approved.",
+        },
+        "ebs_employee_hired": {
+            **common, "entity": "people",
+            "trigger": {"all": [{"field": "EFFECTIVE_NOW", "becomes": "Y"},
+                                {"field": "CURRENT_EMPLOYEE_FLAG", "eq": "Y"}]},
+            "recipients": [{"static": ["+13125550177"]}],
+            "template": "{{ FULL_NAME }} (employee {{ EMPLOYEE_NUMBER }}) starts today.",
+        },
+    }
+    return source, flows
+
+
+def demo_config(data_dir: Path, twilio_url: str, webhook_port: int, *, ebs_url: str | None = None) -> dict[str, Any]:
+    """The demo's config: examples/sql.yaml's shape (plus EBS when given), with this run's ports."""
+    config = _sql_demo_config(twilio_url, webhook_port)
+    if ebs_url:
+        source, flows = ebs_sections(ebs_url)
+        config["sources"]["ebs"] = source
+        config["flows"].update(flows)
+    return config
+
+
+def _sql_demo_config(twilio_url: str, webhook_port: int) -> dict[str, Any]:
     return {
         "store": {"url": "sqlite:///ml-connector.db", "key_file": "ml-connector.key"},
         "webhooks": {"public_url": f"http://127.0.0.1:{webhook_port}", "host": "127.0.0.1", "port": webhook_port},
@@ -121,7 +184,7 @@ class Journey:
 
     def line(self, notification_id: int) -> str:
         detail = f"  {self.detail}" if self.detail else ""
-        return f"#{notification_id:<4} {self.flow:<18} {self.record:<6} {self.to:<14} {self.path()}{detail}"
+        return f"#{notification_id:<4} {self.flow:<22} {self.record:<6} {self.to:<14} {self.path()}{detail}"
 
 
 class JourneyWatcher:
@@ -149,7 +212,7 @@ class JourneyWatcher:
             if journey is None:
                 journey = self.journeys[entry.notification_id] = Journey()
                 touched.add(entry.notification_id)
-            if journey.add(entry.status):
+            if entry.status in NOTIFICATION_STATUSES and journey.add(entry.status):
                 touched.add(entry.notification_id)
         for notification_id in sorted(touched):
             await self._refresh(notification_id)
@@ -234,12 +297,93 @@ async def _wait(stop: asyncio.Event, seconds: float | None) -> None:
         await asyncio.wait_for(stop.wait(), seconds)
 
 
-async def _generate_events(erp: Any, stop: asyncio.Event, every: float, console: Console, seed: int) -> None:
+class EbsEvents:
+    """Business events in the EBS simulator: invoices validated, POs approved, people hired."""
+
+    FIRST = ("Maya", "Ken", "Ines", "Raj", "Zoe", "Omar")
+    LAST = ("Lindqvist", "Okafor", "Moreau", "Tanaka", "Novak", "Haddad")
+
+    def __init__(self, sim: Any) -> None:
+        self._sim = sim
+        self._hires = 0
+
+    def tick(self, rng: random.Random) -> list[str]:
+        tables = self._sim.tables
+        open_invoices = sorted(i.invoice_id for i in tables.invoices.values()
+                               if i.org_id == 204 and tables.approval_status(i) != "APPROVED"
+                               and i.cancelled_date is None)
+        open_pos = sorted(p.po_header_id for p in tables.pos.values()
+                          if p.org_id == 204 and p.authorization_status in ("INCOMPLETE", "IN PROCESS"))
+        choices: list[tuple[int, Any]] = [
+            (3 if open_invoices else 0, lambda: self._validate(rng.choice(open_invoices))),
+            (3 if open_pos else 0, lambda: self._approve(rng.choice(open_pos))),
+            (1, lambda: self._hire(rng)),
+            (1, lambda: self._new_invoice(rng)),
+        ]
+        weights = [w for w, _ in choices]
+        return [rng.choices([action for _, action in choices], weights)[0]()]
+
+    def _validate(self, invoice_id: int) -> str:
+        self._sim.validate_invoice(invoice_id, release_holds=True)
+        return f"EBS invoice {self._sim.tables.invoices[invoice_id].invoice_num} validated"
+
+    def _approve(self, po_header_id: int) -> str:
+        self._sim.approve_po(po_header_id)
+        return f"EBS PO {self._sim.tables.pos[po_header_id].segment1} approved"
+
+    def _hire(self, rng: random.Random) -> str:
+        first, last = rng.choice(self.FIRST), rng.choice(self.LAST)
+        self._hires += 1
+        self._sim.hire(first, last, start=self._sim.today(), mobile=f"(312) 555-01{50 + self._hires % 40:02d}")
+        return f"EBS hired {first} {last}, starting today"
+
+    def _new_invoice(self, rng: random.Random) -> str:
+        result = self._sim.add_invoice(org_id=204, amount=round(rng.uniform(200, 9000), 2))
+        return f"EBS invoice {self._sim.tables.invoices[result.key].invoice_num} entered"
+
+
+class SysproEvents:
+    """Business events in the SYSPRO simulator: POs approved ('0' -> '1'), AP invoices posted."""
+
+    def __init__(self, sim: Any) -> None:
+        self._sim = sim
+        self._invoices = 0
+
+    def tick(self, rng: random.Random) -> list[str]:
+        rows = self._sim.data.rows
+        awaiting = [r["PurchaseOrder"] for r in rows["PorMasterHdr"] if r["OrderStatus"] == "0"]
+        if awaiting and rng.random() < 0.6:
+            po = rng.choice(awaiting)
+            self._sim.set_po_status(po, "1")
+            return [f"SYSPRO PO {po.strip()} approved"]
+        supplier = rng.choice(rows["ApSupplier"])
+        self._invoices += 1
+        invoice = f"DM{self._invoices:05d}"
+        amount = Decimal(rng.randrange(20_000, 900_000)) / 100
+        self._sim.post_ap_invoice(supplier=supplier["Supplier"], invoice=invoice, amount=amount)
+        return [f"SYSPRO invoice {invoice} from {supplier['SupplierName'].strip()} posted"]
+
+
+def syspro_simulator(source: Any) -> Any:
+    """A SYSPRO simulator that accepts the config's operator and company."""
+    from ml_connector.sim.syspro import DEFAULT_OPERATORS, SysproOperator, SysproSim
+
+    operator = SysproOperator(source.operator, source.operator_password.get_secret_value())
+    others = tuple(o for o in DEFAULT_OPERATORS if o.code != operator.code)
+    return SysproSim(operators=(operator, *others), company=source.company_id or "EDU1",
+                     company_password=source.company_password.get_secret_value())
+
+
+async def _generate_events(erps: list[Any], stop: asyncio.Event, every: float, console: Console, seed: int) -> None:
+    """One business event every `every` seconds, taking the ERPs in turn."""
     rng = random.Random(seed)
+    turn = 0
     while not stop.is_set():
         await _wait(stop, every)
-        if stop.is_set():
+        if stop.is_set() or not erps:
             break
+        erp = erps[turn % len(erps)]
+        turn += 1
         for event in await asyncio.to_thread(erp.tick, rng):
             console.print(f"[dim]ERP  {datetime.now(UTC):%H:%M:%S}  {event}[/dim]")
 
@@ -249,10 +393,13 @@ async def run_demo(*, duration: float | None, data_dir: Path | None, every: floa
     from ml_connector.app import Connector
     from ml_connector.config import load_config
     from ml_connector.sim.demo_erp import DemoErp
+    from ml_connector.sim.oracle_ebs import EbsSim
     from ml_connector.sim.twilio import Account, Outcome, TwilioSim
     from ml_connector.store.crypto import create_key_file
     from ml_connector.web.server import serving
 
+    if not console.is_terminal:  # piped or captured: long lines beat wrapped ones
+        console.width = max(console.width, 150)
     # The journeys show every failure with its reason; warnings would only repeat them.
     previous_level = logging.getLogger("ml_connector").level
     logging.getLogger("ml_connector").setLevel(logging.ERROR)
@@ -264,22 +411,25 @@ async def run_demo(*, duration: float | None, data_dir: Path | None, every: floa
         # A UK landline in the HR data: accepted by Twilio, then undelivered by the carrier (30006).
         sim.set_outcome("+442079460958", Outcome(status="undelivered", error_code=30006))
         webhook_port = free_port()
-        async with serving(sim.create_app()) as twilio_url, _stop_on_signals() as stop:
+        ebs = EbsSim(server_tz=EBS_TZ)
+        async with serving(sim.create_app()) as twilio_url, serving(ebs.create_app()) as ebs_url, \
+                _stop_on_signals() as stop:
             config_path = directory / "ml-connector.yaml"
-            config_path.write_text(yaml.safe_dump(demo_config(directory, twilio_url, webhook_port),
-                                                  sort_keys=False), encoding="utf-8")
+            config = demo_config(directory, twilio_url, webhook_port, ebs_url=ebs_url)
+            config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
             if not (directory / "ml-connector.key").exists():
                 create_key_file(directory / "ml-connector.key")
             connector = Connector(load_config(config_path, {}))
-            console.print(f"[bold]ml-connector demo[/bold]: ERP {directory / 'demo-erp.db'}, "
-                          f"Twilio simulator {twilio_url}, webhooks http://127.0.0.1:{webhook_port}")
+            console.print(f"[bold]ml-connector demo[/bold]: SQL ERP {directory / 'demo-erp.db'}, Oracle EBS "
+                          f"simulator {ebs_url}, Twilio simulator {twilio_url}, webhooks "
+                          f"http://127.0.0.1:{webhook_port}")
             console.print("An ERP event every few seconds becomes an SMS; each notification's journey is "
                           "shown. " + (f"Stops after {duration:g} s." if duration else "Ctrl-C stops."))
             watcher = JourneyWatcher(connector.store, console)
             stop_sending = asyncio.Event()
             polling = asyncio.create_task(connector.run(stop, ("poller",)))
             sending = asyncio.create_task(connector.run(stop_sending, ("dispatcher", "web")))
-            events = asyncio.create_task(_generate_events(erp, stop, every, console, seed=7))
+            events = asyncio.create_task(_generate_events([erp, EbsEvents(ebs)], stop, every, console, seed=7))
             loop = asyncio.get_running_loop()
             deadline = loop.time() + duration if duration else None
             live = Live(watcher.table(), console=console, refresh_per_second=4) if watcher.live else None
@@ -311,6 +461,10 @@ async def run_demo(*, duration: float | None, data_dir: Path | None, every: floa
                 await sim.aclose()
             logging.getLogger("ml_connector").setLevel(previous_level)
         console.print(watcher.summary())
+        written_back = ebs.audit_rows()
+        shown = ", ".join(f"{r['source_table']} {r['source_id']} {r['status']}" for r in written_back[:6])
+        console.print(f"Oracle EBS audit (xx_mlc_audit.record_delivery): {len(written_back)} final delivery "
+                      f"status(es) written back{': ' + shown if shown else ''}")
         console.print(f"data kept in {directory}" if data_dir else "demo data removed")
         return watcher.delivered > 0
 
@@ -333,29 +487,53 @@ def twilio_sim_for(config: Any) -> Any:
 
 
 async def run_simulators(config: Any, *, twilio_port: int | None, events: bool, console: Console) -> None:
-    """Serve what `config` points at: the Twilio simulator and the demo ERP database."""
+    """Serve what `config` points at: the Twilio simulator and each source's simulator.
+
+    SQL sources on a SQLite file get the demo ERP database; Oracle EBS and SYSPRO sources get
+    their simulators on the port of their configured base URL (loopback only).
+    """
     from ml_connector.sim.demo_erp import DemoErp
+    from ml_connector.sim.oracle_ebs import EbsSim
     from ml_connector.web.server import serving
 
-    erps = []
-    for name, source in config.sources.items():
-        url = getattr(source, "url", "")
-        if source.type == "sql" and url.startswith("sqlite:///"):
-            path = Path(url.removeprefix("sqlite:///"))
-            erp = DemoErp(path, tz=getattr(source, "timezone", DEMO_TZ))
-            if not await asyncio.to_thread(path.exists):
-                await asyncio.to_thread(erp.create)
-                console.print(f"source {name}: created demo ERP database {path}")
+    async with contextlib.AsyncExitStack() as stack:
+        erps: list[Any] = []
+        for name, source in config.sources.items():
+            url = str(getattr(source, "url", "") or getattr(source, "base_url", ""))
+            if source.type == "sql" and url.startswith("sqlite:///"):
+                path = Path(url.removeprefix("sqlite:///"))
+                erp = DemoErp(path, tz=getattr(source, "timezone", DEMO_TZ))
+                if not await asyncio.to_thread(path.exists):
+                    await asyncio.to_thread(erp.create)
+                    console.print(f"source {name}: created demo ERP database {path}")
+                else:
+                    console.print(f"source {name}: using existing database {path}")
+                erps.append(erp)
+            elif source.type == "oracle_ebs":
+                ebs = EbsSim(server_tz=source.timezone)
+                served = await stack.enter_async_context(serving(ebs.create_app(), "127.0.0.1", _port_of(url)))
+                console.print(f"source {name}: Oracle EBS simulator on {served}")
+                erps.append(EbsEvents(ebs))
+            elif source.type == "syspro":
+                simulated = syspro_simulator(source)
+                served = await stack.enter_async_context(
+                    serving(simulated.create_app(), "127.0.0.1", _port_of(url)))
+                console.print(f"source {name}: SYSPRO simulator on {served}")
+                erps.append(SysproEvents(simulated))
             else:
-                console.print(f"source {name}: using existing database {path}")
-            erps.append(erp)
-    account = next(iter(config.twilio.accounts.values()))
-    port = twilio_port or urlsplit(str(account.base_urls.api)).port or 8910
-    sim = twilio_sim_for(config)
-    async with serving(sim.create_app(), "127.0.0.1", port) as url, _stop_on_signals() as stop:
+                console.print(f"source {name}: no simulator for type {source.type!r} at {url}")
+        account = next(iter(config.twilio.accounts.values()))
+        port = twilio_port or _port_of(str(account.base_urls.api)) or 8910
+        sim = twilio_sim_for(config)
+        url = await stack.enter_async_context(serving(sim.create_app(), "127.0.0.1", port))
+        stop = await stack.enter_async_context(_stop_on_signals())
         console.print(f"Twilio simulator on {url} (account {account.account_sid}); Ctrl-C stops")
-        tasks = [asyncio.create_task(_generate_events(erp, stop, 3.0, console, seed=i))
-                 for i, erp in enumerate(erps)] if events else []
+        tasks = [asyncio.create_task(_generate_events(erps, stop, 3.0, console, seed=1))] if events else []
         await stop.wait()
         await asyncio.gather(*tasks, return_exceptions=True)
         await sim.aclose()
+
+
+def _port_of(url: str) -> int:
+    parts = urlsplit(url)
+    return parts.port or (443 if parts.scheme == "https" else 80)

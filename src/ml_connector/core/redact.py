@@ -29,7 +29,7 @@ _KEEP_BY_LENGTH: tuple[tuple[int, tuple[int, int]], ...] = (
 #: Query parameter names containing any of these (case-insensitive) have their value masked.
 #: Covers SYSPRO's CompanyPassword/OperatorPassword and the usual token/key/signature names.
 SECRET_PARAM_WORDS: tuple[str, ...] = (
-    "password", "passwd", "pwd", "token", "secret", "key", "signature", "auth", "session",
+    "password", "passwd", "pwd", "token", "secret", "key", "signature", "auth", "session", "userid",
 )
 
 _CHANNEL_PREFIX = re.compile(r"^(?P<prefix>[a-z][a-z0-9+.-]*:)(?=\+?\d)", re.IGNORECASE)
