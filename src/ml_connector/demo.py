@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import signal
 import socket
@@ -496,6 +497,12 @@ async def run_simulators(config: Any, *, twilio_port: int | None, events: bool, 
     from ml_connector.sim.oracle_ebs import EbsSim
     from ml_connector.web.server import serving
 
+    from ml_connector.store.crypto import create_key_file
+
+    key_file = config.store.key_file
+    if key_file and not os.environ.get("MLC_MASTER_KEY") and not await asyncio.to_thread(key_file.exists):
+        await asyncio.to_thread(create_key_file, key_file)
+        console.print(f"created key file {key_file} (mode 0600) for this config")
     async with contextlib.AsyncExitStack() as stack:
         erps: list[Any] = []
         for name, source in config.sources.items():
