@@ -26,7 +26,8 @@ T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlStore]:
-    url = f"sqlite:///{tmp_path / 'store.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_schema_url")
+    sqlite = f"sqlite:///{tmp_path / 'store.db'}"
+    url = sqlite if request.param == "sqlite" else request.getfixturevalue("pg_schema_url")
     s = SqlStore(url, KeyRing(b"k" * 32))
     yield s
     s.close()
@@ -78,7 +79,8 @@ async def test_out_of_order_and_duplicate_callbacks_end_delivered(store: SqlStor
     view = store.get_notification(nid)
     assert view is not None and view.status is Status.DELIVERED
     # every report is audited with what it did; the status moved forward exactly once
-    results = [e.detail.get("result") for e in store.audit(None, None) if e.notification_id == nid and e.kind == "status"]
+    entries = [e for e in store.audit(None, None) if e.notification_id == nid and e.kind == "status"]
+    results = [e.detail.get("result") for e in entries]
     assert results == ["applied", "stale", "duplicate", "stale"]
 
 
