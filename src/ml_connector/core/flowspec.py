@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
@@ -103,7 +103,7 @@ class AnyOf(_Frozen):
     any: list[TriggerNode]
 
 
-TriggerNode = Annotated[Union[AllOf, AnyOf, Condition], Field(union_mode="left_to_right")]
+TriggerNode = Annotated[AllOf | AnyOf | Condition, Field(union_mode="left_to_right")]
 AllOf.model_rebuild()
 AnyOf.model_rebuild()
 
@@ -133,7 +133,7 @@ class LookupRecipient(_Frozen):
 
 
 RecipientSpec = Annotated[
-    Union[StaticRecipients, LookupRecipient, FieldRecipient], Field(union_mode="left_to_right")
+    StaticRecipients | LookupRecipient | FieldRecipient, Field(union_mode="left_to_right")
 ]
 
 
