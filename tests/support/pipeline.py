@@ -62,6 +62,7 @@ class Pipeline:
     connector: Connector
     config_path: Path
     clock: FakeClock
+    webhook: LateApp
 
     async def poll(self, flow: str | None = None, kind: str = MAIN, *, advance: float = 2.0) -> list[PollReport]:
         """Let `advance` seconds pass (beyond the clock-skew margin), then poll."""
@@ -73,6 +74,10 @@ class Pipeline:
         """Send everything due now, then let the simulator deliver its callbacks."""
         await self.connector.dispatcher.run_until_idle()
         await self.sim.drain()
+
+    def sim_callbacks_to(self, app: Any) -> None:
+        """Point the simulator's status callbacks at another ASGI app (e.g. one that is down)."""
+        self.webhook.app = app
 
     def notifications(self, **filters: Any) -> list[NotificationView]:
         return self.connector.store.list_notifications(NotificationFilter(limit=10_000, **filters))
@@ -120,7 +125,7 @@ async def pipeline(
     )
     webhook.app = connector.webhook_app()
     try:
-        yield Pipeline(erp, sim, connector, config_path, clock)
+        yield Pipeline(erp, sim, connector, config_path, clock, webhook)
     finally:
         await sim.drain()
         await connector.aclose()
