@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +16,8 @@ from ml_connector.store.crypto import KeyRing
 from ml_connector.store.port import NotificationFilter
 from ml_connector.store.sql import SqlStore
 
-from .harness import SourceHarness
+from .harness import SourceHarness, lookback_of, overlap_of
 from .harnesses import HARNESSES
-
-OVERLAP = timedelta(minutes=10)
-LOOKBACK_WINDOW = timedelta(hours=1)
 
 
 @pytest.fixture(params=sorted(HARNESSES))
@@ -53,8 +49,8 @@ def flow_spec(harness: SourceHarness) -> FlowSpec:
     """Fires once for each record never seen before (its key 'changes' from nothing)."""
     return FlowSpec.model_validate({
         "source": "erp", "entity": harness.entity,
-        "schedule": {"every": "1m", "overlap": OVERLAP, "clock_skew": "5s",
-                     "lookback": {"every": "1h", "window": LOOKBACK_WINDOW}},
+        "schedule": {"every": "1m", "overlap": overlap_of(harness), "clock_skew": "5s",
+                     "lookback": {"every": "1h", "window": lookback_of(harness)}},
         "trigger": {"field": harness.key_field, "changed": True},
         "recipients": [{"static": ["+14155552671"]}],
         "sender": "demo.ops", "template": "Record {{ record.key }} changed",

@@ -10,6 +10,9 @@ from ml_connector.sources.base import Source
 
 START = datetime(2024, 3, 5, 15, 0, tzinfo=UTC)  # a whole second, mid-morning in New York
 
+OVERLAP = timedelta(minutes=10)
+LOOKBACK_WINDOW = timedelta(hours=1)
+
 
 class Clock:
     """One hand-driven clock shared by the simulator, the source and the poller."""
@@ -30,6 +33,15 @@ class SourceHarness(Protocol):
     `entity` is an entity whose records `change()` and `late()` create; `key_field` is the
     field of its records holding the key; `page_size` is the page size `build()` configures,
     so that `change(page_size * 2 + 1)` spans several pages.
+
+    Optional attributes (read with the functions below, which supply the defaults):
+
+    * `observed` (default False): True when `changed_at` is the time a poll observed the row,
+      not the time the row changed (an ERP with no change time to trust, e.g. SYSPRO): then
+      tests that compare change times of separate changes do not apply.
+    * `overlap` and `lookback_window` (defaults OVERLAP and LOOKBACK_WINDOW): the flow's
+      schedule in the ERP's own time grain. An ERP whose "late" records are back-dated by whole
+      days (business dates) needs a day-sized overlap, or "older than the overlap" means nothing.
     """
 
     name: str
@@ -67,3 +79,20 @@ class SourceHarness(Protocol):
     async def aclose(self) -> None:
         """Close every source built."""
         ...
+
+
+def observes(harness: SourceHarness) -> bool:
+    """True when changed_at is the poll's observation time (see SourceHarness)."""
+    return bool(getattr(harness, "observed", False))
+
+
+def overlap_of(harness: SourceHarness) -> timedelta:
+    value = getattr(harness, "overlap", OVERLAP)
+    assert isinstance(value, timedelta)
+    return value
+
+
+def lookback_of(harness: SourceHarness) -> timedelta:
+    value = getattr(harness, "lookback_window", LOOKBACK_WINDOW)
+    assert isinstance(value, timedelta)
+    return value

@@ -9,9 +9,12 @@ from collections.abc import Callable
 
 from .ebs import EbsHarness
 from .harness import SourceHarness
+from .syspro import SysproHarness
 
 HARNESSES: dict[str, Callable[[], SourceHarness]] = {
     "ebs-isg-session": lambda: EbsHarness("isg-session"),
     "ebs-isg-basic": lambda: EbsHarness("isg-basic", auth="basic"),
     "ebs-ords": lambda: EbsHarness("ords", mode="ords", auth="basic"),
+    "syspro-enet": lambda: SysproHarness("enet", mode="enet"),
+    "syspro-odata": lambda: SysproHarness("odata", mode="odata"),
 }

@@ -73,6 +73,7 @@ from ml_connector.sources.syspro_odata import ODataReader
 log = logging.getLogger(__name__)
 
 KEY_SEPARATOR = "|"
+KEY_WIDTH = 20  # SYSPRO key columns are up to 20 characters, numbers right-justified in them
 _RAW_KEYS_KEPT = 50_000
 
 
@@ -227,6 +228,17 @@ def _tls(config: SysproConfig) -> ssl.SSLContext | bool:
         raise SourceError(f"ca_bundle {config.ca_bundle}: cannot be read as PEM certificates ({exc})") from None
 
 
+def key_forms(key: str, width: int = KEY_WIDTH) -> list[str]:
+    """A key as typed, then right-justified in every width up to `width` (" 00001" and so on)."""
+    return [key, *(key.rjust(w) for w in range(len(key) + 1, width + 1))]
+
+
+def _odata_company(root: str) -> str:
+    """The service root's last path segment, which names the company (the configured convention)."""
+    segments = [part for part in httpx.URL(root).path.split("/") if part]
+    return f"{segments[-1]} (from odata_url)" if segments else "unknown (set company_id)"
+
+
 def _raw(value: Any) -> str:
     return "" if value is None else str(value)
 
@@ -321,10 +333,23 @@ class SysproSource:
                 return
 
     async def _first(self, table: str, columns: Sequence[str], filters: Sequence[wire.Where],
-                     keys: Sequence[str]) -> dict[str, Any] | None:
+                     keys: Sequence[str], *, any_of: Sequence[Sequence[wire.Where]] = ()
+                     ) -> dict[str, Any] | None:
+        """The first row in key order matching `filters` and (when given) one of `any_of`."""
+        if any_of and self._odata is None:
+            groups = [[*filters, *group] for group in any_of]
+            xml = wire.comfnd_xml(table, columns, groups, keys, 1)
+            what = f"COMFND {table}"
+            text = await self._enet().call("Query/Query", (("BusinessObject", "COMFND"), ("XmlIn", xml)),
+                                           what=what)
+            try:
+                rows = wire.comfnd_rows(text)
+            except ValueError as exc:
+                raise SourcePayloadError(f"{what}: {exc}", source=self.name) from None
+            return dict(rows[0]) if rows else None
         pages: AsyncGenerator[list[dict[str, Any]], None]
         if self._odata is not None:
-            pages = self._odata.pages(table, columns, filters, keys, 1, top=1)
+            pages = self._odata.pages(table, columns, filters, keys, 1, top=1, any_of=any_of)
         else:
             pages = self._pages(table, columns, filters, keys, 1)
         async with contextlib.aclosing(pages):
@@ -449,19 +474,33 @@ class SysproSource:
         return highest
 
     async def lookup(self, entity: str, key: str) -> Record | None:
+        """One record by its key as records carry it (stripped), e.g. "00001" or "ACM001|INV-1".
+
+        SYSPRO compares keys as stored, leading spaces included, so the stored form is needed:
+        the one a fetch saw, else (single-column keys) the row whose key is the given one as
+        typed or right-justified in any width up to the column's 20 characters, in one query.
+        """
         spec = self._entity(entity)
-        raw_key = self._raw_keys.get(entity, {}).get(key) or tuple(key.split(KEY_SEPARATOR))
+        remembered = self._raw_keys.get(entity, {}).get(key)
+        raw_key = remembered or tuple(key.split(KEY_SEPARATOR))
         if len(raw_key) != len(spec.keys):
             raise SourceError(f"{entity}: key {key!r} does not have the {len(spec.keys)} parts "
                               f"{KEY_SEPARATOR.join(spec.keys)}", source=self.name)
         now = self._clock()
-        if spec.lookup == "porqry":
-            return await self._porqry(entity, spec, raw_key[0], now)
-        row = await self._first(spec.table, spec.read_columns(),
-                                [wire.Where(k, "EQ", v) for k, v in zip(spec.keys, raw_key, strict=True)],
-                                spec.keys)
+        if spec.lookup == "porqry" and remembered is not None:
+            return await self._porqry(entity, spec, remembered[0], now)
+        columns = [spec.keys[0]] if spec.lookup == "porqry" else spec.read_columns()
+        if remembered is None and len(spec.keys) == 1:
+            alternatives = [[wire.Where(spec.keys[0], "EQ", form)] for form in key_forms(key)]
+            row = await self._first(spec.table, columns, [], spec.keys, any_of=alternatives)
+        else:
+            row = await self._first(spec.table, columns,
+                                    [wire.Where(k, "EQ", v) for k, v in zip(spec.keys, raw_key, strict=True)],
+                                    spec.keys)
         if row is None:
             return None
+        if spec.lookup == "porqry":
+            return await self._porqry(entity, spec, _raw(row.get(spec.keys[0])), now)
         extras = await self._enrich(spec, [row])
         return self._record(entity, spec, row, now, extras[0])
 
@@ -492,14 +531,21 @@ class SysproSource:
     # -- check and close -----------------------------------------------------------------------
 
     async def check(self) -> CheckResult:
-        """e.net: logon, getversion, one COMFND row, logoff. OData: one row. Says which step failed."""
+        """e.net: logon, getversion, one COMFND row, logoff. OData: one row, and the version from
+        e.net's getversion when base_url is set (it needs no logon, so no licence seat).
+        Says which step failed."""
         entity, spec = next(iter(self.config.entities.items()))
         details: dict[str, str] = {"mode": self.config.mode, "table": spec.table}
         if self._odata is not None:
             details["odata_url"] = mask_url(str(self.config.odata_url))
+            details["company"] = self.config.company_id or _odata_company(str(self.config.odata_url))
             row = await self._step(f"reading one {spec.table} row over OData",
                                    self._first(spec.table, spec.read_columns(), [], spec.keys))
             details["rows"] = "1" if row else "0 (the table is empty)"
+            if self.session is not None:
+                details["version"] = await self._step("getversion (e.net)", self.session.version())
+            else:
+                details["version"] = "not reported by OData (set base_url and company_id to read it from e.net)"
             return CheckResult(system="SYSPRO (OData)", details=details)
         session = self._enet()
         details.update(url=mask_url(str(self.config.base_url)), operator=self.config.operator,

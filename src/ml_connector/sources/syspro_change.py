@@ -4,7 +4,11 @@ SYSPRO has no update timestamp to trust on every table, so no row carries the in
 changed. Each row a poll reads is therefore *observed* at the poll's fetch time, clamped into
 the poll's window [since, until): `observed_at`. Whether the row changed is decided by the
 poller's stored last-seen values (a flow's `becomes`/`changed` trigger), and its idempotency keys
-keep re-reads from sending twice. The change mode only narrows what is read:
+keep re-reads from sending twice. Rows read by a window that ended in the past are stamped at
+its end; the poller takes rows stamped before the flow's first start as history, so a flow's
+first poll must be a single window (`schedule.max_window` at least `baseline` + `overlap`), or
+what changes during the catch-up windows is learned silently. The change mode only narrows what
+is read:
 
 * ``snapshot``: every row (or the configured `where` subset, e.g. open orders).
 * ``date``: rows whose business date (InvoiceDate, OrderEntryDate, PostDate; DATE only) is on

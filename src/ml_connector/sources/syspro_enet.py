@@ -6,7 +6,9 @@ session UserId: 34 hex characters and two trailing spaces, echoed back byte for 
 WCF's query parsing does not turn `+` into a space.
 
 * One call at a time per UserId: SYSPRO misbehaves with concurrent calls on one session, so a
-  lock covers each call, including a re-logon and its retry.
+  lock covers each call, including a re-logon and its retry. If SYSPRO still says the UserId
+  is busy (a call we gave up on after the client timeout is still running there), that is a
+  retriable SourceUnavailable, never a reason to log on again.
 * Each logon takes an e.net licence seat, and another logon with the same operator (or a class
   licence running full) can evict ours: the next call answers `ERROR ...` about the session.
   Such an answer triggers one new logon and one retry of the call; a second refusal is a
@@ -23,12 +25,13 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Literal
 from urllib.parse import quote
 
 import httpx
 
 from ml_connector.core.redact import mask_secrets
-from ml_connector.errors import SourceAuthError, SourceError, SourcePayloadError
+from ml_connector.errors import SourceAuthError, SourceError, SourcePayloadError, SourceUnavailable
 from ml_connector.sources import syspro_http
 from ml_connector.sources.syspro_wire import SysproFailure, decode, failure_of
 
@@ -51,9 +54,15 @@ _LOGON_ERRORS: tuple[tuple[re.Pattern[str], type[SourceError], str], ...] = (
     (re.compile(r".*", re.S), SourceError, ""),
 )
 
-#: ERROR text of any other call that means our session is gone (evicted, timed out, logged off).
-_SESSION_LOST = re.compile(
-    r"user ?id|session|not logged|logged (?:off|out)|log ?on|expired", re.I
+Verdict = Literal["busy", "lost", "error"]
+
+#: ERROR text of any other call -> what it means, first match wins. "busy": a call on our UserId
+#: is still running server-side (one of ours the client gave up on after its timeout), so this
+#: one may be retried later; "lost": our session is gone (evicted, timed out, logged off).
+_CALL_ERRORS: tuple[tuple[re.Pattern[str], Verdict], ...] = (
+    (re.compile(r"\bbusy\b|overlap|another (?:call|request)|in progress", re.I), "busy"),
+    (re.compile(r"user ?id|session|not logged|logged (?:off|out)|log ?on|expired", re.I), "lost"),
+    (re.compile(r".*", re.S), "error"),
 )
 
 _MARGIN = timedelta(seconds=60)
@@ -192,7 +201,13 @@ class EnetSession:
         if failure is None:
             return text
         message = f"{what}: {self._said(failure)}"
-        if failure.text.upper().startswith("ERROR") and _SESSION_LOST.search(failure.text):
+        verdict = next(v for pattern, v in _CALL_ERRORS if pattern.search(failure.text))
+        if not failure.text.upper().startswith("ERROR"):
+            verdict = "error"  # validation XML describes our input, never the session
+        if verdict == "busy":
+            raise SourceUnavailable(f"{message} (a previous call on this session is still running "
+                                    "in SYSPRO; the next poll tries again)", source=self._source)
+        if verdict == "lost":
             raise _SessionLost(message, source=self._source)
         raise SourceError(message, source=self._source)
 

@@ -9,6 +9,7 @@ httpx exceptions are never re-raised: they carry the request and its URL.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 from collections.abc import Mapping
@@ -100,12 +101,35 @@ async def get(
             if action == "ok":
                 return response
             if action != "retry":
-                raise _error_for(action, f"{what}: HTTP {response.status_code}", hints, source)
+                said = service_message(response)
+                status = f"{what}: HTTP {response.status_code}" + (f" ({said})" if said else "")
+                raise _error_for(action, status, hints, source)
             failure = f"SYSPRO's web server answered HTTP {response.status_code}"
         if attempt > retries:
             raise SourceUnavailable(f"{what}: {failure} ({attempt} attempts)", source=source)
         log.info("%s: %s: %s; retrying (attempt %d of %d)", source, what, failure, attempt, retries + 1)
         await asyncio.sleep(retry_delay * 2 ** (attempt - 1))
+
+
+_URL_IN_TEXT = re.compile(r"https?://[^\s'\"]+")
+_MESSAGE_CHARS = 300
+
+
+def service_message(response: httpx.Response) -> str | None:
+    """The service's own words from an OData error body (`{"error": {"message": ...}}`), URLs
+    masked; None for anything else (HTTP.sys and IIS pages say no more than the status)."""
+    if "json" not in response.headers.get("content-type", ""):
+        return None
+    try:
+        body = json.loads(response.content.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        return None
+    error = body.get("error") if isinstance(body, dict) else None
+    message = error.get("message") if isinstance(error, dict) else None
+    if not isinstance(message, str) or not message.strip():
+        return None
+    masked = _URL_IN_TEXT.sub(lambda m: safe_url(m.group(0)), message.strip())
+    return masked[:_MESSAGE_CHARS]
 
 
 def _error_for(action: Action, message: str, hints: Mapping[Action, str], source: str) -> SourceError:

@@ -44,12 +44,16 @@ def literal(where: Where) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def filter_expression(filters: Sequence[Where]) -> str:
+def filter_expression(filters: Sequence[Where], any_of: Sequence[Sequence[Where]] = ()) -> str:
+    """`filters` ANDed; `any_of` (alternatives, each a conjunction) ORed and ANDed to them."""
     parts = []
     for where in filters:
         if where.condition not in _OPERATORS:
             raise SourcePayloadError(f"OData cannot express {where.condition} on {where.column}")
         parts.append(f"{where.column} {_OPERATORS[where.condition]} {literal(where)}")
+    alternatives = [f"({filter_expression(group)})" for group in any_of if group]
+    if alternatives:
+        parts.append(alternatives[0] if len(alternatives) == 1 else f"({' or '.join(alternatives)})")
     return " and ".join(parts)
 
 
@@ -64,12 +68,13 @@ class ODataReader:
         self._retry_delay = retry_delay
 
     def first_url(self, table: str, columns: Sequence[str], filters: Sequence[Where],
-                  order_by: Sequence[str], top: int | None = None) -> str:
+                  order_by: Sequence[str], top: int | None = None,
+                  any_of: Sequence[Sequence[Where]] = ()) -> str:
         params: list[tuple[str, str]] = []
         if columns:
             params.append(("$select", ",".join(columns)))
-        if filters:
-            params.append(("$filter", filter_expression(filters)))
+        if filters or any(any_of):
+            params.append(("$filter", filter_expression(filters, any_of)))
         if order_by:
             params.append(("$orderby", ",".join(order_by)))
         if top is not None:
@@ -78,9 +83,9 @@ class ODataReader:
         return self._root + quote(table, safe="") + (f"?{query}" if query else "")
 
     async def pages(self, table: str, columns: Sequence[str], filters: Sequence[Where],
-                    order_by: Sequence[str], page_size: int, *, top: int | None = None
-                    ) -> AsyncGenerator[list[dict[str, Any]], None]:
-        url: str | None = self.first_url(table, columns, filters, order_by, top)
+                    order_by: Sequence[str], page_size: int, *, top: int | None = None,
+                    any_of: Sequence[Sequence[Where]] = ()) -> AsyncGenerator[list[dict[str, Any]], None]:
+        url: str | None = self.first_url(table, columns, filters, order_by, top, any_of)
         seen: set[str] = set()
         what = f"OData {table}"
         while url is not None:
