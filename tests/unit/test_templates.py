@@ -229,3 +229,11 @@ def test_check_template_raises_on_bad_source() -> None:
     with pytest.raises(TemplateError) as caught:
         check_template("flow-x", "{{ unclosed ")
     assert caught.value.template == "flow-x" and caught.value.line == 1
+
+
+def test_date_only_strings_are_calendar_dates_not_utc_midnight() -> None:
+    """ERP business dates come as 'YYYY-MM-DD' strings; west of UTC they must not move a day back."""
+    from ml_connector.core.templates import compile_template
+
+    t = compile_template("t", "{{ d | date }} {{ d | date('%d %b %Y') }}", timezone="America/Chicago")
+    assert t.render({"d": "2024-02-29"}) == "2024-02-29 29 Feb 2024"

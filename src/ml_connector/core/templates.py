@@ -83,8 +83,11 @@ def _zone(name: str) -> ZoneInfo:
 def _instant(value: Any, what: str) -> datetime | date:
     """An aware datetime (naive input is taken as UTC), or a plain date left as is."""
     if isinstance(value, str):
+        text = value.strip()
         try:
-            value = datetime.fromisoformat(value.strip())
+            # A calendar date ("2024-02-29", as ERPs store business dates) has no time zone to
+            # convert from: keep it a date, or it shows a day early west of UTC.
+            value = date.fromisoformat(text) if len(text) == 10 else datetime.fromisoformat(text)
         except ValueError:
             raise ValueError(f"{what}: not an ISO-8601 date or time") from None
     if isinstance(value, datetime):
