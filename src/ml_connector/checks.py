@@ -1,67 +1,133 @@
-"""`ml-connector check`: ping every configured system and say exactly what was reached or what failed."""
+"""`ml-connector check`: ping every configured system and say exactly what was reached or what failed.
+
+One line per system. A failure says what was tried and the other side's own words (Twilio's error
+code, the database driver's message), plus a hint for the mistakes admins make most often.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+import yaml
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import make_url
 
 from ml_connector.channels.http import TransportError
 from ml_connector.channels.twilio_api import TwilioApiError
-from ml_connector.core.redact import mask_url
-from ml_connector.errors import MlcError
+from ml_connector.core.redact import SECRET_MASK
+from ml_connector.errors import MlcError, TemplateError
 
 
 @dataclass(frozen=True, slots=True)
 class CheckLine:
+    """What one system answered. `code`: the provider's error code when it gave one."""
+
     kind: str
     name: str
     ok: bool
-    details: str
+    details: tuple[str, ...]
+    code: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {"kind": self.kind, "name": self.name, "ok": self.ok, "details": list(self.details),
+                "error_code": self.code}
 
 
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, TwilioApiError):
-        return f"Twilio answered HTTP {exc.status}, code {exc.code}: {exc.message}"
-    if isinstance(exc, TransportError):
-        return f"cannot reach: {exc}"
-    if isinstance(exc, MlcError):
-        return str(exc)
+#: Twilio error codes that mean a configuration mistake, with what to look at.
+TWILIO_HINTS: Mapping[int, str] = {
+    20003: "check twilio account_sid and auth_token (or api_key_sid/api_key_secret)",
+    20404: "no such account: check twilio account_sid",
+    20005: "the account is not active (suspended or closed) in the Twilio Console",
+}
+
+#: Twilio account statuses that cannot send.
+INACTIVE_ACCOUNT = frozenset({"suspended", "closed"})
+
+#: Database failures whose driver text alone is too terse to act on.
+CAUSE_HINTS: tuple[tuple[type[BaseException], str], ...] = (
+    (sa_exc.NoSuchTableError, "table not found"),
+)
+
+
+def _twilio_error(exc: TwilioApiError) -> str:
+    if exc.code is None:
+        return f"HTTP {exc.status} that is not Twilio's error format (a proxy?): {exc.message}"
+    hint = TWILIO_HINTS.get(exc.code)
+    return f"Twilio answered HTTP {exc.status}, error {exc.code}: {exc.message}" + (f" ({hint})" if hint else "")
+
+
+def _with_cause_hint(exc: BaseException) -> str:
+    cause = exc.__cause__
+    while cause is not None:
+        for kind, hint in CAUSE_HINTS:
+            if isinstance(cause, kind):
+                return f"{exc} ({hint})"
+        cause = cause.__cause__
+    return str(exc)
+
+
+#: How each failure reads, most specific type first.
+DESCRIBE: tuple[tuple[type[BaseException], Callable[[Any], str]], ...] = (
+    (TwilioApiError, _twilio_error),
+    (TransportError, lambda exc: f"cannot reach {exc.where}: {exc.detail}"),
+    (sa_exc.SQLAlchemyError, lambda exc: str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]),
+    (MlcError, _with_cause_hint),
+)
+
+
+def describe(exc: BaseException) -> str:
+    """A failure as one line a person can act on."""
+    for kind, render in DESCRIBE:
+        if isinstance(exc, kind):
+            return render(exc)
     return f"{type(exc).__name__}: {exc}"
 
 
-async def _store(connector: Any) -> CheckLine:
+def safe_store_url(url: str) -> str:
+    """The store URL with its password hidden (SQLite paths kept whole)."""
     try:
-        return CheckLine("store", mask_url(connector.config.store.url), True,
-                         await asyncio.to_thread(connector.store.ping))
+        return make_url(url).render_as_string(hide_password=True)
+    except sa_exc.ArgumentError:
+        return SECRET_MASK
+
+
+async def _store(connector: Any) -> CheckLine:
+    url = safe_store_url(connector.config.store.url)
+    name = url.partition(":")[0].partition("+")[0]
+    try:
+        return CheckLine("store", name, True, (url, str(await asyncio.to_thread(connector.store.ping))))
     except Exception as exc:  # report, never crash the whole check
-        return CheckLine("store", mask_url(connector.config.store.url), False, _describe(exc))
+        return CheckLine("store", name, False, (url, describe(exc)))
 
 
 async def _twilio(name: str, client: Any, base_url: str) -> CheckLine:
     try:
         account = await client.fetch_account()
-        return CheckLine("twilio", name, True,
-                         f"{base_url}: account {account.get('sid')} \"{account.get('friendly_name')}\" "
-                         f"status {account.get('status')}")
     except Exception as exc:
-        return CheckLine("twilio", name, False, f"{base_url}: {_describe(exc)}")
+        code = exc.code if isinstance(exc, TwilioApiError) else None
+        return CheckLine("twilio", name, False, (base_url, describe(exc)), code)
+    status = str(account.get("status"))
+    details = (base_url, f"account {account.get('sid')} \"{account.get('friendly_name')}\"", f"status {status}")
+    if status in INACTIVE_ACCOUNT:
+        return CheckLine("twilio", name, False, (*details, f"the account is {status}: it cannot send"))
+    return CheckLine("twilio", name, True, details)
 
 
 async def _source(name: str, source: Any) -> CheckLine:
     try:
         result = await source.check()
-        details = ", ".join(f"{k}={v}" for k, v in result.details.items())
-        return CheckLine("source", name, True, f"{result.system}: {details}")
     except Exception as exc:
-        return CheckLine("source", name, False, _describe(exc))
+        return CheckLine("source", name, False, (describe(exc),))
+    details = tuple(f"{key}: {value}" for key, value in result.details.items() if str(value).strip())
+    return CheckLine("source", name, True, (result.system, *details))
 
 
 async def run_checks(connector: Any) -> list[CheckLine]:
-    """All checks concurrently; one failing system never hides the others."""
+    """All checks concurrently; one failing system never hides the others. Closes the connector."""
     try:
         jobs = [_store(connector)]
         jobs += [
@@ -72,3 +138,49 @@ async def run_checks(connector: Any) -> list[CheckLine]:
         return list(await asyncio.gather(*jobs))
     finally:
         await connector.aclose()
+
+
+# -- `ml-connector validate`: templates, located in the file ----------------------------------------
+
+def _template_lines(path: Path) -> dict[str, int]:
+    """Flow name -> line of its `template:` key (best effort: {} when the file cannot be re-read)."""
+    try:
+        root = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return {}
+
+    def child(node: Any, key: str) -> tuple[Any, int] | None:
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value in node.value:
+                if isinstance(key_node, yaml.ScalarNode) and key_node.value == key:
+                    return value, key_node.start_mark.line + 1
+        return None
+
+    flows = child(root, "flows")
+    lines: dict[str, int] = {}
+    if flows and isinstance(flows[0], yaml.MappingNode):
+        for name_node, _ in flows[0].value:
+            found = child(flows[0], name_node.value) if isinstance(name_node, yaml.ScalarNode) else None
+            template = child(found[0], "template") if found else None
+            if template:
+                lines[name_node.value] = template[1]
+    return lines
+
+
+def template_problems(config: Any, shown_path: str) -> list[str]:
+    """Compile every flow's template: each error as 'file:line: flows.NAME.template: line N: message'."""
+    from ml_connector.core.templates import compile_template
+
+    lines = _template_lines(Path(config.path))
+    problems: list[str] = []
+    for name, spec in config.flows.items():
+        key = f"flows.{name}.template"
+        try:
+            compile_template(key, spec.template, timezone=spec.timezone, currency=spec.currency)
+        except TemplateError as exc:
+            where = f"{exc.template}, line {exc.line}" if exc.line else exc.template
+            message = str(exc).removeprefix(f"template {where}: ")
+            at = f"line {exc.line} of the template: " if exc.line else ""
+            line = f":{lines[name]}" if name in lines else ""
+            problems.append(f"{shown_path}{line}: {key}: {at}{message}")
+    return problems

@@ -1,11 +1,15 @@
 """The `ml-connector` command. Thin: parsing and printing here, the work in app.py and below.
 
 Exit codes (also in README):
-  0  success
-  1  a check or operation failed (unreachable system, nothing delivered in the demo)
-  2  invalid usage or invalid configuration
-  3  not found (no such notification)
-  130 interrupted (Ctrl-C)
+  0    success; also `run`, `simulate` and `demo` stopped by Ctrl-C or SIGTERM, their normal stop
+  1    a check or operation failed (unreachable system, nothing delivered in the demo, a
+       notification not in a replayable status, a replay not confirmed)
+  2    invalid usage or invalid configuration (unknown command or option, bad value, config errors)
+  3    not found (no such notification, nothing matched the replay filter)
+  130  interrupted (Ctrl-C) while a one-shot command was working
+
+A user error never prints a traceback: known failures become one message and an exit code
+(`MlcGroup.invoke`); `-vv` logs the traceback for a bug report.
 """
 
 from __future__ import annotations
@@ -18,10 +22,10 @@ import os
 import re
 import signal
 import sys
-from collections.abc import Coroutine, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, NoReturn, TypeVar
 
 import click
 from rich.console import Console
@@ -36,10 +40,98 @@ from ml_connector.errors import ConfigError, MlcError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 DEFAULT_CONFIG = "ml-connector.yaml"
+DEFAULT_KEY_FILE = "ml-connector.key"
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
+log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+# -- failures -> message and exit code ---------------------------------------------------------------
+
+def say(text: str) -> None:
+    """One unwrapped line on stdout (paths and messages must stay whole for copy and grep)."""
+    click.echo(text)
+
+
+def say_error(text: str) -> None:
+    """One unwrapped line on stderr (file:line prefixes must stay greppable)."""
+    click.echo(text, err=True)
+
+
+def fail(text: str, code: int) -> NoReturn:
+    say_error(text)
+    raise SystemExit(code)
+
+
+def _config_problems(exc: ConfigError) -> int:
+    if len(exc.problems) == 1:
+        say_error(f"error: {exc.problems[0]}")
+    else:
+        say_error(f"invalid configuration ({len(exc.problems)} problems):")
+        for problem in exc.problems:
+            say_error(f"  {problem}")
+    return EXIT_USAGE
+
+
+def _mlc_error(exc: MlcError) -> int:
+    say_error(f"error: {exc}")
+    return EXIT_FAILED
+
+
+def _os_error(exc: OSError) -> int:
+    where = f"{exc.filename}: " if exc.filename else ""
+    say_error(f"error: {where}{exc.strerror or exc}")
+    return EXIT_FAILED
+
+
+def _broken_pipe(_: BrokenPipeError) -> int:
+    """The reader went away (`| head`): stop quietly, and keep the interpreter from complaining at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no real file descriptor (tests capture stdout)
+        pass
+    return EXIT_FAILED
+
+
+def _database_error(exc: Exception) -> int:
+    lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    say_error(f"error: the store's database: {lines[0] if lines else type(exc).__name__}")
+    return EXIT_FAILED
+
+
+def _interrupted(_: BaseException) -> int:
+    say_error("interrupted")
+    return EXIT_INTERRUPTED
+
+
+def _failure_table() -> tuple[tuple[type[BaseException], Callable[[Any], int]], ...]:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    return (
+        (ConfigError, _config_problems),
+        (MlcError, _mlc_error),
+        (SQLAlchemyError, _database_error),
+        (BrokenPipeError, _broken_pipe),
+        (OSError, _os_error),
+        (KeyboardInterrupt, _interrupted),
+    )
+
+
+class MlcGroup(click.Group):
+    """The top-level group: expected failures print a message and exit with their code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (Exception, KeyboardInterrupt) as exc:
+            for kind, report in _failure_table():
+                if isinstance(exc, kind):
+                    log.debug("details of the error above", exc_info=True)
+                    raise SystemExit(report(exc)) from None
+            raise
 
 
 # -- helpers ---------------------------------------------------------------------------------------
@@ -49,59 +141,68 @@ def _config_path(ctx: click.Context) -> Path:
 
 
 def load(ctx: click.Context) -> Any:
-    """Load and validate the config, or exit 2 listing every problem."""
+    """Load and validate the config; a ConfigError lists every problem (exit 2)."""
     from ml_connector.config import load_config
 
-    try:
-        return load_config(_config_path(ctx), os.environ)
-    except ConfigError as exc:
-        err_console.print(f"[red]invalid configuration[/red] ({len(exc.problems)} problem(s)):")
-        for problem in exc.problems:
-            err_console.print(f"  {problem}", markup=False)
-        raise SystemExit(EXIT_USAGE) from None
+    return load_config(_config_path(ctx), os.environ)
 
 
 def connector(ctx: click.Context) -> Any:
     from ml_connector.app import Connector
 
-    config = load(ctx)
-    try:
-        return Connector(config)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            err_console.print(f"  {problem}", markup=False)
-        raise SystemExit(EXIT_USAGE) from None
+    return Connector(load(ctx))
 
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
-    try:
-        return asyncio.run(coro)
-    except KeyboardInterrupt:
-        err_console.print("interrupted")
-        raise SystemExit(EXIT_INTERRUPTED) from None
+    return asyncio.run(coro)
 
 
 _RELATIVE = re.compile(r"^(\d+)\s*([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
-def parse_when(value: str | None, *, now: datetime | None = None) -> datetime | None:
-    """'2026-11-01', '2026-11-01T08:00', '2026-11-01T08:00+01:00', or relative '24h', '7d'."""
-    if value is None:
-        return None
+def parse_when(value: str, *, now: datetime | None = None) -> datetime:
+    """'2026-11-01', '2026-11-01T08:00', '2026-11-01T08:00+01:00' (UTC unless it says), or '24h', '7d' ago."""
     now = now or datetime.now(UTC)
     m = _RELATIVE.match(value.strip())
     if m:
         return now - timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
     try:
-        parsed = datetime.fromisoformat(value)
+        parsed = datetime.fromisoformat(value.strip())
     except ValueError:
-        raise click.BadParameter(f"{value!r}: use an ISO date/time or a duration like 24h or 7d") from None
+        raise ValueError(f"{value!r}: use an ISO date/time (2026-11-01, 2026-11-01T08:00) "
+                         f"or a duration ago (30m, 24h, 7d)") from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+class When(click.ParamType[datetime]):
+    """An instant on the command line (see `parse_when`)."""
+
+    name = "when"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        try:
+            return parse_when(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+WHEN = When()
+
+
+def _window(since: datetime | None, until: datetime | None) -> None:
+    if since is not None and until is not None and since >= until:
+        raise click.BadParameter("must be later than --since", param_hint="--until")
 
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
+
+
+def _utc(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def emit_json(data: Any) -> None:
@@ -110,7 +211,7 @@ def emit_json(data: Any) -> None:
 
 # -- the command group -------------------------------------------------------------------------------
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "auto_envvar_prefix": "MLC"})
+@click.group(cls=MlcGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120})
 @click.option("--config", "-c", "config", envvar=CONFIG_ENV, default=DEFAULT_CONFIG, show_default=True,
               show_envvar=True, help="The YAML configuration file.")
 @click.option("--verbose", "-v", count=True, help="More log output (-vv for debug).")
@@ -121,6 +222,9 @@ def main(ctx: click.Context, config: str, verbose: int) -> None:
 
     Secrets come from the environment: MLC_MASTER_KEY (encryption key; otherwise the key file
     named in the config), and whatever ${VARS} the config interpolates.
+
+    Exit codes: 0 success, 1 a check or operation failed, 2 invalid usage or configuration,
+    3 not found, 130 interrupted.
     """
     ctx.ensure_object(dict)
     ctx.obj["config"] = config
@@ -128,45 +232,70 @@ def main(ctx: click.Context, config: str, verbose: int) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
+def _key_file_of(config_path: Path) -> Path:
+    """store.key_file of an existing config (when written literally), else the default next to it."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        data = None
+    store = data.get("store") if isinstance(data, dict) else None
+    named = store.get("key_file") if isinstance(store, dict) else None
+    if not isinstance(named, str) or "${" in named or not named.strip():
+        return config_path.parent / DEFAULT_KEY_FILE
+    path = Path(named)
+    return path if path.is_absolute() else config_path.parent / path
+
+
 @main.command()
 @click.option("--force", is_flag=True, help="Overwrite an existing config file (never the key file).")
 @click.pass_context
 def init(ctx: click.Context, force: bool) -> None:
-    """Write a commented starter config and a new encryption key file (mode 0600)."""
+    """Write a commented starter config and a new encryption key file (mode 0600).
+
+    An existing config is kept unless --force; an existing key file is always kept. A missing key
+    file is created even when the config is kept (`run` and `check` need it).
+    """
     from ml_connector.config import starter_config
     from ml_connector.store.crypto import create_key_file
 
     path = _config_path(ctx)
-    if path.exists() and not force:
-        err_console.print(f"{path} exists; use --force to overwrite it")
-        raise SystemExit(EXIT_USAGE)
-    path.write_text(starter_config(), encoding="utf-8")
-    key_path = path.parent / "ml-connector.key"
-    if key_path.exists():
-        console.print(f"kept existing key file {key_path}")
-    else:
+    if path.is_dir():
+        fail(f"error: {path} is a directory; give the config file's path with --config", EXIT_USAGE)
+    keep_config = path.exists() and not force
+    key_path = _key_file_of(path) if keep_config else path.parent / DEFAULT_KEY_FILE
+    key_created = False
+    if not key_path.exists():
+        key_path.parent.mkdir(parents=True, exist_ok=True)
         create_key_file(key_path)
-        console.print(f"wrote key file {key_path} (mode 0600): back it up; without it stored data cannot be read")
-    console.print(f"wrote {path}: edit it, then run `ml-connector validate`")
+        key_created = True
+        say(f"wrote key file {key_path} (mode 0600): back it up; without it stored data cannot be read")
+    else:
+        say(f"kept existing key file {key_path}")
+    if keep_config:
+        fail(f"{path} exists; kept it (use --force to replace it with the starter config)",
+             EXIT_OK if key_created else EXIT_USAGE)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(starter_config(), encoding="utf-8")
+    say(f"wrote {path}: edit it, then run `ml-connector validate`")
 
 
 @main.command()
 @click.pass_context
 def validate(ctx: click.Context) -> None:
     """Check the config (every error with file, line and key path) and compile every template."""
-    from ml_connector.app import compile_flows
+    from ml_connector.checks import template_problems
 
     config = load(ctx)
-    try:
-        compile_flows(config)
-    except ConfigError as exc:
-        err_console.print(f"[red]invalid configuration[/red] ({len(exc.problems)} problem(s)):")
-        for problem in exc.problems:
-            err_console.print(f"  {problem}", markup=False)
-        raise SystemExit(EXIT_USAGE) from None
-    console.print(
-        f"{config.path}: valid ({len(config.sources)} source(s), {len(config.flows)} flow(s), "
-        f"{len(config.twilio.accounts)} Twilio account(s))"
+    problems = template_problems(config, str(_config_path(ctx)))
+    if problems:
+        raise ConfigError(f"{len(problems)} template error(s)", problems)
+    enabled = sum(1 for flow in config.flows.values() if flow.enabled)
+    say(
+        f"{config.path}: valid ({len(config.sources)} source(s), {len(config.flows)} flow(s) of which "
+        f"{enabled} enabled, {len(config.twilio.accounts)} Twilio account(s)); "
+        f"`ml-connector check` tests the connections"
     )
 
 
@@ -183,11 +312,15 @@ def check(ctx: click.Context, as_json: bool) -> None:
     else:
         table = Table(title="ml-connector check")
         for col in ("system", "name", "result", "details"):
-            table.add_column(col)
+            table.add_column(col, overflow="fold")
         for r in results:
-            table.add_row(r.kind, r.name, "[green]ok[/green]" if r.ok else "[red]FAILED[/red]", r.details)
+            table.add_row(r.kind, r.name, "[green]ok[/green]" if r.ok else "[red]FAILED[/red]",
+                          "\n".join(r.details))
         console.print(table)
-    raise SystemExit(EXIT_OK if all(r.ok for r in results) else EXIT_FAILED)
+    failed = [r for r in results if not r.ok]
+    if failed and not as_json:
+        say_error(f"{len(failed)} of {len(results)} check(s) failed: {', '.join(f'{r.kind} {r.name}' for r in failed)}")
+    raise SystemExit(EXIT_FAILED if failed else EXIT_OK)
 
 
 @main.command()
@@ -195,24 +328,25 @@ def check(ctx: click.Context, as_json: bool) -> None:
               help="Run only these roles (repeatable). Default: all three in one process.")
 @click.pass_context
 def run(ctx: click.Context, roles: Sequence[str]) -> None:
-    """Run pollers, dispatcher and webhook server until SIGINT/SIGTERM."""
+    """Run pollers, dispatcher and webhook server until SIGINT/SIGTERM (then exit 0)."""
     from ml_connector.app import ROLES
 
     app = connector(ctx)
-    chosen = tuple(roles) or ROLES
+    chosen = tuple(dict.fromkeys(roles)) or ROLES
 
     async def main_loop() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        err_console.print(f"ml-connector running ({', '.join(chosen)}); Ctrl-C stops")
+        say_error(f"ml-connector running ({', '.join(chosen)}); Ctrl-C or SIGTERM stops")
         try:
             await app.run(stop, chosen)
         finally:
             await app.aclose()
 
     run_async(main_loop())
+    say_error("ml-connector stopped")
 
 
 @main.group()
@@ -224,38 +358,52 @@ def db() -> None:
 @click.pass_context
 def db_upgrade(ctx: click.Context) -> None:
     """Apply database migrations (run does this itself for a fresh SQLite file)."""
-    from ml_connector.store.migrate import upgrade
+    from ml_connector.checks import safe_store_url
+    from ml_connector.store.migrate import current, upgrade
 
     config = load(ctx)
+    before = current(config.store.url)
     upgrade(config.store.url)
-    console.print("database is at the latest schema")
+    after = current(config.store.url)
+    change = "already at" if before == after else f"upgraded from {before or 'empty'} to"
+    say(f"{safe_store_url(config.store.url)}: {change} schema revision {after}")
 
 
 # -- notifications ---------------------------------------------------------------------------------
 
-def _store(ctx: click.Context) -> Any:
+def _store(config: Any) -> Any:
     from ml_connector.store.crypto import load_keyring
     from ml_connector.store.sql import SqlStore
 
-    config = load(ctx)
     return SqlStore(config.store.url, load_keyring(config.store.key_file, os.environ))
 
 
-def _filter(flow: str | None, statuses: Sequence[str], since: str | None, until: str | None,
-            recipient: str | None, limit: int, ids: Sequence[int] = ()) -> Any:
+def _region(config: Any, flow: str | None) -> str:
+    """The phone region a --recipient without country code is read in: the flow's source's, else the first's."""
+    spec = config.flows.get(flow) if flow else None
+    sources = [config.sources[spec.source]] if spec else list(config.sources.values())
+    return str(getattr(sources[0], "default_region", "US")) if sources else "US"
+
+
+def _recipient(config: Any, flow: str | None, recipient: str | None) -> str | None:
+    if recipient is None:
+        return None
+    from ml_connector.compliance.phones import normalise
+
+    try:
+        return normalise(recipient, _region(config, flow), "--recipient")
+    except MlcError as exc:
+        raise click.BadParameter(str(exc), param_hint="--recipient") from None
+
+
+def _filter(statuses: Sequence[str], *, flow: str | None = None, since: datetime | None = None,
+            until: datetime | None = None, recipient: str | None = None, limit: int = 100,
+            ids: Sequence[int] = ()) -> Any:
     from ml_connector.store.port import NotificationFilter
 
-    if recipient:
-        from ml_connector.compliance.phones import normalise
-
-        try:
-            recipient = normalise(recipient, "US", "--recipient")
-        except MlcError as exc:
-            raise click.BadParameter(str(exc), param_hint="--recipient") from None
-    return NotificationFilter(
-        flow=flow, statuses=tuple(Status(s) for s in statuses), since=parse_when(since),
-        until=parse_when(until), recipient=recipient, ids=tuple(ids), limit=limit,
-    )
+    _window(since, until)
+    return NotificationFilter(flow=flow, statuses=tuple(Status(s) for s in statuses), since=since, until=until,
+                              recipient=recipient, ids=tuple(ids), limit=limit)
 
 
 def _view_dict(view: Any, *, full: bool = False) -> dict[str, Any]:
@@ -282,22 +430,23 @@ def _view_dict(view: Any, *, full: bool = False) -> dict[str, Any]:
     return data
 
 
-STATUS_STYLE = {
+STATUS_STYLE: Mapping[str, str] = {
     "delivered": "green", "read": "green", "sent": "cyan", "queued": "cyan", "sending": "yellow",
     "pending": "yellow", "deferred": "yellow", "failed": "red", "undelivered": "red", "dead": "red",
     "suppressed": "magenta",
 }
 
 
-def notifications_table(views: Iterable[Any], title: str = "notifications") -> Table:
+def notifications_table(views: Sequence[Any], title: str = "notifications (newest first)") -> Table:
     table = Table(title=title)
-    for col in ("id", "flow", "record", "to", "status", "detail", "updated"):
-        table.add_column(col, overflow="fold")
+    for col in ("id", "created (UTC)", "flow", "record", "to", "status", "tries"):
+        table.add_column(col, no_wrap=col in ("id", "created (UTC)", "to", "status", "tries"),
+                         justify="right" if col in ("id", "tries") else "left")
+    table.add_column("detail", overflow="fold", ratio=1)
     for v in views:
         style = STATUS_STYLE.get(str(v.status), "white")
-        detail = v.problem or (v.provider_id or "")
-        table.add_row(str(v.id), v.flow, v.record_key, mask_phone(v.recipient),
-                      f"[{style}]{v.status}[/{style}]", detail, v.updated_at.strftime("%H:%M:%S"))
+        table.add_row(str(v.id), _utc(v.created_at), v.flow, v.record_key, mask_phone(v.recipient),
+                      f"[{style}]{v.status}[/{style}]", str(v.attempts_made), v.problem or (v.provider_id or ""))
     return table
 
 
@@ -306,92 +455,154 @@ def notifications() -> None:
     """Inspect notifications."""
 
 
-_status_choice = click.Choice([s.value for s in Status])
+_status_choice = click.Choice([s.value for s in Status], case_sensitive=False)
 
 
 @notifications.command("list")
-@click.option("--flow")
-@click.option("--status", "statuses", multiple=True, type=_status_choice)
-@click.option("--since", help="ISO date/time or duration (24h, 7d).")
-@click.option("--until")
-@click.option("--recipient", help="Phone number (any format); matched by keyed hash.")
-@click.option("--limit", default=100, show_default=True)
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--flow", help="Only this flow.")
+@click.option("--status", "statuses", multiple=True, type=_status_choice, help="Only these statuses (repeatable).")
+@click.option("--since", type=WHEN, help="Created at or after: ISO date/time (UTC unless it says) or 30m/24h/7d ago.")
+@click.option("--until", type=WHEN, help="Created before (same forms as --since).")
+@click.option("--recipient", help="Phone number in any format; matched by keyed hash.")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(min=1))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (phone numbers masked).")
 @click.pass_context
-def notifications_list(ctx: click.Context, flow: str | None, statuses: Sequence[str], since: str | None,
-                       until: str | None, recipient: str | None, limit: int, as_json: bool) -> None:
+def notifications_list(ctx: click.Context, flow: str | None, statuses: Sequence[str], since: datetime | None,
+                       until: datetime | None, recipient: str | None, limit: int, as_json: bool) -> None:
     """List notifications, newest first."""
-    store = _store(ctx)
-    views = store.list_notifications(_filter(flow, statuses, since, until, recipient, limit))
+    config = load(ctx)
+    flt = _filter(statuses, flow=flow, since=since, until=until, recipient=_recipient(config, flow, recipient),
+                  limit=limit)
+    views = _store(config).list_notifications(flt)
     if as_json:
         emit_json([_view_dict(v) for v in views])
-    else:
-        console.print(notifications_table(views))
+        return
+    if not views:
+        say_error("no notifications match")
+        return
+    console.print(notifications_table(views))
+    if len(views) == limit:
+        say_error(f"showing the newest {limit}; --limit shows more")
 
 
 @notifications.command("show")
 @click.argument("notification_id", type=int)
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (phone numbers masked).")
 @click.pass_context
 def notifications_show(ctx: click.Context, notification_id: int, as_json: bool) -> None:
-    """One notification with its attempts."""
-    view = _store(ctx).get_notification(notification_id)
+    """One notification with its body and every attempt."""
+    view = _store(load(ctx)).get_notification(notification_id)
     if view is None:
-        err_console.print(f"no notification {notification_id}")
-        raise SystemExit(EXIT_NOT_FOUND)
+        fail(f"no notification {notification_id}", EXIT_NOT_FOUND)
     data = _view_dict(view, full=True)
     if as_json:
         emit_json(data)
         return
     for key, value in data.items():
         if key != "attempt_history":
-            console.print(f"[bold]{key}[/bold]: {value}", markup=True, highlight=False)
+            say(f"{key}: {'' if value is None else value}")
     table = Table(title="attempts")
-    for col in ("#", "outcome", "started", "provider id", "status", "error"):
-        table.add_column(col)
-    for a in data["attempt_history"]:
-        error = f"[{a['error_code']}] {a['error_message'] or ''}" if a["error_code"] else (a["error_message"] or "")
-        table.add_row(str(a["attempt"]), a["outcome"] or "in flight", a["started_at"] or "",
-                      a["provider_id"] or "", a["provider_status"] or "", error)
+    for col in ("#", "outcome", "started (UTC)", "provider id", "status", "error"):
+        table.add_column(col, overflow="fold")
+    for a in view.attempts:
+        error = f"[{a.error_code}] {a.error_message or ''}" if a.error_code else (a.error_message or "")
+        table.add_row(str(a.attempt_no), a.outcome or "in flight", _utc(a.started_at), a.provider_id or "",
+                      a.provider_status or "", error)
     console.print(table)
+
+
+# -- replay ----------------------------------------------------------------------------------------
+
+def _confirm(question: str) -> bool:
+    """Ask; end of input counts as no, Ctrl-C as an interruption."""
+    try:
+        return click.confirm(question, default=False)
+    except click.Abort as exc:
+        if isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt):
+            raise KeyboardInterrupt from None
+        return False
+
+
+def _explicit(store: Any, ids: Sequence[int], views: Sequence[Any]) -> int:
+    """Say why each named id will not be replayed; the exit code that leaves (0 when all will be)."""
+    found = {v.id for v in views}
+    codes = [EXIT_OK]
+    for notification_id in dict.fromkeys(ids):
+        if notification_id in found:
+            continue
+        view = store.get_notification(notification_id)
+        if view is None:
+            say_error(f"notification {notification_id}: not found")
+            codes.append(EXIT_NOT_FOUND)
+        elif view.status not in REPLAYABLE:
+            say_error(f"notification {notification_id}: is {view.status}; only "
+                      f"{', '.join(sorted(REPLAYABLE))} notifications can be replayed")
+            codes.append(EXIT_FAILED)
+        else:
+            say_error(f"notification {notification_id}: does not match the filter")
+            codes.append(EXIT_FAILED)
+    return EXIT_NOT_FOUND if EXIT_NOT_FOUND in codes else max(codes)
 
 
 @main.command()
 @click.argument("ids", nargs=-1, type=int)
-@click.option("--flow")
-@click.option("--status", "statuses", multiple=True, type=click.Choice(sorted(s.value for s in REPLAYABLE)))
-@click.option("--since")
-@click.option("--until")
-@click.option("--limit", default=1000, show_default=True)
-@click.option("--yes", is_flag=True, help="Do not ask before replaying more than one.")
+@click.option("--flow", help="Only this flow.")
+@click.option("--status", "statuses", multiple=True, type=click.Choice(sorted(s.value for s in REPLAYABLE)),
+              help="Only these statuses (default: all replayable ones).")
+@click.option("--since", type=WHEN, help="Created at or after (ISO date/time or 30m/24h/7d ago).")
+@click.option("--until", type=WHEN, help="Created before.")
+@click.option("--limit", default=1000, show_default=True, type=click.IntRange(min=1))
+@click.option("--yes", "-y", is_flag=True, help="Do not ask before replaying more than one.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def replay(ctx: click.Context, ids: Sequence[int], flow: str | None, statuses: Sequence[str],
-           since: str | None, until: str | None, limit: int, yes: bool, as_json: bool) -> None:
-    """Send failed, dead or undelivered notifications again (by id or filter); old attempts are kept."""
+           since: datetime | None, until: datetime | None, limit: int, yes: bool, as_json: bool) -> None:
+    """Send failed, dead or undelivered notifications again (by id or filter); old attempts are kept.
+
+    Several at once are listed and confirmed first (--yes skips the question).
+    """
     if not ids and not (flow or statuses or since or until):
         raise click.UsageError("give notification ids, or a filter (--flow/--status/--since/--until)")
-    store = _store(ctx)
+    store = _store(load(ctx))
     chosen = statuses or sorted(s.value for s in REPLAYABLE)
-    views = store.list_notifications(_filter(flow, chosen, since, until, None, limit, ids))
-    candidates = [v for v in views if v.status in REPLAYABLE]
-    if ids:
-        missing = sorted(set(ids) - {v.id for v in candidates})
-        for notification_id in missing:
-            err_console.print(f"notification {notification_id}: not found or not in a replayable status")
-    if not candidates:
-        err_console.print("nothing to replay")
-        raise SystemExit(EXIT_NOT_FOUND)
-    if len(candidates) > 1 and not yes:
-        console.print(notifications_table(candidates, title="to replay"))
-        if not sys.stdin.isatty() or not click.confirm(f"Replay {len(candidates)} notifications?"):
-            err_console.print("not replayed (use --yes to skip this question)")
-            raise SystemExit(EXIT_FAILED)
-    replayed = store.replay([v.id for v in candidates], datetime.now(UTC), os.environ.get("USER", "cli"))
+    views = store.list_notifications(_filter(chosen, flow=flow, since=since, until=until, limit=limit, ids=ids))
+    code = _explicit(store, ids, views) if ids else EXIT_OK
+    if not views:
+        fail("nothing to replay", code if ids else EXIT_NOT_FOUND)
+    if len(views) == limit:
+        say_error(f"only the newest {limit} matching notifications are considered; --limit raises it")
+    if len(views) > 1 and not yes:
+        console.print(notifications_table(views, title="to replay"))
+        if not _confirm(f"Replay these {len(views)} notifications?"):
+            fail("not replayed (use --yes to skip this question)", EXIT_FAILED)
+    replayed = store.replay([v.id for v in views], datetime.now(UTC), os.environ.get("USER") or "cli")
     if as_json:
         emit_json({"replayed": replayed})
     else:
-        console.print(f"replayed {len(replayed)} notification(s): {', '.join(map(str, replayed))}")
+        say(f"replayed {len(replayed)} notification(s): {', '.join(map(str, replayed))}; "
+                      f"the dispatcher sends them again (old attempts kept)")
+    raise SystemExit(code)
+
+
+# -- audit -----------------------------------------------------------------------------------------
+
+AUDIT_FIELDS = ("id", "at", "notification_id", "flow", "kind", "status", "detail")
+
+
+def _write_audit(entries: Iterable[Any], fmt: str, stream: IO[str]) -> int:
+    writer = csv.DictWriter(stream, fieldnames=AUDIT_FIELDS) if fmt == "csv" else None
+    if writer:
+        writer.writeheader()
+    count = 0
+    for entry in entries:
+        row: dict[str, Any] = {"id": entry.id, "at": entry.at.isoformat(), "notification_id": entry.notification_id,
+                               "flow": entry.flow, "kind": entry.kind, "status": entry.status}
+        if writer:
+            writer.writerow({**row, "detail": json.dumps(dict(entry.detail), default=str, sort_keys=True)})
+        else:
+            stream.write(json.dumps({**row, "detail": dict(entry.detail)}, default=str, sort_keys=False) + "\n")
+        count += 1
+    return count
 
 
 @main.group()
@@ -401,41 +612,35 @@ def audit() -> None:
 
 @audit.command("export")
 @click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="jsonl", show_default=True)
-@click.option("--since")
-@click.option("--until")
-@click.option("--output", "-o", type=click.Path(dir_okay=False, allow_dash=True), default="-")
+@click.option("--since", type=WHEN, help="Rows at or after: ISO date/time (UTC unless it says) or 30m/24h/7d ago.")
+@click.option("--until", type=WHEN, help="Rows before.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, allow_dash=True), default="-",
+              help="File to write (default: standard output).")
 @click.pass_context
-def audit_export(ctx: click.Context, fmt: str, since: str | None, until: str | None, output: str) -> None:
-    """Export audit rows (every state change with its time and cause) as CSV or JSON lines."""
-    store = _store(ctx)
-    stream = sys.stdout if output == "-" else open(output, "w", encoding="utf-8", newline="")  # noqa: SIM115
-    count = 0
-    try:
-        fields = ["id", "at", "notification_id", "flow", "kind", "status", "detail"]
-        writer = csv.DictWriter(stream, fieldnames=fields) if fmt == "csv" else None
-        if writer:
-            writer.writeheader()
-        for entry in store.audit(parse_when(since), parse_when(until)):
-            row = {"id": entry.id, "at": entry.at.isoformat(), "notification_id": entry.notification_id,
-                   "flow": entry.flow, "kind": entry.kind, "status": entry.status,
-                   "detail": json.dumps(dict(entry.detail), default=str, sort_keys=True)}
-            if writer:
-                writer.writerow(row)
-            else:
-                row["detail"] = dict(entry.detail)
-                stream.write(json.dumps(row, default=str) + "\n")
-            count += 1
-    finally:
-        if stream is not sys.stdout:
-            stream.close()
-    err_console.print(f"exported {count} audit row(s)")
+def audit_export(ctx: click.Context, fmt: str, since: datetime | None, until: datetime | None, output: str) -> None:
+    """Export audit rows (every state change with its time and cause) as CSV or JSON lines.
 
+    Phone numbers, message bodies and secrets are never in the audit trail, so never in the export.
+    """
+    _window(since, until)
+    store = _store(load(ctx))
+    if output == "-":
+        count = _write_audit(store.audit(since, until), fmt, sys.stdout)
+    else:
+        with open(output, "w", encoding="utf-8", newline="") as stream:
+            count = _write_audit(store.audit(since, until), fmt, stream)
+    say_error(f"exported {count} audit row(s)" + ("" if output == "-" else f" to {output}"))
+
+
+# -- demo and simulators ---------------------------------------------------------------------------
 
 @main.command()
-@click.option("--duration", type=float, default=None, help="Stop after this many seconds (default: until Ctrl-C).")
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Stop after this many seconds (default: until Ctrl-C).")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,
               help="Keep the demo's databases here (default: a temporary directory).")
-@click.option("--every", type=float, default=2.0, show_default=True, help="Seconds between ERP events.")
+@click.option("--every", type=click.FloatRange(min=0.1), default=2.0, show_default=True,
+              help="Seconds between ERP events.")
 def demo(duration: float | None, data_dir: str | None, every: float) -> None:
     """Run everything against the built-in simulators and show each notification's journey."""
     from ml_connector.demo import run_demo
@@ -446,7 +651,8 @@ def demo(duration: float | None, data_dir: str | None, every: float) -> None:
 
 
 @main.command()
-@click.option("--twilio-port", type=int, default=None, help="Default: the port of the config's Twilio base URL.")
+@click.option("--twilio-port", type=click.IntRange(0, 65535), default=None,
+              help="Default: the port of the config's Twilio base URL.")
 @click.option("--events/--no-events", default=True, show_default=True,
               help="Generate ERP events every few seconds.")
 @click.pass_context
@@ -456,4 +662,4 @@ def simulate(ctx: click.Context, twilio_port: int | None, events: bool) -> None:
 
     config = load(ctx)
     run_async(run_simulators(config, twilio_port=twilio_port, events=events, console=err_console))
-
+    say_error("simulators stopped")

@@ -99,13 +99,59 @@ def ebs_sections(ebs_url: str) -> tuple[dict[str, Any], dict[str, Any]]:
     return source, flows
 
 
-def demo_config(data_dir: Path, twilio_url: str, webhook_port: int, *, ebs_url: str | None = None) -> dict[str, Any]:
-    """The demo's config: examples/sql.yaml's shape (plus EBS when given), with this run's ports."""
+SYSPRO_TZ = "Africa/Johannesburg"
+
+
+def syspro_sections(syspro_url: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The SYSPRO source and its flows, as in examples/syspro.yaml but polling every second."""
+    supplier = {"table": "ApSupplier", "key": "Supplier", "columns": ["SupplierName"]}
+    source = {
+        "type": "syspro", "mode": "enet", "base_url": syspro_url, "operator": "MLC", "operator_password": "mlc-pass",
+        "company_id": "EDU1", "timezone": SYSPRO_TZ, "retry_delay": 0.2,
+        "entities": {
+            "purchase_orders": {
+                "table": "PorMasterHdr", "key": "PurchaseOrder", "change": "snapshot",
+                "columns": ["PurchaseOrder", "Supplier", "OrderStatus", "OrderEntryDate", "Buyer", "Currency"],
+                "where": [{"column": "OrderStatus", "condition": "NE", "value": "9"},
+                          {"column": "OrderStatus", "condition": "NE", "value": "*"}],
+                "lines": {}, "joins": [supplier], "lookup": "porqry",
+            },
+            "invoices": {
+                "table": "ApInvoice", "key": ["Supplier", "Invoice"], "change": "date", "date_column": "InvoiceDate",
+                "columns": ["Supplier", "Invoice", "InvoiceDate", "OrigInvValue", "Currency"],
+                "numbers": ["OrigInvValue"], "joins": [supplier],
+            },
+        },
+    }
+    common = {"source": "syspro", "sender": "main.alerts", "timezone": SYSPRO_TZ, "currency": "ZAR",
+              "retry": {"max_attempts": 4, "base_delay": "1s", "max_delay": "5s"}}
+    flows = {
+        "syspro_po_approved": {
+            **common, "entity": "purchase_orders", "schedule": {"every": "2s", "overlap": "2m", "clock_skew": "0.5s"},
+            "trigger": {"field": "OrderStatus", "becomes": "1"}, "recipients": [{"static": ["+13125550166"]}],
+            "template": "SYSPRO PO {{ PurchaseOrder }} approved: {{ SupplierName or Supplier }}, "
+                        "{{ LineCount }} line(s), {{ OrderTotal | money(Currency) }}.",
+        },
+        "syspro_invoice_posted": {
+            **common, "entity": "invoices",
+            "schedule": {"every": "2s", "overlap": "2m", "clock_skew": "0.5s", "baseline": "2d", "max_window": "3d"},
+            "trigger": {"field": "Invoice", "changed": True}, "recipients": [{"static": ["+13125550167"]}],
+            "template": "SYSPRO invoice {{ Invoice }} from {{ SupplierName or Supplier }} posted: "
+                        "{{ OrigInvValue | money(Currency) }} (dated {{ InvoiceDate | date }}).",
+        },
+    }
+    return source, flows
+
+
+def demo_config(data_dir: Path, twilio_url: str, webhook_port: int, *, ebs_url: str | None = None,
+                syspro_url: str | None = None) -> dict[str, Any]:
+    """The demo's config: examples/sql.yaml's shape, plus EBS and SYSPRO when given, with this run's ports."""
     config = _sql_demo_config(twilio_url, webhook_port)
-    if ebs_url:
-        source, flows = ebs_sections(ebs_url)
-        config["sources"]["ebs"] = source
-        config["flows"].update(flows)
+    for name, url, sections in (("ebs", ebs_url, ebs_sections), ("syspro", syspro_url, syspro_sections)):
+        if url:
+            source, flows = sections(url)
+            config["sources"][name] = source
+            config["flows"].update(flows)
     return config
 
 
@@ -395,6 +441,7 @@ async def run_demo(*, duration: float | None, data_dir: Path | None, every: floa
     from ml_connector.config import load_config
     from ml_connector.sim.demo_erp import DemoErp
     from ml_connector.sim.oracle_ebs import EbsSim
+    from ml_connector.sim.syspro import SysproSim
     from ml_connector.sim.twilio import Account, Outcome, TwilioSim
     from ml_connector.store.crypto import create_key_file
     from ml_connector.web.server import serving
@@ -413,16 +460,17 @@ async def run_demo(*, duration: float | None, data_dir: Path | None, every: floa
         sim.set_outcome("+442079460958", Outcome(status="undelivered", error_code=30006))
         webhook_port = free_port()
         ebs = EbsSim(server_tz=EBS_TZ)
+        syspro = SysproSim()
         async with serving(sim.create_app()) as twilio_url, serving(ebs.create_app()) as ebs_url, \
-                _stop_on_signals() as stop:
+                serving(syspro.create_app()) as syspro_url, _stop_on_signals() as stop:
             config_path = directory / "ml-connector.yaml"
-            config = demo_config(directory, twilio_url, webhook_port, ebs_url=ebs_url)
+            config = demo_config(directory, twilio_url, webhook_port, ebs_url=ebs_url, syspro_url=syspro_url)
             config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
             if not (directory / "ml-connector.key").exists():
                 create_key_file(directory / "ml-connector.key")
             connector = Connector(load_config(config_path, {}))
             console.print(f"[bold]ml-connector demo[/bold]: SQL ERP {directory / 'demo-erp.db'}, Oracle EBS "
-                          f"simulator {ebs_url}, Twilio simulator {twilio_url}, webhooks "
+                          f"{ebs_url}, SYSPRO {syspro_url}, Twilio simulator {twilio_url}, webhooks "
                           f"http://127.0.0.1:{webhook_port}")
             console.print("An ERP event every few seconds becomes an SMS; each notification's journey is "
                           "shown. " + (f"Stops after {duration:g} s." if duration else "Ctrl-C stops."))
@@ -430,7 +478,8 @@ async def run_demo(*, duration: float | None, data_dir: Path | None, every: floa
             stop_sending = asyncio.Event()
             polling = asyncio.create_task(connector.run(stop, ("poller",)))
             sending = asyncio.create_task(connector.run(stop_sending, ("dispatcher", "web")))
-            events = asyncio.create_task(_generate_events([erp, EbsEvents(ebs)], stop, every, console, seed=7))
+            erps = [erp, EbsEvents(ebs), SysproEvents(syspro)]
+            events = asyncio.create_task(_generate_events(erps, stop, every, console, seed=7))
             loop = asyncio.get_running_loop()
             deadline = loop.time() + duration if duration else None
             live = Live(watcher.table(), console=console, refresh_per_second=4) if watcher.live else None
@@ -445,6 +494,7 @@ async def run_demo(*, duration: float | None, data_dir: Path | None, every: floa
                             if task.done():
                                 task.result()  # a crashed role ends the demo with its error
                     stop.set()
+                    await asyncio.gather(polling, return_exceptions=True)  # its last poll commits first
                     # Let what was already created finish its journey (a few seconds at most).
                     grace = loop.time() + 5
                     while watcher.unfinished and loop.time() < grace:
@@ -495,9 +545,8 @@ async def run_simulators(config: Any, *, twilio_port: int | None, events: bool, 
     """
     from ml_connector.sim.demo_erp import DemoErp
     from ml_connector.sim.oracle_ebs import EbsSim
-    from ml_connector.web.server import serving
-
     from ml_connector.store.crypto import create_key_file
+    from ml_connector.web.server import serving
 
     key_file = config.store.key_file
     if key_file and not os.environ.get("MLC_MASTER_KEY") and not await asyncio.to_thread(key_file.exists):
