@@ -87,7 +87,8 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Db]:
         url = f"sqlite:///{tmp_path / 'erp.db'}"
     else:
         url = request.getfixturevalue("pg_schema_url")
-    engine = sa.create_engine(engine_url(url))
+    # The test writes the ERP's tables itself; the source opens SQLite files read-only.
+    engine = sa.create_engine(url if request.param == "sqlite" else engine_url(url))
     try:
         yield Db(request.param, url, engine)
     finally:
@@ -487,6 +488,7 @@ async def test_check_reports_what_it_reached(db: Db, closing: list[SqlSource]) -
 
 
 async def test_check_names_a_missing_table(db: Db, closing: list[SqlSource]) -> None:
+    db.ddl("CREATE TABLE other (id {int})")
     source = db.source({"po": {"table": "po_headers_all", "key": "id", "changed_at": "changed"}})
     closing.append(source)
     with pytest.raises(SourcePayloadError, match="po_headers_all") as caught:
@@ -496,6 +498,7 @@ async def test_check_names_a_missing_table(db: Db, closing: list[SqlSource]) -> 
 
 
 async def test_check_bad_query_is_a_payload_error(db: Db, closing: list[SqlSource]) -> None:
+    db.ddl("CREATE TABLE other (id {int})")
     source = db.source({"q": {"query": "SELECT * FROM no_such_table", "key": "id", "changed_at": "changed"}})
     closing.append(source)
     with pytest.raises(SourcePayloadError, match="no_such_table"):
@@ -706,3 +709,16 @@ async def test_reads_the_demo_erp_in_its_own_time_zone(tmp_path: Path, closing: 
     assert [r.key for r in seeded][0] == "1002"  # 01:20 sorts before the seeds' 01:40
     buyer = await source.lookup("person", str(approved[0].data["buyer_id"]))
     assert buyer is not None and buyer.data["full_name"] == "Luis Ortega"
+
+
+async def test_a_missing_sqlite_file_is_an_error_not_a_new_database(tmp_path: Path) -> None:
+    missing = tmp_path / "typo.db"
+    config = SqlSourceConfig.model_validate({"type": "sql", "url": f"sqlite:///{missing}",
+                                             "entities": {"t": {"table": "t", "key": "id", "changed_at": "c"}}})
+    source = build(config, {"name": "erp"})
+    try:
+        with pytest.raises(SourceUnavailable, match=r"sqlite:///.*typo\.db: unable to open database file \(it must"):
+            await source.check()
+    finally:
+        await source.aclose()
+    assert not missing.exists()

@@ -105,3 +105,10 @@ def test_is_secret_name(name: str, secret: bool) -> None:
 )
 def test_scrub_phones(text: str, expected: str) -> None:
     assert scrub_phones(text) == expected
+
+
+def test_mask_url_keeps_absolute_sqlite_paths() -> None:
+    from ml_connector.core.redact import mask_url
+
+    assert mask_url("sqlite:////var/lib/mlc/store.db") == "sqlite:////var/lib/mlc/store.db"
+    assert mask_url("sqlite:////var/lib/x.db?token=abc") == "sqlite:////var/lib/x.db?token=****"

@@ -127,7 +127,14 @@ def mask_url(url: str) -> str:
         userinfo, _, host = netloc.rpartition("@")
         user, has_password, _ = userinfo.partition(":")
         netloc = f"{user}:{SECRET_MASK}@{host}" if has_password else f"{user}@{host}"
-    return urlunsplit((parts.scheme, netloc, parts.path, _mask_query(parts.query), parts.fragment))
+    query = _mask_query(parts.query)
+    if netloc == parts.netloc and query == parts.query:
+        return url  # nothing secret; rebuilding could change the URL (sqlite:////abs/path)
+    if not url.startswith(f"{parts.scheme}://"):
+        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    # By hand: urlunsplit drops the empty authority of scheme://// URLs it does not know.
+    return (f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
+            + (f"#{parts.fragment}" if parts.fragment else ""))
 
 
 def scrub_phones(text: str) -> str:

@@ -105,9 +105,18 @@ DRIVER_EXTRAS: dict[str, str] = {"oracle": "oracle", "mssql": "mssql"}
 
 
 def engine_url(url: str) -> URL:
-    """Parse a configured URL and point it at the supported driver (postgresql -> psycopg 3)."""
+    """Parse a configured URL and point it at the supported driver (postgresql -> psycopg 3).
+
+    A SQLite file is opened read-only: the connector never writes to a source, and a mistyped
+    path must be an error, not a new empty database.
+    """
     parsed = make_url(url)
-    return parsed.set(drivername=DRIVER_REWRITES.get(parsed.drivername, parsed.drivername))
+    parsed = parsed.set(drivername=DRIVER_REWRITES.get(parsed.drivername, parsed.drivername))
+    database = parsed.database or ""
+    if parsed.get_backend_name() == "sqlite" and database not in ("", ":memory:") \
+            and not database.startswith("file:"):
+        parsed = parsed.set(database=f"file:{database}?mode=ro", query={**parsed.query, "uri": "true"})
+    return parsed
 
 
 class SqlEntity(BaseModel):
@@ -472,7 +481,8 @@ class SqlSource:
 
     @property
     def safe_url(self) -> str:
-        return self._url.render_as_string(hide_password=True)
+        """The configured URL with its password hidden (not the driver-level rewrite)."""
+        return make_url(self.config.url).render_as_string(hide_password=True)
 
     # -- Source protocol ------------------------------------------------------------------
 
@@ -721,6 +731,8 @@ class SqlSource:
         """The driver's own words, first line only, with the password scrubbed."""
         text = str(getattr(error, "orig", None) or error).strip().splitlines()
         message = text[0] if text else type(error).__name__
+        if self._url.get_backend_name() == "sqlite" and message == "unable to open database file":
+            message += " (it must exist and be readable: the source opens it read-only)"
         password = self._url.password
         return message.replace(str(password), "***") if password else message
 
