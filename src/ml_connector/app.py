@@ -36,6 +36,10 @@ from ml_connector.store.sql import SqlStore
 log = logging.getLogger(__name__)
 
 ROLES = ("poller", "dispatcher", "web")
+#: Overrides `webhooks.port`, so several processes on one machine can share one config file.
+WEBHOOK_PORT_ENV = "MLC_WEBHOOK_PORT"
+#: How often a process that does not poll a flow tries to take it over.
+LEADER_RETRY = timedelta(seconds=2)
 
 
 def utcnow() -> datetime:
@@ -50,6 +54,7 @@ class Overrides:
     clock: Callable[[], datetime] = utcnow
     worker: str | None = None
     source_context: Mapping[str, Any] = field(default_factory=dict)
+    leader_retry: timedelta = LEADER_RETRY
 
 
 def compile_flows(config: Config) -> dict[str, Any]:
@@ -95,6 +100,16 @@ def build_twilio_clients(config: Config, transport: HttpTransport | None) -> dic
     return clients
 
 
+def webhook_port(config: Config, env: Mapping[str, str]) -> int:
+    """`MLC_WEBHOOK_PORT` when set, else `webhooks.port`."""
+    raw = env.get(WEBHOOK_PORT_ENV, "").strip()
+    if not raw:
+        return config.webhooks.port
+    if not raw.isdigit() or not 1 <= int(raw) <= 65535:
+        raise ConfigError(f"{WEBHOOK_PORT_ENV}={raw!r}: must be a port number from 1 to 65535")
+    return int(raw)
+
+
 def sender_value(config: Config, ref: str) -> tuple[str, str]:
     """"account.sender" -> (account name, From number or MG SID)."""
     _, sender = config.sender(ref)
@@ -110,6 +125,7 @@ class Connector:
         self.overrides = overrides or Overrides()
         self.clock = self.overrides.clock
         env = os.environ if env is None else env
+        self.webhook_port = webhook_port(config, env)
         self.keyring = load_keyring(config.store.key_file, env)
         self.store = SqlStore(config.store.url, self.keyring)
         self.templates = compile_flows(config)
@@ -120,6 +136,7 @@ class Connector:
         self.pollers = {name: Poller(flow, self.store, self.clock) for name, flow in self.flows.items()}
         self.worker = self.overrides.worker or f"{socket.gethostname()}:{os.getpid()}"
         self.dispatcher = self._dispatcher()
+        self._next_lookback: dict[str, datetime] = {}
         self.write_backs = WriteBackRunner(self.store, self.sources, worker=self.worker, clock=self.clock)
 
     def _flow_runtimes(self) -> dict[str, FlowRuntime]:
@@ -193,32 +210,58 @@ class Connector:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _poll_loop(self, name: str, stop: asyncio.Event) -> None:
-        poller = self.pollers[name]
-        schedule = poller.flow.spec.schedule
-        next_lookback = self.clock()
-        while not stop.is_set():
-            try:
-                report = await poller.poll(MAIN)
-                if report.inserted:
-                    log.info("flow %s: %s new notification(s) from %s record(s)", name, report.inserted, report.read)
-                if schedule.lookback and self.clock() >= next_lookback:
-                    await poller.poll(LOOKBACK)
-                    next_lookback = self.clock() + schedule.lookback.every
-            except TemplateError as exc:
-                log.error("flow %s stopped: %s. Fix the template and restart; nothing was sent.", name, exc)
-                return
-            except SourceError as exc:
-                log.warning("flow %s: poll failed, will retry: %s", name, exc)
-            except MlcError as exc:
-                log.error("flow %s: poll failed: %s", name, exc)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), schedule.every.total_seconds())
+        """Poll one flow on its schedule while this process holds the flow's lock; else stand by.
+
+        Only one process polls a flow at a time (store.locks). The others try to take it over
+        every `leader_retry`, so a dead poller is replaced within seconds. Each poll's commit is
+        fenced by the lock: a process that lost it commits nothing.
+        """
+        lock = self.store.flow_lock(name, label=f"ml-connector {self.worker}")
+        poller = Poller(self.flows[name], self.store.fenced(lock), self.clock)
+        leading = False
+        try:
+            while not stop.is_set():
+                if await asyncio.to_thread(lock.acquire):
+                    if not leading:
+                        log.info("flow %s: polled by this process (%s)", name, self.worker)
+                        leading = True
+                    if not await self._poll_once(poller):
+                        return
+                    wait = poller.flow.spec.schedule.every
+                else:
+                    if leading:
+                        log.warning("flow %s: no longer polled by this process; another one takes over", name)
+                        leading = False
+                    wait = self.overrides.leader_retry
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), wait.total_seconds())
+        finally:
+            await asyncio.to_thread(lock.release)
+
+    async def _poll_once(self, poller: Poller) -> bool:
+        """One main poll (and the lookback when due); False when the flow must stop."""
+        name, schedule = poller.flow.name, poller.flow.spec.schedule
+        try:
+            report = await poller.poll(MAIN)
+            if report.inserted:
+                log.info("flow %s: %s new notification(s) from %s record(s)", name, report.inserted, report.read)
+            if schedule.lookback and self.clock() >= self._next_lookback.get(name, self.clock()):
+                await poller.poll(LOOKBACK)
+                self._next_lookback[name] = self.clock() + schedule.lookback.every
+        except TemplateError as exc:
+            log.error("flow %s stopped: %s. Fix the template and restart; nothing was sent.", name, exc)
+            return False
+        except SourceError as exc:
+            log.warning("flow %s: poll failed, will retry: %s", name, exc)
+        except MlcError as exc:
+            log.error("flow %s: poll failed: %s", name, exc)
+        return True
 
     async def _serve_web(self, stop: asyncio.Event) -> None:
         from ml_connector.web.server import serve_until
 
         webhooks = self.config.webhooks
-        await serve_until(self.webhook_app(), webhooks.host, webhooks.port, stop)
+        await serve_until(self.webhook_app(), webhooks.host, self.webhook_port, stop)
 
     async def aclose(self) -> None:
         for client in self.clients.values():

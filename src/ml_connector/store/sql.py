@@ -12,11 +12,13 @@ text are stored in clear.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import hmac
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
@@ -43,6 +45,7 @@ from ml_connector.store import finish, writebacks
 from ml_connector.store import migrate as migrations
 from ml_connector.store.crypto import KeyMismatchError, KeyRing
 from ml_connector.store.engine import make_engine, reading, writing
+from ml_connector.store.locks import FileFlowLock, FlowLock, PgFlowLock
 from ml_connector.store.port import (
     ApplyResult,
     AttemptResult,
@@ -118,6 +121,7 @@ class SqlStore:
         self._keys = keyring
         self._dialect = self._engine.dialect.name
         self._insert = _INSERTS[self._dialect]
+        self._fence: FlowLock | None = None
         try:
             if migrate:
                 migrations.upgrade_engine(self._engine)
@@ -164,6 +168,23 @@ class SqlStore:
             version = conn.execute(text(query)).scalar_one()
         return f"{self._dialect} {version}"
 
+    # -- poller leadership (see store.locks) -----------------------------------------------
+
+    def flow_lock(self, flow: str, *, label: str) -> FlowLock:
+        """The lock that makes this process `flow`'s only poller; `label` names the holder for admins."""
+        if self._dialect == "sqlite":
+            return FileFlowLock(Path(str(self._engine.url.database)), flow, label=label)
+        return PgFlowLock(self._engine.url, flow, label=label)
+
+    def fenced(self, lock: FlowLock) -> SqlStore:
+        """This store, except that `commit_poll` commits only while `lock` is held (else LockLost).
+
+        The view shares the engine: close the original, not the view.
+        """
+        view = copy.copy(self)
+        view._fence = lock
+        return view
+
     # -- polling ---------------------------------------------------------------------------
 
     def get_watermark(self, flow: str, kind: str = "main") -> datetime | None:
@@ -201,6 +222,8 @@ class SqlStore:
             for s in commit.states
         }
         with writing(self._engine) as conn:
+            if self._fence is not None:
+                self._fence.assert_held(conn)
             moved = commit.watermark is not None and self._advance_watermark(conn, commit, now)
             if states:
                 stmt = self._insert(record_state)
