@@ -20,6 +20,9 @@ from dataclasses import dataclass, field
 MIN_FACTOR = 0.1
 #: Share of the configured MPS regained per second after a slow-down.
 RECOVERY_PER_SECOND = 0.02
+#: Seconds after a slow-down during which further push-back is the same episode: the requests
+#: already in flight when Twilio first pushed back must not halve the rate once each.
+SLOW_DOWN_HOLD = 1.0
 
 
 @dataclass
@@ -30,8 +33,14 @@ class SenderPace:
     factor: float = 1.0
     next_free: float = 0.0
     last_update: float = field(default=0.0)
+    slowed_at: float | None = None
+    deferred_until: float = 0.0
 
-    def _recover(self, now: float) -> None:
+    def __post_init__(self) -> None:
+        if not self.mps > 0:
+            raise ValueError("mps must be positive")
+
+    def recover(self, now: float) -> None:
         if self.factor < 1.0:
             self.factor = min(1.0, self.factor + (now - self.last_update) * RECOVERY_PER_SECOND)
         self.last_update = now
@@ -46,13 +55,29 @@ class SenderPace:
 
     def reserve(self, now: float, segments: int) -> float:
         """Reserve the slot for `segments` and return how long to wait before sending."""
-        self._recover(now)
+        self.recover(now)
         start = max(now, self.next_free)
         self.next_free = start + max(1, segments) / self.rate
         return start - now
 
+    def defer(self, now: float, segments: int) -> float:
+        """Book a later slot for a send that will not wait in memory; seconds until it.
+
+        Deferred sends line up after everything reserved or deferred before, one slot each, so
+        a backlog handed back to the store returns at the sender's rate rather than all at once.
+        The slot is only a hint: the returning send reserves for real.
+        """
+        self.recover(now)
+        start = max(now, self.next_free, self.deferred_until)
+        self.deferred_until = start + max(1, segments) / self.rate
+        return start - now
+
     def slow_down(self, now: float) -> None:
-        self._recover(now)
+        """Halve the rate (not below MIN_FACTOR), once per SLOW_DOWN_HOLD; it then recovers linearly."""
+        self.recover(now)
+        if self.slowed_at is not None and now - self.slowed_at < SLOW_DOWN_HOLD:
+            return
+        self.slowed_at = now
         self.factor = max(MIN_FACTOR, self.factor / 2)
 
 
@@ -75,8 +100,14 @@ class Pacer:
     def reserve(self, key: str, segments: int = 1) -> float:
         return self._pace(key).reserve(self._clock(), segments)
 
+    def defer(self, key: str, segments: int = 1) -> float:
+        return self._pace(key).defer(self._clock(), segments)
+
     def slow_down(self, key: str) -> None:
         self._pace(key).slow_down(self._clock())
 
     def rate(self, key: str) -> float:
-        return self._pace(key).rate
+        """The sender's current rate in segments per second (recovery included)."""
+        pace = self._pace(key)
+        pace.recover(self._clock())
+        return pace.rate

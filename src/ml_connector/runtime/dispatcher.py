@@ -3,6 +3,12 @@
 A claimed row whose earlier attempt never finished (crash, timeout after the request left) is
 in doubt: Twilio's Messages create has no idempotency key, so it is first looked up in Twilio's
 message list and adopted if found; only an authoritative "not found" sends again (invariant 2).
+A look-up that cannot finish leaves the row in doubt, to be looked up again later.
+
+Every attempt ends before its lease does: pacing waits longer than MAX_PACING_WAIT (or half of
+what is left of the lease) are not waited but deferred, lined up at the sender's rate, and the
+Twilio calls share a deadline short of the lease, so no other dispatcher (nor this one)
+re-claims a row whose request may still be in flight.
 """
 
 from __future__ import annotations
@@ -10,25 +16,42 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from ml_connector.channels.base import Channel
 from ml_connector.compliance.pacing import Pacer
+from ml_connector.core.flowspec import RetrySpec
+from ml_connector.core.models import OutboundMessage, SendResult
 from ml_connector.core.redact import mask_phone
 from ml_connector.core.retry import RetryPolicy
 from ml_connector.core.segments import segment_info
-from ml_connector.core.models import OutboundMessage
 from ml_connector.errors import DeliveryError, InDoubtError, PermanentError, TransientError
 from ml_connector.store.port import AttemptResult, Claimed, Outcome, Store
 
 log = logging.getLogger(__name__)
 
-#: How long to wait before reconciling a send whose outcome is unknown.
+#: Shortest wait before reconciling a send whose outcome is unknown.
 IN_DOUBT_DELAY = timedelta(seconds=5)
+#: Longest wait between two look-ups of a send that stays in doubt.
+IN_DOUBT_MAX_DELAY = timedelta(minutes=10)
 #: Margin before the in-doubt attempt's start when searching Twilio's message list.
 RECONCILE_MARGIN = timedelta(minutes=2)
+#: Share of the lease an attempt may use; the rest absorbs clock and scheduling slack.
+LEASE_SHARE = 0.8
+#: Longest pacing wait taken while holding a concurrency slot; longer ones go back to the store,
+#: so a slow sender's backlog cannot occupy the slots every other sender needs.
+MAX_PACING_WAIT = 2.0
+#: A deferred send comes back this much before its slot and waits the rest in memory: a sender
+#: left idle while its next row is still being claimed loses that time for good.
+DEFER_EARLY = MAX_PACING_WAIT / 2
+#: Used for notifications of a flow no longer in the configuration.
+DEFAULT_POLICY = RetryPolicy.from_spec(RetrySpec())
+
+Sleep = Callable[[float], Awaitable[None]]
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +62,29 @@ class DispatcherSettings:
     batch_size: int = 200
     idle_poll: timedelta = timedelta(milliseconds=200)
     status_callback_url: str | None = None
+
+
+class _ConfigMissing(Exception):
+    """The row names an account or sender this process has no configuration for."""
+
+
+def in_doubt_delay(in_doubt_for: timedelta) -> timedelta:
+    """Wait before the next look-up: half the time the send has been in doubt, within bounds.
+
+    Look-ups thus space out geometrically while Twilio cannot answer, with no counter to keep.
+    """
+    return min(IN_DOUBT_MAX_DELAY, max(IN_DOUBT_DELAY, in_doubt_for / 2))
+
+
+def round_attempt(row: Claimed, policy: RetryPolicy) -> int:
+    """The attempt's number within its replay round, as the retry policy counts attempts.
+
+    `row.attempt_no` counts every attempt ever made and `row.max_attempts` is the budget of the
+    current round (a replay adds a fresh one), so the policy must see the attempts left, not
+    the total: otherwise a replayed notification would give up after its first failure.
+    """
+    left = row.max_attempts - row.attempt_no
+    return max(1, policy.max_attempts - left)
 
 
 class Dispatcher:
@@ -55,6 +101,7 @@ class Dispatcher:
         clock: Callable[[], datetime],
         account_limits: Mapping[str, int] | None = None,
         rand: Callable[[], float] = random.random,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self._store = store
         self._channels = channels
@@ -63,24 +110,35 @@ class Dispatcher:
         self._settings = settings
         self._clock = clock
         self._rand = rand
-        self._slots = asyncio.Semaphore(settings.concurrency)
+        self._sleep = sleep
         self._account_slots = {a: asyncio.Semaphore(n) for a, n in (account_limits or {}).items()}
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._stopping = asyncio.Event()
+
+    # -- the loop -------------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Claim and send until `stop` is set; then finish what is in flight."""
+        """Claim and send until `stop` is set; then finish what is in flight.
+
+        Sends already under way finish and are recorded; rows still waiting for their pacing
+        slot are handed back untried, so shutdown never waits on pacing.
+        """
+        self._stopping = stop
         while not stop.is_set():
-            claimed = await self.claim_and_start()
-            if not claimed:
-                try:
-                    await asyncio.wait_for(stop.wait(), self._settings.idle_poll.total_seconds())
-                except TimeoutError:
-                    pass
+            if self._free_slots() <= 0:
+                await self._wait_for_slot(stop)
+                continue
+            if not await self.claim_and_start():
+                await self._wait(stop, self._settings.idle_poll.total_seconds())
         await self.drain()
 
     async def claim_and_start(self) -> int:
-        """Claim as many due rows as there are free slots and start sending them."""
-        free = self._settings.concurrency - len(self._in_flight)
+        """Claim as many due rows as there are free slots and start sending them.
+
+        Returns how many rows were claimed; with every slot busy it waits for one to free up
+        and returns 1, so a caller looping "while claimed" keeps going.
+        """
+        free = self._free_slots()
         if free <= 0:
             await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
             return 1
@@ -88,21 +146,44 @@ class Dispatcher:
         claimed = await asyncio.to_thread(
             self._store.claim_due, self._settings.worker, self._clock(), self._settings.lease, limit
         )
+        deadline = asyncio.get_running_loop().time() + self._settings.lease.total_seconds() * LEASE_SHARE
         for row in claimed:
-            task = asyncio.create_task(self._process(row))
+            task = asyncio.create_task(self._process(row, deadline))
             self._in_flight.add(task)
             task.add_done_callback(self._in_flight.discard)
         return len(claimed)
 
     async def drain(self) -> None:
-        if self._in_flight:
-            await asyncio.gather(*self._in_flight, return_exceptions=True)
+        """Wait for every send in flight to be recorded."""
+        while self._in_flight:
+            await asyncio.gather(*tuple(self._in_flight), return_exceptions=True)
 
     async def run_until_idle(self) -> None:
-        """Send everything due now (tests and `replay --now`)."""
-        while await self.claim_and_start():
+        """Send everything due now, including retries that fall due while sending (tests, replay)."""
+        while True:
+            if await self.claim_and_start():
+                continue
+            if not self._in_flight:
+                return
+            await asyncio.wait(self._in_flight, return_when=asyncio.FIRST_COMPLETED)
+
+    def _free_slots(self) -> int:
+        return self._settings.concurrency - len(self._in_flight)
+
+    async def _wait_for_slot(self, stop: asyncio.Event) -> None:
+        stopper = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({*self._in_flight, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+            await asyncio.gather(stopper, return_exceptions=True)
+
+    @staticmethod
+    async def _wait(stop: asyncio.Event, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(stop.wait(), seconds)
+        except TimeoutError:
             pass
-        await self.drain()
 
     # -- one notification ---------------------------------------------------------------------
 
@@ -116,86 +197,190 @@ class Dispatcher:
             status_callback=self._settings.status_callback_url,
         )
 
-    async def _process(self, row: Claimed) -> None:
+    def _result(
+        self,
+        row: Claimed,
+        outcome: Outcome,
+        started: datetime,
+        *,
+        sent: SendResult | None = None,
+        error_code: int | None = None,
+        error_message: str | None = None,
+        next_attempt_at: datetime | None = None,
+    ) -> AttemptResult:
+        return AttemptResult(
+            row.id, row.attempt_no, outcome, started, self._clock(),
+            provider_id=sent.provider_id if sent else None,
+            provider_status=sent.provider_status if sent else None,
+            error_code=error_code, error_message=error_message, next_attempt_at=next_attempt_at,
+        )
+
+    def _still_in_doubt(
+        self, row: Claimed, started: datetime, message: str, error_code: int | None = None
+    ) -> AttemptResult:
+        since = row.in_doubt_since or started
+        return self._result(
+            row, Outcome.IN_DOUBT, started, error_code=error_code, error_message=message,
+            next_attempt_at=self._clock() + in_doubt_delay(self._clock() - since),
+        )
+
+    async def _process(self, row: Claimed, deadline: float) -> None:
         started = self._clock()
         try:
-            result = await self._attempt(row, started)
+            result = await self._attempt(row, started, deadline)
+        except _ConfigMissing as exc:
+            result = self._unconfigured(row, started, str(exc))
         except Exception as exc:  # a bug must not strand the row: leave it in doubt, reconcile later
             log.exception("notification %s: unexpected error while sending", row.id)
-            result = AttemptResult(
-                row.id, row.attempt_no, Outcome.IN_DOUBT, started, self._clock(),
-                error_message=f"internal error: {type(exc).__name__}",
-                next_attempt_at=self._clock() + IN_DOUBT_DELAY,
-            )
-        await asyncio.to_thread(self._store.finish_attempt, result)
+            result = self._still_in_doubt(row, started, f"internal error: {type(exc).__name__}")
+        try:
+            await asyncio.to_thread(self._store.finish_attempt, result)
+        except Exception:  # the lease runs out and the row comes back in doubt: nothing is lost
+            log.exception("notification %s: could not record attempt %s", row.id, row.attempt_no)
 
-    async def _attempt(self, row: Claimed, started: datetime) -> AttemptResult:
-        channel = self._channels[row.account]
+    def _unconfigured(self, row: Claimed, started: datetime, problem: str) -> AttemptResult:
+        """Nothing was sent: fail the notification with the reason, unless an earlier send is in doubt."""
+        log.error("notification %s: %s", row.id, problem)
+        if row.in_doubt:
+            return self._still_in_doubt(row, started, problem)
+        return self._result(row, Outcome.PERMANENT, started, error_message=problem)
+
+    def _route(self, row: Claimed) -> tuple[Channel, str]:
+        channel = self._channels.get(row.account)
+        if channel is None:
+            raise _ConfigMissing(f"no Twilio account {row.account!r} in the configuration")
+        sender_key = f"{row.account}.{row.sender}"
+        try:
+            self._pacer.rate(sender_key)
+        except KeyError:
+            raise _ConfigMissing(f"sender {row.sender!r} is not configured for account {row.account!r}") from None
+        return channel, sender_key
+
+    async def _attempt(self, row: Claimed, started: datetime, deadline: float) -> AttemptResult:
+        channel, sender_key = self._route(row)
         message = self._message(row)
         if row.in_doubt:
-            since = (row.in_doubt_since or row.created_at) - RECONCILE_MARGIN
-            try:
-                found = await channel.find_sent(message, since)
-            except DeliveryError as exc:
-                # Cannot tell yet: try reconciling again later, never send blindly.
-                return AttemptResult(
-                    row.id, row.attempt_no, Outcome.IN_DOUBT, started, self._clock(),
-                    error_code=exc.code, error_message=f"reconciliation failed: {exc.reason}",
-                    next_attempt_at=self._clock() + IN_DOUBT_DELAY,
-                )
+            found = await self._reconcile(row, channel, message, started, deadline)
             if found is not None:
-                log.info("notification %s: adopted earlier send %s", row.id, found.provider_id)
-                return AttemptResult(
-                    row.id, row.attempt_no, Outcome.ADOPTED, started, self._clock(),
-                    provider_id=found.provider_id, provider_status=found.provider_status,
-                )
-        sender_key = f"{row.account}.{row.sender}"
+                return found
         segments = segment_info(row.body).segments  # Twilio paces segments, not messages
-        wait = self._pacer.wait_for(sender_key)
-        if wait > self._settings.lease.total_seconds() / 2:
-            return AttemptResult(
-                row.id, row.attempt_no, Outcome.DEFERRED, started, self._clock(),
-                error_message="paced: sender at its MPS", next_attempt_at=self._clock() + timedelta(seconds=wait),
+        remaining = deadline - asyncio.get_running_loop().time()
+        if self._pacer.wait_for(sender_key) > min(MAX_PACING_WAIT, remaining / 2):
+            later = self._pacer.defer(sender_key, segments)
+            return self._result(
+                row, Outcome.DEFERRED, started, error_message="paced: sender at its MPS",
+                next_attempt_at=self._clock() + timedelta(seconds=max(0.0, later - DEFER_EARLY)),
             )
         delay = self._pacer.reserve(sender_key, segments)
-        if delay > 0:
-            await asyncio.sleep(delay)
-        account_slot = self._account_slots.get(row.account)
+        if not await self._paced(delay):
+            return self._result(
+                row, Outcome.DEFERRED, started, error_message="shutting down before the send",
+                next_attempt_at=self._clock(),
+            )
         try:
-            if account_slot is None:
-                sent = await channel.send(message)
-            else:
-                async with account_slot:
-                    sent = await channel.send(message)
-        except TransientError as exc:
-            if exc.slow_down:
-                self._pacer.slow_down(sender_key)
-            decision = self._policies[row.flow].decide(row.attempt_no, exc.retry_after, self._rand)
-            log.warning(
-                "notification %s to %s: transient failure %s (attempt %s/%s)",
-                row.id, mask_phone(row.recipient), exc, row.attempt_no, row.max_attempts,
-            )
-            return AttemptResult(
-                row.id, row.attempt_no, Outcome.TRANSIENT, started, self._clock(),
-                error_code=exc.code, error_message=exc.reason,
-                next_attempt_at=(
-                    self._clock() + decision.delay
-                    if decision.retry and row.attempt_no < row.max_attempts
-                    else None
-                ),
-            )
-        except InDoubtError as exc:
-            return AttemptResult(
-                row.id, row.attempt_no, Outcome.IN_DOUBT, started, self._clock(),
-                error_message=exc.reason, next_attempt_at=self._clock() + IN_DOUBT_DELAY,
-            )
-        except PermanentError as exc:
-            log.warning("notification %s to %s: failed %s", row.id, mask_phone(row.recipient), exc)
-            return AttemptResult(
-                row.id, row.attempt_no, Outcome.PERMANENT, started, self._clock(),
-                error_code=exc.code, error_message=exc.reason,
-            )
-        return AttemptResult(
-            row.id, row.attempt_no, Outcome.ACCEPTED, started, self._clock(),
-            provider_id=sent.provider_id, provider_status=sent.provider_status,
+            async with asyncio.timeout_at(deadline):
+                sent = await self._limited(row.account, channel.send(message))
+        except TimeoutError:
+            return self._still_in_doubt(row, started, "no answer before the lease ran out")
+        except DeliveryError as exc:
+            return self._failed(row, sender_key, started, exc)
+        return self._result(row, Outcome.ACCEPTED, started, sent=sent)
+
+    async def _reconcile(
+        self, row: Claimed, channel: Channel, message: OutboundMessage, started: datetime, deadline: float
+    ) -> AttemptResult | None:
+        """The attempt's result when the look-up settles it (adopted, or still unknown); None: send."""
+        since = (row.in_doubt_since or row.created_at) - RECONCILE_MARGIN
+        try:
+            async with asyncio.timeout_at(deadline):
+                found = await self._limited(row.account, channel.find_sent(message, since))
+        except TimeoutError:
+            return self._still_in_doubt(row, started, "reconciliation did not finish before the lease ran out")
+        except DeliveryError as exc:
+            # Cannot tell yet: look again later, never send blindly.
+            log.warning("notification %s: reconciliation failed, will look again: %s", row.id, exc)
+            return self._still_in_doubt(row, started, f"reconciliation failed: {exc.reason}", error_code=exc.code)
+        if found is None:
+            log.info("notification %s: earlier send not found at the provider; sending again", row.id)
+            return None
+        log.info("notification %s: adopted earlier send %s", row.id, found.provider_id)
+        return self._result(row, Outcome.ADOPTED, started, sent=found)
+
+    async def _limited(self, account: str, call: Awaitable[_T]) -> _T:
+        """Run one provider call within the account's concurrency limit."""
+        slot = self._account_slots.get(account)
+        if slot is None:
+            return await call
+        async with slot:
+            return await call
+
+    async def _paced(self, delay: float) -> bool:
+        """Wait `delay` seconds for the pacing slot; False when shutdown began meanwhile."""
+        if delay > 0 and not self._stopping.is_set():
+            sleeper = asyncio.ensure_future(self._sleep(delay))
+            stopper = asyncio.ensure_future(self._stopping.wait())
+            try:
+                await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in (sleeper, stopper):
+                    waiter.cancel()
+                await asyncio.gather(sleeper, stopper, return_exceptions=True)
+        return not self._stopping.is_set()
+
+    # -- what a failed send means ------------------------------------------------------------------
+
+    def _failed(self, row: Claimed, sender_key: str, started: datetime, exc: DeliveryError) -> AttemptResult:
+        for kind, handler in _FAILURES:
+            if isinstance(exc, kind):
+                return handler(self, row, sender_key, started, exc)
+        return self._still_in_doubt(row, started, exc.reason, error_code=exc.code)  # unknown kind: be safe
+
+    def _transient(self, row: Claimed, sender_key: str, started: datetime, exc: DeliveryError) -> AttemptResult:
+        if not isinstance(exc, TransientError):
+            raise TypeError(f"expected a TransientError, got {type(exc).__name__}")
+        if exc.slow_down:
+            self._pacer.slow_down(sender_key)
+        policy = self._policies.get(row.flow, DEFAULT_POLICY)
+        decision = policy.decide(round_attempt(row, policy), exc.retry_after, self._rand)
+        retry = decision.retry and row.attempt_no < row.max_attempts
+        log.warning(
+            "notification %s to %s: transient failure %s (attempt %s of %s)%s",
+            row.id, mask_phone(row.recipient), exc, row.attempt_no, row.max_attempts,
+            "" if retry else "; giving up",
         )
+        return self._result(
+            row, Outcome.TRANSIENT, started, error_code=exc.code, error_message=exc.reason,
+            next_attempt_at=self._clock() + decision.delay if retry else None,
+        )
+
+    def _in_doubt(self, row: Claimed, sender_key: str, started: datetime, exc: DeliveryError) -> AttemptResult:
+        log.warning("notification %s: outcome unknown, will reconcile: %s", row.id, exc)
+        return self._still_in_doubt(row, started, exc.reason, error_code=exc.code)
+
+    def _permanent(self, row: Claimed, sender_key: str, started: datetime, exc: DeliveryError) -> AttemptResult:
+        log.warning("notification %s to %s: failed %s", row.id, mask_phone(row.recipient), exc)
+        return self._result(row, Outcome.PERMANENT, started, error_code=exc.code, error_message=exc.reason)
+
+
+_Handler = Callable[[Dispatcher, Claimed, str, datetime, DeliveryError], AttemptResult]
+
+#: Delivery error kind -> what the attempt becomes (first match wins).
+_FAILURES: tuple[tuple[type[DeliveryError], _Handler], ...] = (
+    (TransientError, Dispatcher._transient),
+    (InDoubtError, Dispatcher._in_doubt),
+    (PermanentError, Dispatcher._permanent),
+)
+
+__all__ = [
+    "DEFAULT_POLICY",
+    "DEFER_EARLY",
+    "IN_DOUBT_DELAY",
+    "IN_DOUBT_MAX_DELAY",
+    "LEASE_SHARE",
+    "MAX_PACING_WAIT",
+    "RECONCILE_MARGIN",
+    "Dispatcher",
+    "DispatcherSettings",
+    "in_doubt_delay",
+    "round_attempt",
+]
