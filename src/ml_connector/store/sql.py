@@ -498,11 +498,13 @@ class SqlStore:
             ).scalar_one_or_none()
             if stored is None:
                 result = ApplyResult.DUPLICATE
-            elif match is not None:
+            elif match is not None and result is ApplyResult.APPLIED:
+                # Only a report that moved the status forward speaks for the attempt: a stale
+                # "sent" arriving after "delivered" must not rewrite what the attempt shows.
                 conn.execute(
                     update(a).where(a.c.id == match.attempt_id).values(provider_status=event.provider_status)
                 )
-                if result is ApplyResult.APPLIED and new is not None:
+                if new is not None:
                     message = event.raw.get("ErrorMessage")
                     self._move_status(conn, match.id, new, event.error_code, message, at)
             status = new.value if result is ApplyResult.APPLIED and new else (match.status if match else None)
