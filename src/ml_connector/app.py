@@ -14,6 +14,7 @@ import socket
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from ml_connector.channels.base import Channel
@@ -21,12 +22,13 @@ from ml_connector.channels.http import AiohttpTransport, HttpTransport
 from ml_connector.channels.sms import SmsChannel
 from ml_connector.channels.twilio_api import TwilioClient
 from ml_connector.compliance.pacing import Pacer
-from ml_connector.config import Config
+from ml_connector.config import Config, template_lines
 from ml_connector.core.retry import RetryPolicy
 from ml_connector.core.templates import compile_template
 from ml_connector.errors import ConfigError, MlcError, SourceError, TemplateError
 from ml_connector.runtime.dispatcher import Dispatcher, DispatcherSettings
 from ml_connector.runtime.poller import LOOKBACK, MAIN, FlowRuntime, Poller
+from ml_connector.runtime.status_sweep import StatusSweep, SweepSettings
 from ml_connector.runtime.writeback import WriteBackRunner
 from ml_connector.sources import registry
 from ml_connector.sources.base import Closeable, Source, WriteBack
@@ -57,17 +59,22 @@ class Overrides:
     leader_retry: timedelta = LEADER_RETRY
 
 
-def compile_flows(config: Config) -> dict[str, Any]:
-    """Compile every flow's template; all errors together, each naming flow, template and line."""
+def compile_flows(config: Config, shown_path: str | None = None) -> dict[str, Any]:
+    """Compile every flow's template; all errors together, as 'file:line: flows.NAME.template: ...'."""
+    lines = template_lines(Path(config.path))
+    shown = shown_path or str(config.path)
     compiled: dict[str, Any] = {}
     problems: list[str] = []
     for name, spec in config.flows.items():
+        key = f"flows.{name}.template"
         try:
-            compiled[name] = compile_template(
-                f"flows.{name}.template", spec.template, timezone=spec.timezone, currency=spec.currency
-            )
+            compiled[name] = compile_template(key, spec.template, timezone=spec.timezone, currency=spec.currency)
         except TemplateError as exc:
-            problems.append(f"{config.path}: flows.{name}.template: {exc}")
+            where = f"{exc.template}, line {exc.line}" if exc.line else exc.template
+            message = str(exc).removeprefix(f"template {where}: ")
+            at = f"line {exc.line} of the template: " if exc.line else ""
+            line = f":{lines[name]}" if name in lines else ""
+            problems.append(f"{shown}{line}: {key}: {at}{message}")
     if problems:
         raise ConfigError(f"{len(problems)} template error(s)", problems)
     return compiled
@@ -137,6 +144,10 @@ class Connector:
         self.worker = self.overrides.worker or f"{socket.gethostname()}:{os.getpid()}"
         self.dispatcher = self._dispatcher()
         self._next_lookback: dict[str, datetime] = {}
+        check_after = config.dispatcher.status_check_after
+        self.status_sweep = StatusSweep(self.store, self.channels, clock=self.clock, settings=SweepSettings(
+            stale_after=check_after, every=min(timedelta(minutes=1), max(check_after / 2, timedelta(seconds=1))),
+        ))
         self.write_backs = WriteBackRunner(self.store, self.sources, worker=self.worker, clock=self.clock)
 
     def _flow_runtimes(self) -> dict[str, FlowRuntime]:
@@ -198,6 +209,7 @@ class Connector:
             tasks += [asyncio.create_task(self._poll_loop(name, stop)) for name in self.pollers]
         if "dispatcher" in roles:
             tasks.append(asyncio.create_task(self.dispatcher.run(stop)))
+            tasks.append(asyncio.create_task(self.status_sweep.run(stop)))
             if any(flow.write_back_source for flow in self.flows.values()):
                 tasks.append(asyncio.create_task(self.write_backs.run(stop)))
         if "web" in roles:

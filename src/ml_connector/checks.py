@@ -9,17 +9,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import yaml
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 
 from ml_connector.channels.http import TransportError
 from ml_connector.channels.twilio_api import TwilioApiError
 from ml_connector.core.redact import SECRET_MASK
-from ml_connector.errors import MlcError, TemplateError
+from ml_connector.errors import MlcError
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,49 +136,3 @@ async def run_checks(connector: Any) -> list[CheckLine]:
         return list(await asyncio.gather(*jobs))
     finally:
         await connector.aclose()
-
-
-# -- `ml-connector validate`: templates, located in the file ----------------------------------------
-
-def _template_lines(path: Path) -> dict[str, int]:
-    """Flow name -> line of its `template:` key (best effort: {} when the file cannot be re-read)."""
-    try:
-        root = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return {}
-
-    def child(node: Any, key: str) -> tuple[Any, int] | None:
-        if isinstance(node, yaml.MappingNode):
-            for key_node, value in node.value:
-                if isinstance(key_node, yaml.ScalarNode) and key_node.value == key:
-                    return value, key_node.start_mark.line + 1
-        return None
-
-    flows = child(root, "flows")
-    lines: dict[str, int] = {}
-    if flows and isinstance(flows[0], yaml.MappingNode):
-        for name_node, _ in flows[0].value:
-            found = child(flows[0], name_node.value) if isinstance(name_node, yaml.ScalarNode) else None
-            template = child(found[0], "template") if found else None
-            if template:
-                lines[name_node.value] = template[1]
-    return lines
-
-
-def template_problems(config: Any, shown_path: str) -> list[str]:
-    """Compile every flow's template: each error as 'file:line: flows.NAME.template: line N: message'."""
-    from ml_connector.core.templates import compile_template
-
-    lines = _template_lines(Path(config.path))
-    problems: list[str] = []
-    for name, spec in config.flows.items():
-        key = f"flows.{name}.template"
-        try:
-            compile_template(key, spec.template, timezone=spec.timezone, currency=spec.currency)
-        except TemplateError as exc:
-            where = f"{exc.template}, line {exc.line}" if exc.line else exc.template
-            message = str(exc).removeprefix(f"template {where}: ")
-            at = f"line {exc.line} of the template: " if exc.line else ""
-            line = f":{lines[name]}" if name in lines else ""
-            problems.append(f"{shown_path}{line}: {key}: {at}{message}")
-    return problems

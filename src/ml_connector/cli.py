@@ -211,7 +211,15 @@ def emit_json(data: Any) -> None:
 
 # -- the command group -------------------------------------------------------------------------------
 
-@click.group(cls=MlcGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120})
+def _environment_help() -> str:
+    """The variables read outside the config file, for --help (one env prefix: MLC_)."""
+    from ml_connector.config import env_settings
+
+    return "\b\nEnvironment:\n" + "\n".join(f"  {s.name:<18} {s.help}" for s in env_settings())
+
+
+@click.group(cls=MlcGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 120},
+             epilog=_environment_help())
 @click.option("--config", "-c", "config", envvar=CONFIG_ENV, default=DEFAULT_CONFIG, show_default=True,
               show_envvar=True, help="The YAML configuration file.")
 @click.option("--verbose", "-v", count=True, help="More log output (-vv for debug).")
@@ -220,8 +228,8 @@ def emit_json(data: Any) -> None:
 def main(ctx: click.Context, config: str, verbose: int) -> None:
     """Turn ERP events into tracked Twilio notifications.
 
-    Secrets come from the environment: MLC_MASTER_KEY (encryption key; otherwise the key file
-    named in the config), and whatever ${VARS} the config interpolates.
+    Secrets come from the environment: the variables below, and whatever ${VARS} the config
+    interpolates.
 
     Exit codes: 0 success, 1 a check or operation failed, 2 invalid usage or configuration,
     3 not found, 130 interrupted.
@@ -285,12 +293,10 @@ def init(ctx: click.Context, force: bool) -> None:
 @click.pass_context
 def validate(ctx: click.Context) -> None:
     """Check the config (every error with file, line and key path) and compile every template."""
-    from ml_connector.checks import template_problems
+    from ml_connector.app import compile_flows
 
     config = load(ctx)
-    problems = template_problems(config, str(_config_path(ctx)))
-    if problems:
-        raise ConfigError(f"{len(problems)} template error(s)", problems)
+    compile_flows(config, str(_config_path(ctx)))  # ConfigError lists every template problem
     enabled = sum(1 for flow in config.flows.values() if flow.enabled)
     say(
         f"{config.path}: valid ({len(config.sources)} source(s), {len(config.flows)} flow(s) of which "

@@ -70,6 +70,10 @@ _ENV_SETTINGS: tuple[EnvSetting, ...] = (
         MASTER_KEY_ENV,
         "encryption key for data at rest; when set it is used instead of store.key_file",
     ),
+    EnvSetting(
+        "MLC_WEBHOOK_PORT",
+        "webhook listener port for this process; overrides webhooks.port (several processes on one machine)",
+    ),
 )
 
 
@@ -381,8 +385,10 @@ class DispatcherConfig(BaseModel):
     lease: Duration = timedelta(seconds=60)
     batch_size: int = Field(default=200, ge=1, le=10_000)
     idle_poll: Duration = timedelta(milliseconds=200)
+    #: A message this long without its final status callback gets its status fetched from Twilio.
+    status_check_after: Duration = timedelta(minutes=10)
 
-    @field_validator("lease", "idle_poll")
+    @field_validator("lease", "idle_poll", "status_check_after")
     @classmethod
     def _positive(cls, value: timedelta) -> timedelta:
         if value <= timedelta(0):
@@ -936,3 +942,28 @@ def _mapping(value: Any) -> Mapping[str, Any]:
 def starter_config() -> str:
     """The commented config `ml-connector init` writes (package data: starter.yaml)."""
     return files("ml_connector").joinpath("starter.yaml").read_text(encoding="utf-8")
+
+
+def template_lines(path: Path) -> dict[str, int]:
+    """Flow name -> line of its `template:` key (best effort: {} when the file cannot be re-read)."""
+    try:
+        root = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return {}
+
+    def child(node: Any, key: str) -> tuple[Any, int] | None:
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value in node.value:
+                if isinstance(key_node, yaml.ScalarNode) and key_node.value == key:
+                    return value, key_node.start_mark.line + 1
+        return None
+
+    flows = child(root, "flows")
+    lines: dict[str, int] = {}
+    if flows and isinstance(flows[0], yaml.MappingNode):
+        for name_node, _ in flows[0].value:
+            found = child(flows[0], name_node.value) if isinstance(name_node, yaml.ScalarNode) else None
+            template = child(found[0], "template") if found else None
+            if template:
+                lines[name_node.value] = template[1]
+    return lines
