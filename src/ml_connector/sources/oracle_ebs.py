@@ -29,14 +29,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlencode
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import httpx
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from ml_connector.core.models import CheckResult, Delivery, Record
 from ml_connector.errors import SourceAuthError, SourceError, SourcePayloadError, SourceUnavailable
 from ml_connector.sources.ebs_clock import format_for_ebs, parse_ebs_date, since_for_request
+from ml_connector.sources.fields import PhoneRegion, TimeZoneName
 from ml_connector.sources.oracle_ebs_auth import EbsAuth
 
 log = logging.getLogger(__name__)
@@ -136,8 +137,8 @@ class OracleEbsConfig(_Model):
     context_mode: Literal["body", "query", "headers"] = "body"
     context: EbsContext = EbsContext()
     service: str = "xx_mlc_events"
-    timezone: str
-    default_region: str = "US"
+    timezone: TimeZoneName
+    default_region: PhoneRegion = "US"
     verify_tls: bool = True
     ca_bundle: Path | None = None
     timeout: float = 30.0
@@ -146,15 +147,6 @@ class OracleEbsConfig(_Model):
     entities: dict[str, EbsEntity]
     write_back: EbsWriteBack = EbsWriteBack()
 
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as "
-                             "America/New_York)") from None
-        return value
 
     @model_validator(mode="after")
     def _entities_fit_mode(self) -> OracleEbsConfig:

@@ -71,9 +71,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from functools import partial
 from typing import Any, Literal, TypeVar
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
-import phonenumbers
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy import exc as sa_exc
@@ -88,6 +87,7 @@ from ml_connector.errors import (
     SourcePayloadError,
     SourceUnavailable,
 )
+from ml_connector.sources.fields import PhoneRegion, TimeZoneName
 
 T = TypeVar("T")
 
@@ -153,8 +153,8 @@ class SqlSourceConfig(BaseModel):
 
     type: Literal["sql"]
     url: str
-    timezone: str = "UTC"
-    default_region: str = "US"
+    timezone: TimeZoneName = "UTC"
+    default_region: PhoneRegion = "US"
     connect_args: dict[str, Any] = Field(default_factory=dict)
     entities: dict[str, SqlEntity] = Field(min_length=1)
 
@@ -169,23 +169,7 @@ class SqlSourceConfig(BaseModel):
             ) from None
         return value
 
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f"unknown time zone {value!r}; use an IANA name such as 'America/Chicago' or 'UTC'"
-            ) from None
-        return value
 
-    @field_validator("default_region")
-    @classmethod
-    def _known_region(cls, value: str) -> str:
-        if value not in phonenumbers.SUPPORTED_REGIONS:
-            raise ValueError(f"unknown phone region {value!r}; use a two-letter code such as 'US'")
-        return value
 
 
 # ---------------------------------------------------------------------------------- wall clock

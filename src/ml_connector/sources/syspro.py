@@ -56,7 +56,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import httpx
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
@@ -66,6 +66,7 @@ from ml_connector.core.models import CheckResult, Record
 from ml_connector.core.redact import mask_url
 from ml_connector.errors import SourceError, SourcePayloadError
 from ml_connector.sources import syspro_wire as wire
+from ml_connector.sources.fields import PhoneRegion, TimeZoneName
 from ml_connector.sources.syspro_change import Mark, RowversionHistory, observed_at, rowversion
 from ml_connector.sources.syspro_enet import REST_PATH, EnetCredentials, EnetSession
 from ml_connector.sources.syspro_odata import ODataReader
@@ -171,8 +172,8 @@ class SysproConfig(_Model):
     odata_password: SecretStr | None = None    # default: operator_password
     session_timeout: Duration = timedelta(minutes=20)
     rowversion_memory: Duration = timedelta(days=2)
-    timezone: str = "UTC"
-    default_region: str = "US"
+    timezone: TimeZoneName = "UTC"
+    default_region: PhoneRegion = "US"
     verify_tls: bool = True
     ca_bundle: Path | None = None
     timeout: float = Field(default=30.0, gt=0)
@@ -184,15 +185,6 @@ class SysproConfig(_Model):
         for name, value in super().__repr_args__():
             yield name, (mask_url(str(value)) if name in ("base_url", "odata_url") and value else value)
 
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as "
-                             "Africa/Johannesburg)") from None
-        return value
 
     @field_validator("session_timeout")
     @classmethod
