@@ -7,19 +7,19 @@ are 404, bad arguments 400. Not subject to faults or authentication: it is the t
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from datetime import date
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from ml_connector.sim.control import Args, action_route, ok
+
 if TYPE_CHECKING:
     from ml_connector.sim.oracle_ebs import ControlResult, EbsSim
 
-Args = Mapping[str, Any]
 
 
 def _result(r: ControlResult) -> dict[str, object]:
@@ -39,10 +39,6 @@ def _hire(s: EbsSim, a: Args) -> object:
                           commit=_commit_flag(a)))
 
 
-def _ok(effect: Callable[[], object]) -> object:
-    effect()
-    return {"ok": True}
-
 
 _ACTIONS: Mapping[str, Callable[[EbsSim, Args], object]] = {
     "validate_invoice": lambda s, a: _result(s.validate_invoice(
@@ -54,33 +50,17 @@ _ACTIONS: Mapping[str, Callable[[EbsSim, Args], object]] = {
     "hire": _hire,
     "change_phone": lambda s, a: _result(s.change_phone(
         int(a["person_id"]), str(a["phone_type"]), a.get("number"), commit=_commit_flag(a))),
-    "commit": lambda s, a: _ok(lambda: s.commit(str(a["txn"]))),
-    "lock": lambda s, a: _ok(lambda: s.lock(a["table"], int(a["key"]), str(a.get("user", "JSMITH")))),
-    "unlock": lambda s, a: _ok(lambda: s.unlock(a["table"], int(a["key"]))),
-    "fail_next": lambda s, a: _ok(lambda: s.fail_next(int(a.get("count", 1)), int(a.get("status", 503)))),
-    "malform_next": lambda s, a: _ok(lambda: s.malform_next(int(a.get("count", 1)))),
+    "commit": lambda s, a: ok(lambda: s.commit(str(a["txn"]))),
+    "lock": lambda s, a: ok(lambda: s.lock(a["table"], int(a["key"]), str(a.get("user", "JSMITH")))),
+    "unlock": lambda s, a: ok(lambda: s.unlock(a["table"], int(a["key"]))),
+    "fail_next": lambda s, a: ok(lambda: s.fail_next(int(a.get("count", 1)), int(a.get("status", 503)))),
+    "malform_next": lambda s, a: ok(lambda: s.malform_next(int(a.get("count", 1)))),
     "expire_sessions": lambda s, a: {"expired": s.expire_sessions()},
-    "set_clock_offset": lambda s, a: _ok(lambda: s.set_clock_offset(float(a["seconds"]))),
+    "set_clock_offset": lambda s, a: ok(lambda: s.set_clock_offset(float(a["seconds"]))),
 }
 
 
 def control_routes(sim: EbsSim) -> list[Route]:
-    async def action(request: Request) -> JSONResponse:
-        name = str(request.path_params["action"])
-        handler = _ACTIONS.get(name)
-        if handler is None:
-            return JSONResponse({"error": f"unknown action {name}"}, status_code=404)
-        raw = await request.body()
-        try:
-            args = json.loads(raw) if raw else {}
-            if not isinstance(args, dict):
-                raise ValueError("arguments must be a JSON object")
-            return JSONResponse(handler(sim, args))
-        except KeyError as exc:
-            return JSONResponse({"error": f"not found or missing: {exc.args[0]}"}, status_code=404)
-        except (ValueError, TypeError) as exc:
-            return JSONResponse({"error": str(exc)}, status_code=400)
-
     async def audit(request: Request) -> JSONResponse:
         return JSONResponse(sim.audit_rows())
 
@@ -91,5 +71,5 @@ def control_routes(sim: EbsSim) -> list[Route]:
     return [
         Route("/_sim/audit", audit, methods=["GET"]),
         Route("/_sim/state", state, methods=["GET"]),
-        Route("/_sim/{action}", action, methods=["POST"]),
+        action_route(sim, _ACTIONS),
     ]
