@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from ml_connector.sim.oracle_ebs import ControlResult, EbsSim
 
 
-
 def _result(r: ControlResult) -> dict[str, object]:
     return {"key": r.key, "txn": r.txn}
 
@@ -37,7 +36,6 @@ def _hire(s: EbsSim, a: Args) -> object:
     start = date.fromisoformat(a["start"]) if a.get("start") else None
     return _result(s.hire(str(a["first_name"]), str(a["last_name"]), start=start, mobile=a.get("mobile"),
                           commit=_commit_flag(a)))
-
 
 
 _ACTIONS: Mapping[str, Callable[[EbsSim, Args], object]] = {

@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from ml_connector.sim.syspro import SysproSim
 
 
-
 def _date(value: object) -> date | None:
     return date.fromisoformat(str(value)) if value else None
 
@@ -32,7 +31,6 @@ def _lines(value: object) -> list[tuple[str, Decimal, Decimal]]:
         raise ValueError("lines must be a list of {stock_code, quantity, price}")
     return [(str(item["stock_code"]), Decimal(str(item["quantity"])), Decimal(str(item["price"])))
             for item in value]
-
 
 
 ACTIONS: Mapping[str, Callable[[SysproSim, Args], object]] = {
