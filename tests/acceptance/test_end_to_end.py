@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from ml_connector.core.models import Status
-from tests.conftest import postgres_url
 from tests.support.pipeline import pipeline
 
 

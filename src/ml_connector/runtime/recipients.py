@@ -44,7 +44,8 @@ def _first_usable(data: Mapping[str, Any], fields: Sequence[str], prefix: str, r
         except RecipientError as exc:
             reasons.append(f"{label}: {exc.reason}")
     label = prefix + "|".join(fields)
-    return Recipient(field=label, phone=None, raw=raw_first, reason="no usable phone number (" + "; ".join(reasons) + ")")
+    reason = "no usable phone number (" + "; ".join(reasons) + ")"
+    return Recipient(field=label, phone=None, raw=raw_first, reason=reason)
 
 
 class RecipientResolver:
