@@ -34,7 +34,7 @@ PHONE = "+14155550123"
 
 
 class FakeStore:
-    """Strict stand-in for store.port.Store: only apply_status may be called."""
+    """Strict stand-in for store.port.Store: only apply_status(es) may be called."""
 
     def __init__(self, result: ApplyResult = ApplyResult.APPLIED, error: Exception | None = None) -> None:
         self.result = result
@@ -46,6 +46,9 @@ class FakeStore:
             raise self.error
         self.events.append(event)
         return self.result
+
+    def apply_statuses(self, events: Sequence[StatusEvent]) -> list[ApplyResult]:
+        return [self.apply_status(event) for event in events]
 
     def __getattr__(self, name: str) -> Any:
         raise AssertionError(f"the webhook app must not call Store.{name}")

@@ -205,6 +205,7 @@ class Store(Protocol):
 
     # -- provider reports ----------------------------------------------------------------
     def apply_status(self, event: StatusEvent) -> ApplyResult: ...
+    def apply_statuses(self, events: Sequence[StatusEvent]) -> list[ApplyResult]: ...
 
     # -- write-back to the ERP ----------------------------------------------------------------
     def claim_write_backs(

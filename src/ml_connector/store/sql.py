@@ -113,6 +113,20 @@ def _chunks(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
         yield items[start : start + _CHUNK]
 
 
+# Statements on the hot path of status reports, built once: SQLAlchemy spends far more time
+# constructing a statement than SQLite spends running it.
+_MATCH_SQL = (
+    select(a.c.id.label("attempt_id"), n.c.id, n.c.flow, n.c.status, n.c.provider_id, n.c.write_back_source)
+    .join(n, n.c.id == a.c.notification_id)
+    .where(a.c.provider_id == bindparam("pid"))
+    .order_by(a.c.id.desc())
+    .limit(1)
+    .with_for_update(of=n)
+)
+_ATTEMPT_STATUS_SQL = update(a).where(a.c.id == bindparam("aid")).values(provider_status=bindparam("ps"))
+_AUDIT_SQL = audit.insert()
+
+
 class SqlStore:
     """The Store port over one database URL (sqlite:///file.db or postgresql://...)."""
 
@@ -121,6 +135,10 @@ class SqlStore:
         self._keys = keyring
         self._dialect = self._engine.dialect.name
         self._insert = _INSERTS[self._dialect]
+        self._match_sql = _MATCH_SQL
+        self._event_sql = (
+            self._insert(de).on_conflict_do_nothing(index_elements=[de.c.dedupe_key]).returning(de.c.id)
+        )
         self._fence: FlowLock | None = None
         try:
             if migrate:
@@ -458,7 +476,8 @@ class SqlStore:
             )))
 
     def _move_status(
-        self, conn: Connection, nid: int, new: Status, code: int | None, message: str | None, at: datetime
+        self, conn: Connection, nid: int, new: Status, code: int | None, message: str | None, at: datetime,
+        *, writes_back: bool = True,
     ) -> None:
         values: dict[str, Any] = {"status": new.value, "updated_at": at}
         if new in _FAILURES:
@@ -466,53 +485,57 @@ class SqlStore:
             if message:
                 values["error_message"] = mask_numbers(message)
         conn.execute(update(n).where(n.c.id == nid).values(**values))
-        if new in FINAL:
+        if new in FINAL and writes_back:
             writebacks.enqueue_final(conn, [nid], at)
 
     # -- provider reports ------------------------------------------------------------------
 
     def apply_status(self, event: StatusEvent) -> ApplyResult:
         """Store one status report and move the notification forward if it is news."""
+        return self.apply_statuses([event])[0]
+
+    def apply_statuses(self, events: Sequence[StatusEvent]) -> list[ApplyResult]:
+        """Several status reports in ONE transaction, each judged as `apply_status` would.
+
+        Reports are applied grouped by provider id, in arrival order within a group, so that
+        concurrent batches take their PostgreSQL locks in the same order and cannot deadlock.
+        """
+        order = sorted(range(len(events)), key=lambda i: (events[i].provider_id, i))
+        results: list[ApplyResult | None] = [None] * len(events)
+        with writing(self._engine) as conn:
+            for i in order:
+                results[i] = self._apply_one(conn, events[i])
+        return [r for r in results if r is not None]
+
+    def _apply_one(self, conn: Connection, event: StatusEvent) -> ApplyResult:
         key = _dedupe_key(event)
         raw_enc = self._keys.encrypt(_json(dict(event.raw)))
         at = event.received_at
-        with writing(self._engine) as conn:
-            self._lock_provider_id(conn, event.provider_id)
-            match = conn.execute(
-                select(a.c.id.label("attempt_id"), n.c.id, n.c.flow, n.c.status, n.c.provider_id)
-                .join(n, n.c.id == a.c.notification_id)
-                .where(a.c.provider_id == event.provider_id)
-                .order_by(a.c.id.desc())
-                .limit(1)
-                .with_for_update(of=n)
-            ).first()
-            new = from_provider(event.provider_status)
-            result = self._judge(match, event.provider_id, new)
-            stored = conn.execute(
-                self._insert(de)
-                .values(provider_id=event.provider_id, provider_status=event.provider_status,
-                        error_code=event.error_code, dedupe_key=key, received_at=at,
-                        notification_id=match.id if match else None, result=result.value, raw_enc=raw_enc)
-                .on_conflict_do_nothing(index_elements=[de.c.dedupe_key])
-                .returning(de.c.id)
-            ).scalar_one_or_none()
-            if stored is None:
-                result = ApplyResult.DUPLICATE
-            elif match is not None and result is ApplyResult.APPLIED:
-                # Only a report that moved the status forward speaks for the attempt: a stale
-                # "sent" arriving after "delivered" must not rewrite what the attempt shows.
-                conn.execute(
-                    update(a).where(a.c.id == match.attempt_id).values(provider_status=event.provider_status)
-                )
-                if new is not None:
-                    message = event.raw.get("ErrorMessage")
-                    self._move_status(conn, match.id, new, event.error_code, message, at)
-            status = new.value if result is ApplyResult.APPLIED and new else (match.status if match else None)
-            conn.execute(audit.insert().values(_audit_row(
-                at, "orphan" if result is ApplyResult.ORPHAN else "status", nid=match.id if match else None,
-                flow=match.flow if match else None, status=status, provider_id=event.provider_id,
-                provider_status=event.provider_status, code=event.error_code, result=result.value,
-            )))
+        self._lock_provider_id(conn, event.provider_id)
+        match = conn.execute(self._match_sql, {"pid": event.provider_id}).first()
+        new = from_provider(event.provider_status)
+        result = self._judge(match, event.provider_id, new)
+        stored = conn.execute(self._event_sql, {
+            "provider_id": event.provider_id, "provider_status": event.provider_status,
+            "error_code": event.error_code, "dedupe_key": key, "received_at": at,
+            "notification_id": match.id if match else None, "result": result.value, "raw_enc": raw_enc,
+        }).scalar_one_or_none()
+        if stored is None:
+            result = ApplyResult.DUPLICATE
+        elif match is not None and result is ApplyResult.APPLIED:
+            # Only a report that moved the status forward speaks for the attempt: a stale
+            # "sent" arriving after "delivered" must not rewrite what the attempt shows.
+            conn.execute(_ATTEMPT_STATUS_SQL, {"aid": match.attempt_id, "ps": event.provider_status})
+            if new is not None:
+                message = event.raw.get("ErrorMessage")
+                self._move_status(conn, match.id, new, event.error_code, message, at,
+                                  writes_back=match.write_back_source is not None)
+        status = new.value if result is ApplyResult.APPLIED and new else (match.status if match else None)
+        conn.execute(_AUDIT_SQL, _audit_row(
+            at, "orphan" if result is ApplyResult.ORPHAN else "status", nid=match.id if match else None,
+            flow=match.flow if match else None, status=status, provider_id=event.provider_id,
+            provider_status=event.provider_status, code=event.error_code, result=result.value,
+        ))
         return result
 
     @staticmethod

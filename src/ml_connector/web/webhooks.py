@@ -1,9 +1,10 @@
 """The webhook app: Twilio's signed message status callbacks, a health check and metrics.
 
 A status callback is checked in a fixed order and nothing is stored unless it is authentic
-(invariant 6): size, media type, form decoding, signature, required fields, then one call to
-`Store.apply_status` in a worker thread. Duplicates and out-of-order reports are the store's
-business (invariant 5); here they are only counted.
+(invariant 6): size, media type, form decoding, signature, required fields, then the report is
+stored in one short transaction (`Store.apply_statuses`, in a worker thread, together with the
+reports that arrived meanwhile; see web.batching). Duplicates and out-of-order reports are the
+store's business (invariant 5); here they are only counted.
 
 The signature is checked against the configured public `status_callback_url`, never the URL
 the request arrived at: a reverse proxy changes scheme, host and port, and Twilio signed what
@@ -23,7 +24,6 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
@@ -33,6 +33,7 @@ from ml_connector.core.models import StatusEvent
 from ml_connector.core.redact import mask_phone
 from ml_connector.errors import ConfigError
 from ml_connector.store.port import ApplyResult, Store
+from ml_connector.web.batching import StatusBatcher
 from ml_connector.web.metrics import WebhookMetrics
 
 __all__ = ["CallbackResult", "create_webhook_app"]
@@ -241,6 +242,7 @@ def create_webhook_app(
     tokens = dict(auth_tokens)
     now = clock if clock is not None else (lambda: datetime.now(UTC))
     metrics = WebhookMetrics([result.value for result in CallbackResult], registry)
+    batcher = StatusBatcher(store.apply_statuses, store.apply_status)
 
     async def handle(request: Request) -> CallbackResult:
         pairs: list[tuple[str, str]] = []
@@ -256,7 +258,7 @@ def create_webhook_app(
                         rejected.result.value, rejected.why, _masked_context(request, pairs))
             return rejected.result
         try:
-            applied = await run_in_threadpool(store.apply_status, event)
+            applied = await batcher.apply(event)  # answered once the report is durable
         except Exception:
             log.exception("status callback not recorded: store failed for message %s", event.provider_id)
             return CallbackResult.STORE_ERROR
