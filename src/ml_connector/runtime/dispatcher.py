@@ -29,6 +29,7 @@ from ml_connector.core.redact import mask_phone
 from ml_connector.core.retry import RetryPolicy
 from ml_connector.core.segments import segment_info
 from ml_connector.errors import DeliveryError, InDoubtError, PermanentError, TransientError
+from ml_connector.runtime.batching import Batcher
 from ml_connector.store.port import AttemptResult, Claimed, Outcome, Store
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,13 @@ def round_attempt(row: Claimed, policy: RetryPolicy) -> int:
     return max(1, policy.max_attempts - left)
 
 
+def _finish_one(store: Store) -> Callable[[AttemptResult], bool]:
+    def finish(result: AttemptResult) -> bool:
+        return store.finish_attempts([result])[0]
+
+    return finish
+
+
 class Dispatcher:
     """Sends what the outbox holds. One per process; several processes may share a PostgreSQL store."""
 
@@ -113,6 +121,8 @@ class Dispatcher:
         self._sleep = sleep
         self._account_slots = {a: asyncio.Semaphore(n) for a, n in (account_limits or {}).items()}
         self._in_flight: set[asyncio.Task[None]] = set()
+        # Attempts finishing together are recorded in one transaction by one writer.
+        self._finish: Batcher[AttemptResult, bool] = Batcher(store.finish_attempts, _finish_one(store))
         self._stopping = asyncio.Event()
 
     # -- the loop -------------------------------------------------------------------------------
@@ -234,7 +244,7 @@ class Dispatcher:
             log.exception("notification %s: unexpected error while sending", row.id)
             result = self._still_in_doubt(row, started, f"internal error: {type(exc).__name__}")
         try:
-            await asyncio.to_thread(self._store.finish_attempt, result)
+            await self._finish.apply(result)
         except Exception:  # the lease runs out and the row comes back in doubt: nothing is lost
             log.exception("notification %s: could not record attempt %s", row.id, row.attempt_no)
 

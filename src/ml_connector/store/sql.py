@@ -125,6 +125,18 @@ _MATCH_SQL = (
 )
 _ATTEMPT_STATUS_SQL = update(a).where(a.c.id == bindparam("aid")).values(provider_status=bindparam("ps"))
 _AUDIT_SQL = audit.insert()
+_FINISH_ROW_SQL = (
+    select(n.c.id, n.c.flow, n.c.status, n.c.attempts_made, n.c.in_doubt_since, n.c.write_back_source)
+    .where(n.c.id == bindparam("nid"))
+    .with_for_update()
+)
+_THIS_ATTEMPT = and_(a.c.notification_id == bindparam("nid"), a.c.attempt_no == bindparam("no"))
+_DROP_ATTEMPT_SQL = delete(a).where(_THIS_ATTEMPT)
+_FINISH_ATTEMPT_SQL = update(a).where(_THIS_ATTEMPT).values(
+    finished_at=bindparam("finished_at"), outcome=bindparam("outcome"), provider_id=bindparam("provider_id"),
+    provider_status=bindparam("provider_status"), error_code=bindparam("error_code"),
+    error_message=bindparam("error_message"),
+)
 
 
 class SqlStore:
@@ -397,48 +409,60 @@ class SqlStore:
 
     def finish_attempt(self, result: AttemptResult) -> None:
         """Record an attempt's outcome, unless a newer claim owns the notification by now."""
-        require_aware(result.finished_at, "AttemptResult.finished_at")
-        at = result.finished_at
+        self.finish_attempts([result])
+
+    def finish_attempts(self, results: Sequence[AttemptResult]) -> list[bool]:
+        """Several attempts' outcomes in ONE transaction; True for each one recorded (not stale).
+
+        Applied in provider-id order so concurrent batches lock in the same order.
+        """
+        for result in results:
+            require_aware(result.finished_at, "AttemptResult.finished_at")
+        order = sorted(range(len(results)), key=lambda i: (results[i].provider_id or "", i))
+        recorded = [False] * len(results)
         with writing(self._engine) as conn:
-            if result.provider_id:
-                self._lock_provider_id(conn, result.provider_id)
-            row = conn.execute(
-                select(n.c.id, n.c.flow, n.c.status, n.c.attempts_made, n.c.in_doubt_since)
-                .where(n.c.id == result.notification_id)
-                .with_for_update()
-            ).first()
-            if row is None or row.status != Status.SENDING.value or row.attempts_made != result.attempt_no:
-                conn.execute(audit.insert().values(_audit_row(
-                    at, "stale_finish", nid=result.notification_id, flow=row.flow if row else None,
-                    status=row.status if row else None, attempt_no=result.attempt_no,
-                    outcome=result.outcome.value, provider_id=result.provider_id,
-                )))
-                return
-            plan = finish.plan_finish(result, row.in_doubt_since)
-            conn.execute(
-                update(n).where(n.c.id == row.id).values(
-                    status=plan.status.value, lease_owner=None, lease_until=None, updated_at=at,
-                    attempts_made=n.c.attempts_made + plan.attempts_delta, **plan.notification,
-                )
+            for i in order:
+                recorded[i] = self._finish_one(conn, results[i])
+        return recorded
+
+    def _finish_one(self, conn: Connection, result: AttemptResult) -> bool:
+        at = result.finished_at
+        if result.provider_id:
+            self._lock_provider_id(conn, result.provider_id)
+        row = conn.execute(_FINISH_ROW_SQL, {"nid": result.notification_id}).first()
+        if row is None or row.status != Status.SENDING.value or row.attempts_made != result.attempt_no:
+            conn.execute(_AUDIT_SQL, _audit_row(
+                at, "stale_finish", nid=result.notification_id, flow=row.flow if row else None,
+                status=row.status if row else None, attempt_no=result.attempt_no,
+                outcome=result.outcome.value, provider_id=result.provider_id,
+            ))
+            return False
+        plan = finish.plan_finish(result, row.in_doubt_since)
+        conn.execute(
+            update(n).where(n.c.id == row.id).values(
+                status=plan.status.value, lease_owner=None, lease_until=None, updated_at=at,
+                attempts_made=n.c.attempts_made + plan.attempts_delta, **plan.notification,
             )
-            if plan.status in FINAL:
-                writebacks.enqueue_final(conn, [row.id], at)
-            this_attempt = and_(a.c.notification_id == row.id, a.c.attempt_no == result.attempt_no)
-            if plan.drop_attempt:
-                conn.execute(delete(a).where(this_attempt))
-            else:
-                conn.execute(update(a).where(this_attempt).values(
-                    finished_at=at, outcome=plan.attempt_outcome, provider_id=result.provider_id,
-                    provider_status=result.provider_status, error_code=result.error_code,
-                    error_message=mask_numbers(result.error_message),
-                ))
-            conn.execute(audit.insert().values(_audit_row(
-                at, "attempt", nid=row.id, flow=row.flow, status=plan.status.value,
-                attempt_no=result.attempt_no, outcome=result.outcome.value, code=result.error_code,
-                message=result.error_message, provider_id=result.provider_id,
-            )))
-            if plan.provider_took_it and result.provider_id:
-                self._adopt_orphans(conn, row.id, row.flow, result.provider_id, plan.status, at)
+        )
+        if plan.status in FINAL and row.write_back_source is not None:
+            writebacks.enqueue_final(conn, [row.id], at)
+        this_attempt = {"nid": row.id, "no": result.attempt_no}
+        if plan.drop_attempt:
+            conn.execute(_DROP_ATTEMPT_SQL, this_attempt)
+        else:
+            conn.execute(_FINISH_ATTEMPT_SQL, {
+                **this_attempt, "finished_at": at, "outcome": plan.attempt_outcome,
+                "provider_id": result.provider_id, "provider_status": result.provider_status,
+                "error_code": result.error_code, "error_message": mask_numbers(result.error_message),
+            })
+        conn.execute(_AUDIT_SQL, _audit_row(
+            at, "attempt", nid=row.id, flow=row.flow, status=plan.status.value,
+            attempt_no=result.attempt_no, outcome=result.outcome.value, code=result.error_code,
+            message=result.error_message, provider_id=result.provider_id,
+        ))
+        if plan.provider_took_it and result.provider_id:
+            self._adopt_orphans(conn, row.id, row.flow, result.provider_id, plan.status, at)
+        return True
 
     def _lock_provider_id(self, conn: Connection, provider_id: str) -> None:
         """Serialise everything about one provider id (SQLite: BEGIN IMMEDIATE already did)."""

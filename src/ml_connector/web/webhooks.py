@@ -3,7 +3,7 @@
 A status callback is checked in a fixed order and nothing is stored unless it is authentic
 (invariant 6): size, media type, form decoding, signature, required fields, then the report is
 stored in one short transaction (`Store.apply_statuses`, in a worker thread, together with the
-reports that arrived meanwhile; see web.batching). Duplicates and out-of-order reports are the
+reports that arrived meanwhile; see runtime.batching). Duplicates and out-of-order reports are the
 store's business (invariant 5); here they are only counted.
 
 The signature is checked against the configured public `status_callback_url`, never the URL
@@ -32,8 +32,8 @@ from ml_connector.channels.signature import SIGNATURE_HEADER, validate_signature
 from ml_connector.core.models import StatusEvent
 from ml_connector.core.redact import mask_phone
 from ml_connector.errors import ConfigError
+from ml_connector.runtime.batching import Batcher
 from ml_connector.store.port import ApplyResult, Store
-from ml_connector.web.batching import StatusBatcher
 from ml_connector.web.metrics import WebhookMetrics
 
 __all__ = ["CallbackResult", "create_webhook_app"]
@@ -242,7 +242,7 @@ def create_webhook_app(
     tokens = dict(auth_tokens)
     now = clock if clock is not None else (lambda: datetime.now(UTC))
     metrics = WebhookMetrics([result.value for result in CallbackResult], registry)
-    batcher = StatusBatcher(store.apply_statuses, store.apply_status)
+    batcher: Batcher[StatusEvent, ApplyResult] = Batcher(store.apply_statuses, store.apply_status)
 
     async def handle(request: Request) -> CallbackResult:
         pairs: list[tuple[str, str]] = []

@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 import pytest
 
 from ml_connector.core.models import StatusEvent
+from ml_connector.runtime.batching import Batcher
 from ml_connector.store.port import ApplyResult
-from ml_connector.web.batching import StatusBatcher
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -44,14 +44,14 @@ class Recorder:
 
 async def test_a_lone_report_is_stored_at_once() -> None:
     rec = Recorder()
-    batcher = StatusBatcher(rec.many, rec.one)
+    batcher = Batcher(rec.many, rec.one)
     assert await batcher.apply(event(1)) is ApplyResult.APPLIED
     assert rec.batches == [[event(1).provider_id]]
 
 
 async def test_reports_arriving_during_a_commit_share_the_next_transaction() -> None:
     rec = Recorder()
-    batcher = StatusBatcher(rec.many, rec.one)
+    batcher = Batcher(rec.many, rec.one)
     rec.release.clear()                                  # the first commit is slow
     first = asyncio.create_task(batcher.apply(event(0)))
     await asyncio.sleep(0.05)
@@ -64,7 +64,7 @@ async def test_reports_arriving_during_a_commit_share_the_next_transaction() -> 
 
 async def test_a_failing_batch_is_retried_report_by_report() -> None:
     rec = Recorder(poison=event(3).provider_id)
-    batcher = StatusBatcher(rec.many, rec.one)
+    batcher = Batcher(rec.many, rec.one)
     rec.release.clear()
     blocker = asyncio.create_task(batcher.apply(event(0)))
     await asyncio.sleep(0.05)
@@ -79,7 +79,7 @@ async def test_a_failing_batch_is_retried_report_by_report() -> None:
 
 async def test_batches_are_capped() -> None:
     rec = Recorder()
-    batcher = StatusBatcher(rec.many, rec.one, max_batch=4)
+    batcher = Batcher(rec.many, rec.one, max_batch=4)
     rec.release.clear()
     tasks = [asyncio.create_task(batcher.apply(event(i))) for i in range(10)]
     await asyncio.sleep(0.05)
@@ -96,6 +96,6 @@ async def test_every_caller_gets_its_own_answer(size: int) -> None:
     def many(events: Sequence[StatusEvent]) -> list[ApplyResult]:
         return [answers[int(e.provider_id[2:]) % 4] for e in events]
 
-    batcher = StatusBatcher(many, lambda e: many([e])[0])
+    batcher = Batcher(many, lambda e: many([e])[0])
     results = await asyncio.gather(*(batcher.apply(event(i)) for i in range(size)))
     assert results == [answers[i % 4] for i in range(size)]
