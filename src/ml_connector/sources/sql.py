@@ -651,10 +651,13 @@ class SqlSource:
         after: tuple[Any, Any] | None,
     ) -> list[_Row]:
         changed, key = entity.changed, entity.key
-        where = [changed >= clock.bind(lo), changed < clock.bind(hi)]
+        # After the first page the range starts at the cursor itself (never before `lo`): the OR
+        # below is only a filter, so without this every page would walk the index from the
+        # window's start, and a backfill would cost O(rows^2).
+        start = clock.bind(after[0] if after is not None else lo)
+        where = [changed >= start, changed < clock.bind(hi)]
         if after is not None:
-            last_changed = clock.bind(after[0])
-            where.append(sa.or_(changed > last_changed, sa.and_(changed == last_changed, key > after[1])))
+            where.append(sa.or_(changed > start, sa.and_(changed == start, key > after[1])))
         stmt = (
             sa.select(*self._selected(entity))
             .where(*where)
