@@ -32,6 +32,8 @@ _MAX_RETRIES = 5
 _ERROR_STATUSES = frozenset({"failed", "undelivered"})
 _DLR_STATUSES = frozenset({"delivered", "undelivered"})
 
+MAX_CALLBACKS_IN_FLIGHT = 64
+
 
 @dataclass(frozen=True)
 class CallbackEvent:
@@ -121,6 +123,9 @@ class Lifecycle:
         self._retries = retries
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
+        # At most this many callbacks in flight: thousands queued inside httpx's pool make it
+        # re-scan its queue on every assignment and the simulator stops answering.
+        self._in_flight: asyncio.Semaphore | None = None
         self._pool_cursor: dict[str, int] = {}
 
     async def run(self, message: SimMessage, auth_token: str, *, reverse: bool, duplicate: bool) -> None:
@@ -201,10 +206,13 @@ class Lifecycle:
         }
         client = self._http()
         for attempt in range(1, target.retries + 2):
+            if self._in_flight is None:
+                self._in_flight = asyncio.Semaphore(MAX_CALLBACKS_IN_FLIGHT)
             try:
-                response = await client.post(
-                    target.url, data=dict(event.params), headers=headers, timeout=target.timeout
-                )
+                async with self._in_flight:
+                    response = await client.post(
+                        target.url, data=dict(event.params), headers=headers, timeout=target.timeout
+                    )
                 status = response.status_code
                 result, ok, retry = str(status), response.is_success, status >= 500
             except httpx.HTTPError as exc:

@@ -1,0 +1,167 @@
+"""Benchmarks 1-3: ERP rows -> delivered status in the audit, against the hand-written baseline.
+
+    python bench/e2e.py --latency 0    --rows 3000 --store sqlite postgres   # benchmark 1 (+3)
+    python bench/e2e.py --latency 0.15 --rows 3000 --store sqlite postgres   # benchmark 2 (+3)
+
+One run: the Twilio simulator starts in its own process; for each store the real `Connector`
+(SQL source poller, dispatcher, webhook server on loopback) turns `--rows` queue rows into
+messages and waits until every notification is delivered, each through two signed status
+callbacks (sent, delivered). Then the simulator is reset and twilio-python sends
+`--baseline-rows` of the same rows sequentially. The clock starts when the connector starts
+polling (store migrations and config loading are outside it) and stops when the last
+notification is delivered.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from baseline import run_baseline
+from common import (
+    Stopwatch,
+    audit_kinds,
+    audited_notifications,
+    bench_config,
+    machine,
+    make_queue_erp,
+    postgres_schema,
+    print_table,
+    queue_rows,
+    sim_get,
+    sim_post,
+    sim_process,
+    status_counts,
+    store_engine,
+)
+
+from ml_connector.app import Connector
+from ml_connector.config import load_config
+from ml_connector.demo import free_port
+from ml_connector.store.crypto import create_key_file
+
+FINAL = ("delivered", "undelivered", "failed", "dead")
+
+
+@dataclass
+class Run:
+    store: str
+    rows: int
+    seconds: float = 0.0
+    created_at: float = 0.0     # every row is a notification
+    accepted_at: float = 0.0    # every notification was accepted by Twilio
+    delivered: int = 0
+    audited: int = 0
+    sim_messages: int = 0
+    audit_kinds: dict[str, int] = field(default_factory=dict)
+
+
+async def run_connector(directory: Path, store: str, store_url: str, twilio_url: str, rows: int,
+                        concurrency: int, give_up_after: float) -> Run:
+    config_path = directory / f"{store}.yaml"
+    config = bench_config(directory, store_url=store_url, twilio_url=twilio_url, webhook_port=free_port(),
+                          concurrency=concurrency)
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    if not (directory / "ml-connector.key").exists():
+        create_key_file(directory / "ml-connector.key")
+    connector = Connector(load_config(config_path, {}))
+    engine = store_engine(store_url)
+    result = Run(store, rows)
+    stop = asyncio.Event()
+    clock = Stopwatch()
+    task = asyncio.create_task(connector.run(stop))
+    try:
+        while clock() < give_up_after:
+            await asyncio.sleep(0.2)
+            if task.done():
+                task.result()
+                raise RuntimeError("the connector stopped early")
+            counts = await asyncio.to_thread(status_counts, engine)
+            total = sum(counts.values())
+            if total >= rows and not result.created_at:
+                result.created_at = clock()
+            waiting = sum(counts.get(s, 0) for s in ("pending", "sending"))
+            if total >= rows and not waiting and not result.accepted_at:
+                result.accepted_at = clock()
+            if sum(counts.get(s, 0) for s in FINAL) >= rows:
+                result.seconds = clock()
+                result.delivered = counts.get("delivered", 0)
+                break
+        else:
+            raise RuntimeError(f"{store}: not finished after {give_up_after:.0f} s: {counts}")
+    finally:
+        stop.set()
+        await task
+        await connector.aclose()
+    result.audited = await asyncio.to_thread(audited_notifications, engine, "delivered")
+    result.audit_kinds = await asyncio.to_thread(audit_kinds, engine)
+    engine.dispose()
+    result.sim_messages = int(sim_get(twilio_url, "health")["messages"])
+    return result
+
+
+async def main(args: argparse.Namespace) -> None:
+    print(machine())
+    bound = args.concurrency / args.latency if args.latency else None
+    with tempfile.TemporaryDirectory(prefix="mlc-bench-") as tmp, \
+            sim_process(args.latency, callback_client=args.callback_client) as twilio_url:
+        directory = Path(tmp)
+        make_queue_erp(directory / "erp.db", args.rows)
+        runs: list[Run] = []
+        for store in args.store:
+            sim_post(twilio_url, "reset", {})
+            with contextlib.ExitStack() as stack:
+                url = (stack.enter_context(postgres_schema()) if store == "postgres"
+                       else f"sqlite:///{directory / 'store.db'}")
+                runs.append(await run_connector(directory, store, url, twilio_url, args.rows,
+                                                args.concurrency, args.timeout))
+        sim_post(twilio_url, "reset", {})
+        baseline_rows = queue_rows(directory / "erp.db", args.baseline_rows)
+        baseline_seconds = await asyncio.to_thread(run_baseline, twilio_url, baseline_rows)
+    baseline_rate = len(baseline_rows) / baseline_seconds
+
+    print(f"\nlatency {args.latency * 1000:.0f} ms, account concurrency {args.concurrency}, rows {args.rows}"
+          + (f", bound concurrency/latency = {bound:,.0f}/s" if bound else ""))
+    headers = ["run", "notifications", "all created", "all accepted", "all delivered", "delivered/s",
+               "vs baseline", "vs bound" if bound else "vs 2,000/s target"]
+    table = []
+    for run in runs:
+        per_second = run.rows / run.seconds
+        versus = per_second / bound if bound else per_second / 2000
+        table.append([f"ml-connector, {run.store}", run.rows, f"{run.created_at:.1f} s", f"{run.accepted_at:.1f} s",
+                      f"{run.seconds:.1f} s", f"{per_second:,.0f}", f"{per_second / baseline_rate:.1f}x",
+                      f"{versus:.0%}"])
+    table.append(["twilio-python sequential (create only)", len(baseline_rows), "", "", f"{baseline_seconds:.1f} s",
+                  f"{baseline_rate:,.1f}", "1.0x", f"{baseline_rate / bound:.1%}" if bound else ""])
+    print_table(headers, table)
+    for run in runs:
+        ok = run.delivered == run.rows == run.audited == run.sim_messages
+        print(f"{run.store}: delivered {run.delivered}, notifications audited as delivered {run.audited}, "
+              f"messages at the simulator {run.sim_messages} -> {'OK' if ok else 'MISMATCH'}; "
+              f"audit rows by kind {run.audit_kinds}")
+
+
+def parse() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=3000)
+    parser.add_argument("--latency", type=float, default=0.0, help="simulated Twilio latency, seconds")
+    parser.add_argument("--concurrency", type=int, default=100, help="account concurrency = dispatcher slots")
+    parser.add_argument("--store", nargs="+", choices=("sqlite", "postgres"), default=["sqlite", "postgres"])
+    parser.add_argument("--baseline-rows", type=int, default=None,
+                        help="rows for twilio-python (default: 2000 at zero latency, 40 otherwise)")
+    parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument("--callback-client", choices=("aiohttp", "httpx"), default="aiohttp",
+                        help="the simulator's callback client (see callback_transport.py)")
+    args = parser.parse_args()
+    if args.baseline_rows is None:
+        args.baseline_rows = 2000 if args.latency == 0 else 40
+    return args
+
+
+if __name__ == "__main__":
+    asyncio.run(main(parse()))
