@@ -17,7 +17,7 @@ import socket
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -245,6 +245,7 @@ class JourneyWatcher:
         self._store = store
         self._console = console
         self._last_id = 0
+        self._last_at: datetime | None = None
         self.journeys: dict[int, Journey] = {}
         self.live = console.is_terminal
 
@@ -281,7 +282,12 @@ class JourneyWatcher:
             self._console.print(journey.line(notification_id))
 
     def _new_entries(self) -> list[Any]:
-        return [e for e in self._store.audit(None, None) if e.id > self._last_id]
+        # Rows carry their event's time, which can precede their commit: look a minute back, by id.
+        since = self._last_at - timedelta(minutes=1) if self._last_at else None
+        entries = [e for e in self._store.audit(since, None) if e.id > self._last_id]
+        if entries:
+            self._last_at = max(e.at for e in entries)
+        return entries
 
     def table(self, limit: int = 14) -> Table:
         table = Table(title="notifications (newest last)", expand=True)
