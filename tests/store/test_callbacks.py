@@ -130,3 +130,17 @@ def test_every_report_is_audited(store: SqlStore) -> None:
         (nid, "applied"),
         (nid, "duplicate"),
     ]
+
+
+def test_an_adopted_orphan_updates_what_the_attempt_shows(store: SqlStore) -> None:
+    """A callback that beat the commit of its send still ends up on the attempt's status."""
+    sid = "SM" + "e" * 32
+    [nid] = enqueue(store, notification(91))
+    [claimed] = store.claim_due("w", T0, timedelta(seconds=60), 10)
+    store.apply_status(StatusEvent(sid, "sent", None, T0, {}))
+    store.apply_status(StatusEvent(sid, "delivered", None, T0, {"RawDlrDoneDate": "2405011200"}))
+    store.finish_attempt(AttemptResult(nid, claimed.attempt_no, Outcome.ACCEPTED, T0, T0,
+                                       provider_id=sid, provider_status="queued"))
+    view = store.get_notification(nid)
+    assert view is not None and view.status.value == "delivered"
+    assert view.attempts[-1].provider_status == "delivered"

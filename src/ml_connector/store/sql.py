@@ -492,6 +492,11 @@ class SqlStore:
             conn.execute(update(de).where(de.c.id == ev.id).values(notification_id=nid, result=outcome.value))
             if new and outcome is ApplyResult.APPLIED:
                 self._move_status(conn, nid, new, ev.error_code, None, at)
+                # The attempt shows what Twilio last said of it, as when the callback is on time.
+                conn.execute(
+                    update(a).where(a.c.notification_id == nid, a.c.provider_id == provider_id)
+                    .values(provider_status=ev.provider_status)
+                )
                 status = new
             conn.execute(audit.insert().values(_audit_row(
                 at, "status", nid=nid, flow=flow, status=status.value, provider_id=provider_id,
