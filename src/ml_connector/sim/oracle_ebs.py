@@ -55,7 +55,7 @@ import random
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from types import MappingProxyType
 from typing import Literal
 from zoneinfo import ZoneInfo
@@ -65,6 +65,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ml_connector.sim.armed import ArmedFaults, OffsetClock
 from ml_connector.sim.oracle_ebs_config import (
     ALL_METHODS,
     DEFAULT_USERS,
@@ -147,8 +148,7 @@ class EbsSim:
         if date_format not in ("iso_offset", "naive"):
             raise ValueError(f"date_format must be iso_offset or naive, not {date_format!r}")
         self.session_ttl = session_ttl
-        self._clock = clock or (lambda: datetime.now(UTC))
-        self._offset = timedelta()
+        self._clock = OffsetClock(clock, "EbsSim")
         self.tz = ZoneInfo(server_tz)
         self.context_mode: ContextMode = context_mode
         self.date_format: DateFormat = date_format
@@ -164,17 +164,13 @@ class EbsSim:
         self._txn_ids = itertools.count(1)
         self._instance_ids = itertools.count(self.rng.randrange(100000, 900000))
         self._locks: dict[tuple[LockTable, int], str] = {}
-        self._web_faults: list[int] = []
-        self._malformed = 0
+        self._faults = ArmedFaults()
 
     # -- clock -----------------------------------------------------------------------------------
 
     def now_utc(self) -> datetime:
         """The injected clock plus the control offset; naive clocks are rejected."""
-        now = self._clock()
-        if now.tzinfo is None or now.utcoffset() is None:
-            raise ValueError("EbsSim clock must return timezone-aware datetimes")
-        return (now + self._offset).astimezone(UTC)
+        return self._clock.now()
 
     def now_local(self) -> datetime:
         """SYSDATE: server-local wall time, no zone, whole seconds (an Oracle DATE)."""
@@ -185,7 +181,7 @@ class EbsSim:
 
     def set_clock_offset(self, seconds: float) -> None:
         """Shift the server's clock (sessions age and SYSDATE moves with it)."""
-        self._offset = timedelta(seconds=seconds)
+        self._clock.offset = timedelta(seconds=seconds)
 
     def format_isg_date(self, value: datetime | None) -> str | None:
         """Render a DATE as ISG does, per ``date_format`` (the real format is undocumented)."""
@@ -244,20 +240,17 @@ class EbsSim:
         """The web tier answers the next ``count`` ISG/ORDS calls with ``status`` (502 or 503)."""
         if status not in (502, 503):
             raise ValueError("status must be 502 or 503")
-        self._web_faults.extend([status] * count)
+        self._faults.fail_next(count, status)
 
     def take_web_fault(self) -> int | None:
-        return self._web_faults.pop(0) if self._web_faults else None
+        return self._faults.take_status()
 
     def malform_next(self, count: int = 1) -> None:
         """Truncate the JSON body of the next ``count`` successful ISG/ORDS responses."""
-        self._malformed += count
+        self._faults.malform_next(count)
 
     def take_malformed(self) -> bool:
-        if self._malformed:
-            self._malformed -= 1
-            return True
-        return False
+        return self._faults.take_malformed()
 
     def lock(self, table: LockTable, key: int, user: str = "JSMITH") -> None:
         """A user holds the row open in a form (PO in approval, invoice on hold)."""

@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Callable, Iterable
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -37,6 +37,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from ml_connector.sim.armed import ArmedFaults, OffsetClock
 from ml_connector.sim.syspro_control import control_routes
 from ml_connector.sim.syspro_data import ORDER_STATUS, SCHEMAS, TIMESTAMP, Row, SysproData
 from ml_connector.sim.syspro_enet import enet_endpoint
@@ -73,8 +74,7 @@ class SysproSim:
         odata_timestamp: TimestampStyle = "binary",
         server_tz: str = "Africa/Johannesburg",
     ) -> None:
-        self._clock = clock or (lambda: datetime.now(UTC))
-        self._offset = timedelta()
+        self._clock = OffsetClock(clock, "SysproSim")
         self.tz = ZoneInfo(server_tz)
         self.company = company
         self.version = version
@@ -88,24 +88,20 @@ class SysproSim:
                                   page_size=odata_page_size, timestamp_style=odata_timestamp)
         self.latency = 0.0
         self.set_latency(latency)
-        self._faults: list[int] = []
-        self._malformed = 0
+        self._faults = ArmedFaults()
 
     # -- clock -----------------------------------------------------------------------------------
 
     def now(self) -> datetime:
         """The injected clock plus the control offset, in UTC; naive clocks are rejected."""
-        now = self._clock()
-        if now.tzinfo is None or now.utcoffset() is None:
-            raise ValueError("SysproSim clock must return timezone-aware datetimes")
-        return (now + self._offset).astimezone(UTC)
+        return self._clock.now()
 
     def today(self) -> date:
         """The server's local date (SYSPRO stores dates with no time)."""
         return self.now().astimezone(self.tz).date()
 
     def advance_clock(self, seconds: float) -> None:
-        self._offset += timedelta(seconds=seconds)
+        self._clock.offset += timedelta(seconds=seconds)
 
     # -- fault plan ------------------------------------------------------------------------------
 
@@ -125,26 +121,24 @@ class SysproSim:
             raise ValueError("status must be 502 or 503")
         if count < 1:
             raise ValueError("count must be at least 1")
-        self._faults.extend([status] * count)
+        self._faults.fail_next(count, status)
 
     def malform_next(self, count: int = 1) -> None:
         """Truncate the body of the next ``count`` e.net/OData responses."""
         if count < 1:
             raise ValueError("count must be at least 1")
-        self._malformed += count
+        self._faults.malform_next(count)
 
     def take_malformed(self) -> bool:
-        if self._malformed:
-            self._malformed -= 1
-            return True
-        return False
+        return self._faults.take_malformed()
 
     def gate(self, request: Request) -> Response | None:
         """What HTTP.sys does before the service sees the call: URL length limit, then faults."""
         if len(request.scope.get("query_string", b"")) + len(request.url.path) > self.max_query_length:
             return httpsys_page(414)
-        if self._faults:
-            return httpsys_page(self._faults.pop(0))
+        status = self._faults.take_status()
+        if status is not None:
+            return httpsys_page(status)
         return None
 
     # -- sessions --------------------------------------------------------------------------------
@@ -204,8 +198,8 @@ class SysproSim:
             "now": self.now().isoformat(),
             "today": self.today().isoformat(),
             "sessions": [{"operator": s.operator, "busy": s.busy} for s in self.sessions.live()],
-            "faults": list(self._faults),
-            "malformed": self._malformed,
+            "faults": list(self._faults.statuses),
+            "malformed": self._faults.malformed,
             "latency": self.latency,
         }
 
