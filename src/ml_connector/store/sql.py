@@ -125,6 +125,9 @@ _MATCH_SQL = (
 )
 _ATTEMPT_STATUS_SQL = update(a).where(a.c.id == bindparam("aid")).values(provider_status=bindparam("ps"))
 _AUDIT_SQL = audit.insert()
+_MOVE_SQL = update(n).where(n.c.id == bindparam("nid")).values(status=bindparam("st"), updated_at=bindparam("at"))
+_MOVE_FAILED_SQL = _MOVE_SQL.values(error_code=bindparam("code"))
+_MOVE_FAILED_MESSAGE_SQL = _MOVE_FAILED_SQL.values(error_message=bindparam("message"))
 _FINISH_ROW_SQL = (
     select(n.c.id, n.c.flow, n.c.status, n.c.attempts_made, n.c.in_doubt_since, n.c.write_back_source)
     .where(n.c.id == bindparam("nid"))
@@ -508,12 +511,13 @@ class SqlStore:
         self, conn: Connection, nid: int, new: Status, code: int | None, message: str | None, at: datetime,
         *, writes_back: bool = True,
     ) -> None:
-        values: dict[str, Any] = {"status": new.value, "updated_at": at}
-        if new in _FAILURES:
-            values["error_code"] = code
-            if message:
-                values["error_message"] = mask_numbers(message)
-        conn.execute(update(n).where(n.c.id == nid).values(**values))
+        params: dict[str, Any] = {"nid": nid, "st": new.value, "at": at}
+        if new not in _FAILURES:
+            conn.execute(_MOVE_SQL, params)
+        elif message:
+            conn.execute(_MOVE_FAILED_MESSAGE_SQL, {**params, "code": code, "message": mask_numbers(message)})
+        else:
+            conn.execute(_MOVE_FAILED_SQL, {**params, "code": code})
         if new in FINAL and writes_back:
             writebacks.enqueue_final(conn, [nid], at)
 
