@@ -2,7 +2,7 @@
 
 e.net puts the operator and company passwords and the session UserId in the query string, so
 a URL must never reach a log line or an exception unmasked. `safe_url` is the one masking rule,
-and a filter on httpx's own logger applies it to the request lines httpx logs at INFO.
+and ml_connector.logmask applies the same mask to the request lines httpx logs at INFO.
 httpx exceptions are never re-raised: they carry the request and its URL.
 """
 
@@ -17,12 +17,11 @@ from typing import Literal
 
 import httpx
 
-from ml_connector.core.redact import SECRET_MASK, mask_url
+from ml_connector.core.redact import mask_url
 from ml_connector.errors import SourceAuthError, SourceError, SourceUnavailable
 
 log = logging.getLogger(__name__)
 
-_USER_ID = re.compile(r"(?i)([?&]UserId=)[^&#]*")
 
 Action = Literal["ok", "retry", "auth", "missing", "error"]
 
@@ -45,30 +44,7 @@ def status_action(status: int) -> Action:
 
 def safe_url(url: str | httpx.URL) -> str:
     """The URL with passwords, userinfo and the session UserId masked."""
-    return _USER_ID.sub(lambda m: m.group(1) + SECRET_MASK, mask_url(str(url)))
-
-
-class MaskUrlsFilter(logging.Filter):
-    """Masks URL arguments of log records (httpx logs every request URL at INFO)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple) and record.args:
-            record.args = tuple(
-                safe_url(arg) if isinstance(arg, httpx.URL) or (isinstance(arg, str) and "://" in arg)
-                else arg
-                for arg in record.args
-            )
-        return True
-
-
-def install_log_filter() -> None:
-    """Attach the URL mask to httpx's logger once (idempotent)."""
-    httpx_log = logging.getLogger("httpx")
-    if not any(isinstance(f, MaskUrlsFilter) for f in httpx_log.filters):
-        httpx_log.addFilter(MaskUrlsFilter())
-
-
-install_log_filter()
+    return mask_url(str(url))
 
 
 async def get(
