@@ -12,11 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.engine import make_url
 
 from ml_connector.channels.http import TransportError
 from ml_connector.channels.twilio_api import TwilioApiError
-from ml_connector.core.redact import SECRET_MASK
+from ml_connector.core.redact import mask_url
 from ml_connector.errors import MlcError
 
 
@@ -85,16 +84,8 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def safe_store_url(url: str) -> str:
-    """The store URL with its password hidden (SQLite paths kept whole)."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except sa_exc.ArgumentError:
-        return SECRET_MASK
-
-
 async def _store(connector: Any) -> CheckLine:
-    url = safe_store_url(connector.config.store.url)
+    url = mask_url(connector.config.store.url)
     name = url.partition(":")[0].partition("+")[0]
     try:
         return CheckLine("store", name, True, (url, str(await asyncio.to_thread(connector.store.ping))))

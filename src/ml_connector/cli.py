@@ -364,7 +364,7 @@ def db() -> None:
 @click.pass_context
 def db_upgrade(ctx: click.Context) -> None:
     """Apply database migrations (run does this itself for a fresh SQLite file)."""
-    from ml_connector.checks import safe_store_url
+    from ml_connector.core.redact import mask_url
     from ml_connector.store.migrate import current, upgrade
 
     config = load(ctx)
@@ -372,7 +372,7 @@ def db_upgrade(ctx: click.Context) -> None:
     upgrade(config.store.url)
     after = current(config.store.url)
     change = "already at" if before == after else f"upgraded from {before or 'empty'} to"
-    say(f"{safe_store_url(config.store.url)}: {change} schema revision {after}")
+    say(f"{mask_url(config.store.url)}: {change} schema revision {after}")
 
 
 # -- notifications ---------------------------------------------------------------------------------
