@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import (
     ColumnElement,
     Connection,
-    Insert,
     Row,
     Table,
     and_,
@@ -41,8 +40,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from ml_connector.core.lifecycle import FINAL, RANK, REPLAYABLE, advances, from_provider
 from ml_connector.core.models import Status, StatusEvent, require_aware
 from ml_connector.errors import ConfigError
-from ml_connector.store import finish, writebacks
+from ml_connector.store import finish, polls, writebacks
 from ml_connector.store import migrate as migrations
+from ml_connector.store.auditrows import CHUNK, audit_row, chunks, json_text
 from ml_connector.store.crypto import KeyMismatchError, KeyRing
 from ml_connector.store.engine import make_engine, reading, writing
 from ml_connector.store.locks import FileFlowLock, FlowLock, PgFlowLock
@@ -52,7 +52,6 @@ from ml_connector.store.port import (
     AttemptView,
     AuditEntry,
     Claimed,
-    NewNotification,
     NotificationFilter,
     NotificationView,
     PollCommit,
@@ -65,7 +64,6 @@ from ml_connector.store.tables import (
     audit,
     delivery_events,
     notifications,
-    record_state,
     store_meta,
     watermarks,
 )
@@ -78,8 +76,6 @@ _KEY_CHECK = "key_check"
 _KEY_CHECK_LABEL = "ml-connector master key check v1"
 _PROVIDER_LOCK_SPACE = 7_400_113  # classid of the advisory locks taken per provider id
 _FAILURES = frozenset({Status.FAILED, Status.UNDELIVERED})
-_CHUNK = 500
-_FREE_TEXT = frozenset({"reason", "message"})  # audit detail keys that may quote a phone number
 
 #: A result row of any shape.
 AnyRow = Row[*tuple[Any, ...]]
@@ -94,23 +90,6 @@ def _dedupe_key(event: StatusEvent) -> str:
         event.raw.get("RawDlrDoneDate", ""),
     )
     return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
-
-
-def _json(detail: Mapping[str, Any]) -> str:
-    return json.dumps(detail, sort_keys=True, default=str, separators=(",", ":"))
-
-
-def _audit_row(
-    at: datetime, kind: str, *, nid: int | None, flow: str | None, status: str | None, **detail: Any
-) -> dict[str, Any]:
-    clean = {k: mask_numbers(v) if k in _FREE_TEXT else v for k, v in detail.items()}
-    return {"at": at, "notification_id": nid, "flow": flow, "kind": kind, "status": status,
-            "detail_json": _json(clean)}
-
-
-def _chunks(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), _CHUNK):
-        yield items[start : start + _CHUNK]
 
 
 # Statements on the hot path of status reports, built once: SQLAlchemy spends far more time
@@ -228,109 +207,15 @@ class SqlStore:
         return value
 
     def last_seen(self, flow: str, record_keys: Sequence[str]) -> dict[str, Mapping[str, Any]]:
-        found: dict[str, Mapping[str, Any]] = {}
         with reading(self._engine) as conn:
-            for chunk in _chunks(list(dict.fromkeys(record_keys))):
-                rows = conn.execute(
-                    select(record_state.c.record_key, record_state.c.state_json).where(
-                        record_state.c.flow == flow, record_state.c.record_key.in_(chunk)
-                    )
-                )
-                found.update({key: json.loads(state) for key, state in rows})
-        return found
+            return polls.last_seen(conn, flow, record_keys)
 
     def commit_poll(self, commit: PollCommit) -> list[int]:
         """Watermark, record states and new notifications in ONE transaction (invariant 1)."""
-        now = require_aware(commit.polled_at, "PollCommit.polled_at")
-        first_of_key: dict[str, NewNotification] = {}
-        for x in commit.notifications:
-            first_of_key.setdefault(x.idempotency_key, x)
-        unique = list(first_of_key.values())
-        rows = [self._notification_row(x, now) for x in unique]
-        states = {
-            (s.flow, s.record_key): {
-                "flow": s.flow, "record_key": s.record_key, "changed_at": s.changed_at, "updated_at": now,
-                "state_json": json.dumps(dict(s.values), sort_keys=True, default=str),
-            }
-            for s in commit.states
-        }
         with writing(self._engine) as conn:
             if self._fence is not None:
                 self._fence.assert_held(conn)
-            moved = commit.watermark is not None and self._advance_watermark(conn, commit, now)
-            if states:
-                stmt = self._insert(record_state)
-                conn.execute(
-                    stmt.on_conflict_do_update(
-                        index_elements=[record_state.c.flow, record_state.c.record_key],
-                        set_={c: stmt.excluded[c] for c in ("state_json", "changed_at", "updated_at")},
-                    ),
-                    list(states.values()),
-                )
-            inserted = self._insert_notifications(conn, rows)
-            ids = [(inserted[row["idempotency_key"]], x) for row, x in zip(rows, unique, strict=True)
-                   if row["idempotency_key"] in inserted]
-            entries = [self._created_audit(nid, x, now) for nid, x in ids]
-            writebacks.enqueue_final(conn, [nid for nid, x in ids if x.status in FINAL], now)
-            entries += [
-                _audit_row(now, x.status.value, nid=nid, flow=x.flow, status=x.status.value, reason=x.reason)
-                for nid, x in ids
-                if x.status in (Status.FAILED, Status.SUPPRESSED)
-            ]
-            if moved or ids:
-                entries.append(_audit_row(
-                    now, "poll", nid=None, flow=commit.flow, status=None,
-                    watermark_kind=commit.watermark_kind,
-                    watermark=commit.watermark.isoformat() if moved and commit.watermark else None,
-                    inserted=len(ids), duplicates=len(commit.notifications) - len(ids), states=len(states),
-                ))
-            if entries:
-                conn.execute(audit.insert(), entries)
-        return [nid for nid, _ in ids]
-
-    def _notification_row(self, x: NewNotification, now: datetime) -> dict[str, Any]:
-        return {
-            # keyed hash: keys are built from the recipient, and only their equality matters here
-            "idempotency_key": self._keys.hash_lookup(x.idempotency_key), "flow": x.flow, "entity": x.entity,
-            "record_key": x.record_key, "event_version": x.event_version, "channel": x.channel,
-            "account": x.account, "sender": x.sender,
-            "recipient_enc": self._keys.encrypt(x.recipient),
-            "recipient_hash": self._keys.hash_lookup(x.recipient),
-            "recipient_field": x.recipient_field, "body_enc": self._keys.encrypt(x.body),
-            "status": x.status.value, "reason": mask_numbers(x.reason),
-            "attempts_made": 0, "max_attempts": x.max_attempts, "attempt_budget": x.max_attempts,
-            "segments": x.segments, "write_back_source": x.write_back,
-            "next_attempt_at": x.next_attempt_at if x.status is Status.PENDING else None,
-            "record_changed_at": x.record_changed_at, "created_at": now, "updated_at": now,
-        }
-
-    @staticmethod
-    def _created_audit(nid: int, x: NewNotification, now: datetime) -> dict[str, Any]:
-        return _audit_row(
-            now, "created", nid=nid, flow=x.flow, status=x.status.value, entity=x.entity,
-            record_key=x.record_key, event_version=x.event_version, channel=x.channel,
-            recipient_field=x.recipient_field, segments=x.segments,
-        )
-
-    def _insert_notifications(self, conn: Connection, rows: list[dict[str, Any]]) -> dict[str, int]:
-        """Insert, skipping idempotency keys already stored; key -> id of the rows really inserted."""
-        if not rows:
-            return {}
-        stmt: Insert = self._insert(n).on_conflict_do_nothing(index_elements=[n.c.idempotency_key])
-        result = conn.execute(stmt.returning(n.c.idempotency_key, n.c.id), rows)
-        return {key: nid for key, nid in result}
-
-    def _advance_watermark(self, conn: Connection, commit: PollCommit, now: datetime) -> bool:
-        """Upsert the watermark unless the stored one is later: watermarks never go backwards."""
-        stmt = self._insert(watermarks).values(
-            flow=commit.flow, kind=commit.watermark_kind, value=commit.watermark, updated_at=now
-        )
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[watermarks.c.flow, watermarks.c.kind],
-            set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at},
-            where=watermarks.c.value < stmt.excluded.value,
-        )
-        return conn.execute(stmt.returning(watermarks.c.flow)).first() is not None
+            return polls.commit(conn, self._keys, self._insert, commit)
 
     # -- dispatching -----------------------------------------------------------------------
 
@@ -369,7 +254,7 @@ class SqlStore:
                 {"notification_id": r.id, "attempt_no": r.attempts_made + 1, "started_at": now} for r in rows
             ])
             conn.execute(audit.insert(), [
-                _audit_row(now, "claimed", nid=r.id, flow=r.flow, status=Status.SENDING.value, worker=worker,
+                audit_row(now, "claimed", nid=r.id, flow=r.flow, status=Status.SENDING.value, worker=worker,
                            attempt_no=r.attempts_made + 1, in_doubt=r.id in since,
                            lease_expired_for=r.lease_owner if r.status == Status.SENDING.value else None)
                 for r in rows
@@ -434,7 +319,7 @@ class SqlStore:
             self._lock_provider_id(conn, result.provider_id)
         row = conn.execute(_FINISH_ROW_SQL, {"nid": result.notification_id}).first()
         if row is None or row.status != Status.SENDING.value or row.attempts_made != result.attempt_no:
-            conn.execute(_AUDIT_SQL, _audit_row(
+            conn.execute(_AUDIT_SQL, audit_row(
                 at, "stale_finish", nid=result.notification_id, flow=row.flow if row else None,
                 status=row.status if row else None, attempt_no=result.attempt_no,
                 outcome=result.outcome.value, provider_id=result.provider_id,
@@ -458,7 +343,7 @@ class SqlStore:
                 "provider_id": result.provider_id, "provider_status": result.provider_status,
                 "error_code": result.error_code, "error_message": mask_numbers(result.error_message),
             })
-        conn.execute(_AUDIT_SQL, _audit_row(
+        conn.execute(_AUDIT_SQL, audit_row(
             at, "attempt", nid=row.id, flow=row.flow, status=plan.status.value,
             attempt_no=result.attempt_no, outcome=result.outcome.value, code=result.error_code,
             message=result.error_message, provider_id=result.provider_id,
@@ -501,7 +386,7 @@ class SqlStore:
                     .values(provider_status=ev.provider_status)
                 )
                 status = new
-            conn.execute(audit.insert().values(_audit_row(
+            conn.execute(audit.insert().values(audit_row(
                 at, "status", nid=nid, flow=flow, status=status.value, provider_id=provider_id,
                 provider_status=ev.provider_status, code=ev.error_code, result=outcome.value,
                 adopted_orphan=True,
@@ -542,7 +427,7 @@ class SqlStore:
 
     def _apply_one(self, conn: Connection, event: StatusEvent) -> ApplyResult:
         key = _dedupe_key(event)
-        raw_enc = self._keys.encrypt(_json(dict(event.raw)))
+        raw_enc = self._keys.encrypt(json_text(dict(event.raw)))
         at = event.received_at
         self._lock_provider_id(conn, event.provider_id)
         match = conn.execute(self._match_sql, {"pid": event.provider_id}).first()
@@ -564,7 +449,7 @@ class SqlStore:
                 self._move_status(conn, match.id, new, event.error_code, message, at,
                                   writes_back=match.write_back_source is not None)
         status = new.value if result is ApplyResult.APPLIED and new else (match.status if match else None)
-        conn.execute(_AUDIT_SQL, _audit_row(
+        conn.execute(_AUDIT_SQL, audit_row(
             at, "orphan" if result is ApplyResult.ORPHAN else "status", nid=match.id if match else None,
             flow=match.flow if match else None, status=status, provider_id=event.provider_id,
             provider_status=event.provider_status, code=event.error_code, result=result.value,
@@ -598,7 +483,7 @@ class SqlStore:
         require_aware(now, "finish_write_back(now)")
         with writing(self._engine) as conn:
             entry = writebacks.finish(conn, task_id, ok=ok, error=error, next_attempt_at=next_attempt_at,
-                                      now=now, audit_row=_audit_row)
+                                      now=now, audit_row=audit_row)
             if entry is not None:
                 conn.execute(audit.insert().values(entry))
 
@@ -656,7 +541,7 @@ class SqlStore:
         wanted = list(dict.fromkeys(ids))
         replayed: set[int] = set()
         with writing(self._engine) as conn:
-            for chunk in _chunks(wanted):
+            for chunk in chunks(wanted):
                 rows = conn.execute(
                     select(n.c.id, n.c.flow, n.c.status, n.c.provider_id)
                     .where(n.c.id.in_(chunk), n.c.status.in_([s.value for s in REPLAYABLE]))
@@ -673,7 +558,7 @@ class SqlStore:
                     )
                 )
                 conn.execute(audit.insert(), [
-                    _audit_row(now, "replay", nid=r.id, flow=r.flow, status=Status.PENDING.value, actor=actor,
+                    audit_row(now, "replay", nid=r.id, flow=r.flow, status=Status.PENDING.value, actor=actor,
                                previous_status=r.status, previous_provider_id=r.provider_id)
                     for r in rows
                 ])
@@ -689,7 +574,7 @@ class SqlStore:
             conditions.append(audit.c.at < until)
         query = select(audit).where(*conditions).order_by(audit.c.id)
         with self._engine.connect() as conn:
-            rows = conn.execution_options(yield_per=_CHUNK).execute(query)
+            rows = conn.execution_options(yield_per=CHUNK).execute(query)
             try:
                 for r in rows:
                     yield AuditEntry(

@@ -1,0 +1,30 @@
+"""Audit rows and small helpers every store module shares."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from ml_connector.store.scrub import mask_numbers
+
+CHUNK = 500
+_FREE_TEXT = frozenset({"reason", "message"})  # audit detail keys that may quote a phone number
+
+
+def json_text(detail: Mapping[str, Any]) -> str:
+    return json.dumps(detail, sort_keys=True, default=str, separators=(",", ":"))
+
+
+def audit_row(
+    at: datetime, kind: str, *, nid: int | None, flow: str | None, status: str | None, **detail: Any
+) -> dict[str, Any]:
+    clean = {k: mask_numbers(v) if k in _FREE_TEXT else v for k, v in detail.items()}
+    return {"at": at, "notification_id": nid, "flow": flow, "kind": kind, "status": status,
+            "detail_json": json_text(clean)}
+
+
+def chunks(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), CHUNK):
+        yield items[start : start + CHUNK]

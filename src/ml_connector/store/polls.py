@@ -1,0 +1,132 @@
+"""What a poll writes: record states, new notifications and the watermark, in the caller's transaction.
+
+Kept apart from the rest of the store because it is the poller's hot path (one call per page
+of records) and has nothing to do with dispatching or provider reports.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Insert, Table, select
+
+from ml_connector.core.lifecycle import FINAL
+from ml_connector.core.models import Status, require_aware
+from ml_connector.store import writebacks
+from ml_connector.store.auditrows import audit_row, chunks
+from ml_connector.store.crypto import KeyRing
+from ml_connector.store.port import NewNotification, PollCommit
+from ml_connector.store.scrub import mask_numbers
+from ml_connector.store.tables import audit, notifications, record_state, watermarks
+
+InsertFactory = Callable[[Table], Any]
+
+
+def last_seen(conn: Connection, flow: str, record_keys: Sequence[str]) -> dict[str, Mapping[str, Any]]:
+    """The stored state of each of `record_keys` that has one."""
+    found: dict[str, Mapping[str, Any]] = {}
+    for chunk in chunks(list(dict.fromkeys(record_keys))):
+        rows = conn.execute(
+            select(record_state.c.record_key, record_state.c.state_json).where(
+                record_state.c.flow == flow, record_state.c.record_key.in_(chunk)
+            )
+        )
+        found.update({key: json.loads(state) for key, state in rows})
+    return found
+
+
+def commit(conn: Connection, keys: KeyRing, insert: InsertFactory, commit: PollCommit) -> list[int]:
+    """Watermark, record states and new notifications; returns the ids really inserted."""
+    now = require_aware(commit.polled_at, "PollCommit.polled_at")
+    first_of_key: dict[str, NewNotification] = {}
+    for x in commit.notifications:
+        first_of_key.setdefault(x.idempotency_key, x)
+    unique = list(first_of_key.values())
+    rows = [_notification_row(keys, x, now) for x in unique]
+    states = {
+        (s.flow, s.record_key): {
+            "flow": s.flow, "record_key": s.record_key, "changed_at": s.changed_at, "updated_at": now,
+            "state_json": json.dumps(dict(s.values), sort_keys=True, default=str),
+        }
+        for s in commit.states
+    }
+    moved = commit.watermark is not None and _advance_watermark(conn, insert, commit, now)
+    if states:
+        stmt = insert(record_state)
+        conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[record_state.c.flow, record_state.c.record_key],
+                set_={c: stmt.excluded[c] for c in ("state_json", "changed_at", "updated_at")},
+            ),
+            list(states.values()),
+        )
+    inserted = _insert_notifications(conn, insert, rows)
+    ids = [(inserted[row["idempotency_key"]], x) for row, x in zip(rows, unique, strict=True)
+           if row["idempotency_key"] in inserted]
+    entries = [_created_audit(nid, x, now) for nid, x in ids]
+    writebacks.enqueue_final(conn, [nid for nid, x in ids if x.status in FINAL], now)
+    entries += [
+        audit_row(now, x.status.value, nid=nid, flow=x.flow, status=x.status.value, reason=x.reason)
+        for nid, x in ids
+        if x.status in (Status.FAILED, Status.SUPPRESSED)
+    ]
+    if moved or ids:
+        entries.append(audit_row(
+            now, "poll", nid=None, flow=commit.flow, status=None,
+            watermark_kind=commit.watermark_kind,
+            watermark=commit.watermark.isoformat() if moved and commit.watermark else None,
+            inserted=len(ids), duplicates=len(commit.notifications) - len(ids), states=len(states),
+        ))
+    if entries:
+        conn.execute(audit.insert(), entries)
+    return [nid for nid, _ in ids]
+
+
+def _notification_row(keys: KeyRing, x: NewNotification, now: datetime) -> dict[str, Any]:
+    return {
+        # keyed hash: keys are built from the recipient, and only their equality matters here
+        "idempotency_key": keys.hash_lookup(x.idempotency_key), "flow": x.flow, "entity": x.entity,
+        "record_key": x.record_key, "event_version": x.event_version, "channel": x.channel,
+        "account": x.account, "sender": x.sender,
+        "recipient_enc": keys.encrypt(x.recipient),
+        "recipient_hash": keys.hash_lookup(x.recipient),
+        "recipient_field": x.recipient_field, "body_enc": keys.encrypt(x.body),
+        "status": x.status.value, "reason": mask_numbers(x.reason),
+        "attempts_made": 0, "max_attempts": x.max_attempts, "attempt_budget": x.max_attempts,
+        "segments": x.segments, "write_back_source": x.write_back,
+        "next_attempt_at": x.next_attempt_at if x.status is Status.PENDING else None,
+        "record_changed_at": x.record_changed_at, "created_at": now, "updated_at": now,
+    }
+
+
+def _created_audit(nid: int, x: NewNotification, now: datetime) -> dict[str, Any]:
+    return audit_row(
+        now, "created", nid=nid, flow=x.flow, status=x.status.value, entity=x.entity,
+        record_key=x.record_key, event_version=x.event_version, channel=x.channel,
+        recipient_field=x.recipient_field, segments=x.segments,
+    )
+
+
+def _insert_notifications(conn: Connection, insert: InsertFactory, rows: list[dict[str, Any]]) -> dict[str, int]:
+    """Insert, skipping idempotency keys already stored; key -> id of the rows really inserted."""
+    if not rows:
+        return {}
+    stmt: Insert = insert(notifications).on_conflict_do_nothing(index_elements=[notifications.c.idempotency_key])
+    result = conn.execute(stmt.returning(notifications.c.idempotency_key, notifications.c.id), rows)
+    return {key: nid for key, nid in result}
+
+
+def _advance_watermark(conn: Connection, insert: InsertFactory, commit: PollCommit, now: datetime) -> bool:
+    """Upsert the watermark unless the stored one is later: watermarks never go backwards."""
+    stmt = insert(watermarks).values(
+        flow=commit.flow, kind=commit.watermark_kind, value=commit.watermark, updated_at=now
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[watermarks.c.flow, watermarks.c.kind],
+        set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at},
+        where=watermarks.c.value < stmt.excluded.value,
+    )
+    return conn.execute(stmt.returning(watermarks.c.flow)).first() is not None
