@@ -1,11 +1,13 @@
 """What one message costs the store, single-threaded: the bound under benchmarks 1, 2 and 4.
 
-    python bench/store_ops.py --messages 3000 --store sqlite postgres [--profile]
+    python bench/store_ops.py --messages 3000 --store sqlite postgres [--batch 100] [--profile]
 
 Per message the pipeline makes these store calls: a share of one `commit_poll` (1000 per call
 here) and of one `claim_due` (200 per call, the dispatcher's batch), one `finish_attempt`
 and two `apply_status` (sent, delivered). Each is timed on its own, one thread, no HTTP, so
-the figures are the store's own cost. `--profile` prints cProfile's top functions for the
+the figures are the store's own cost. `--batch N` hands attempt results and status reports to
+the store N at a time (`finish_attempts`, `apply_statuses`), as the dispatcher's and the webhook
+server's batchers do under load; the default, 1, is one call per result or report. `--profile` prints cProfile's top functions for the
 apply_status phase.
 """
 
@@ -43,7 +45,7 @@ def event(sid: str, status: str, now: datetime) -> StatusEvent:
     return StatusEvent(provider_id=sid, provider_status=status, error_code=None, received_at=now, raw=raw)
 
 
-def measure(store: SqlStore, messages: int, profile: bool) -> list[list[object]]:
+def measure(store: SqlStore, messages: int, profile: bool, size: int) -> list[list[object]]:
     now = datetime.now(UTC)
     rows: list[list[object]] = []
 
@@ -65,18 +67,20 @@ def measure(store: SqlStore, messages: int, profile: bool) -> list[list[object]]
             claimed.extend(got)
     timed("claim_due (200 per call)", -(-messages // 200), claim)
     def finish_all() -> None:
-        for r in claimed:
-            store.finish_attempt(AttemptResult(r.id, r.attempt_no, Outcome.ACCEPTED, now, now,
-                                               provider_id=f"SM{r.id:032x}", provider_status="queued"))
-    timed("finish_attempt", messages, finish_all)
+        results = [AttemptResult(r.id, r.attempt_no, Outcome.ACCEPTED, now, now,
+                                 provider_id=f"SM{r.id:032x}", provider_status="queued") for r in claimed]
+        for s in range(0, len(results), size):
+            store.finish_attempts(results[s:s + size])
+    timed(f"finish_attempts ({size} per call)", -(-messages // size), finish_all)
     profiler = cProfile.Profile() if profile else None
 
     def apply_all() -> None:
         with profiler or contextlib.nullcontext():
             for status in ("sent", "delivered"):
-                for r in claimed:
-                    store.apply_status(event(f"SM{r.id:032x}", status, now))
-    timed("apply_status (x2)", 2 * messages, apply_all)
+                events = [event(f"SM{r.id:032x}", status, now) for r in claimed]
+                for s in range(0, len(events), size):
+                    store.apply_statuses(events[s:s + size])
+    timed(f"apply_statuses x 2 ({size} per call)", -(-2 * messages // size), apply_all)
     if profiler is not None:
         pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
     return rows
@@ -86,6 +90,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=3000)
     parser.add_argument("--store", nargs="+", choices=("sqlite", "postgres"), default=["sqlite", "postgres"])
+    parser.add_argument("--batch", type=int, default=1, help="results / reports per store call")
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
     print(machine())
@@ -98,7 +103,7 @@ def main() -> None:
                        else f"sqlite:///{Path(tmp) / 'store.db'}")
                 store = SqlStore(url, keyring)
                 try:
-                    rows = measure(store, args.messages, args.profile)
+                    rows = measure(store, args.messages, args.profile, args.batch)
                 finally:
                     store.close()
             total = sum(float(str(r[4]).split()[0]) for r in rows)

@@ -13,7 +13,6 @@ text are stored in clear.
 from __future__ import annotations
 
 import copy
-import hashlib
 import hmac
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -28,7 +27,6 @@ from sqlalchemy import (
     Table,
     and_,
     bindparam,
-    delete,
     func,
     or_,
     select,
@@ -37,12 +35,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
-from ml_connector.core.lifecycle import FINAL, RANK, REPLAYABLE, advances, from_provider
+from ml_connector.core.lifecycle import REPLAYABLE
 from ml_connector.core.models import Status, StatusEvent, require_aware
 from ml_connector.errors import ConfigError
-from ml_connector.store import finish, polls, writebacks
+from ml_connector.store import attempts as attempt_results
 from ml_connector.store import migrate as migrations
-from ml_connector.store.auditrows import CHUNK, audit_row, chunks, json_text
+from ml_connector.store import polls, reports, writebacks
+from ml_connector.store.auditrows import CHUNK, audit_row, chunks
 from ml_connector.store.crypto import KeyMismatchError, KeyRing
 from ml_connector.store.engine import make_engine, reading, writing
 from ml_connector.store.locks import FileFlowLock, FlowLock, PgFlowLock
@@ -58,7 +57,6 @@ from ml_connector.store.port import (
     Store,
     WriteBackTask,
 )
-from ml_connector.store.scrub import mask_numbers
 from ml_connector.store.tables import (
     attempts,
     audit,
@@ -74,51 +72,8 @@ n, a, de = notifications, attempts, delivery_events
 _INSERTS: Mapping[str, Callable[[Table], Any]] = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 _KEY_CHECK = "key_check"
 _KEY_CHECK_LABEL = "ml-connector master key check v1"
-_PROVIDER_LOCK_SPACE = 7_400_113  # classid of the advisory locks taken per provider id
-_FAILURES = frozenset({Status.FAILED, Status.UNDELIVERED})
-
 #: A result row of any shape.
 AnyRow = Row[*tuple[Any, ...]]
-
-
-def _dedupe_key(event: StatusEvent) -> str:
-    """Same report, same key: Twilio may deliver one callback several times."""
-    parts = (
-        event.provider_id,
-        event.provider_status.lower(),
-        "" if event.error_code is None else str(event.error_code),
-        event.raw.get("RawDlrDoneDate", ""),
-    )
-    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
-
-
-# Statements on the hot path of status reports, built once: SQLAlchemy spends far more time
-# constructing a statement than SQLite spends running it.
-_MATCH_SQL = (
-    select(a.c.id.label("attempt_id"), n.c.id, n.c.flow, n.c.status, n.c.provider_id, n.c.write_back_source)
-    .join(n, n.c.id == a.c.notification_id)
-    .where(a.c.provider_id == bindparam("pid"))
-    .order_by(a.c.id.desc())
-    .limit(1)
-    .with_for_update(of=n)
-)
-_ATTEMPT_STATUS_SQL = update(a).where(a.c.id == bindparam("aid")).values(provider_status=bindparam("ps"))
-_AUDIT_SQL = audit.insert()
-_MOVE_SQL = update(n).where(n.c.id == bindparam("nid")).values(status=bindparam("st"), updated_at=bindparam("at"))
-_MOVE_FAILED_SQL = _MOVE_SQL.values(error_code=bindparam("code"))
-_MOVE_FAILED_MESSAGE_SQL = _MOVE_FAILED_SQL.values(error_message=bindparam("message"))
-_FINISH_ROW_SQL = (
-    select(n.c.id, n.c.flow, n.c.status, n.c.attempts_made, n.c.in_doubt_since, n.c.write_back_source)
-    .where(n.c.id == bindparam("nid"))
-    .with_for_update()
-)
-_THIS_ATTEMPT = and_(a.c.notification_id == bindparam("nid"), a.c.attempt_no == bindparam("no"))
-_DROP_ATTEMPT_SQL = delete(a).where(_THIS_ATTEMPT)
-_FINISH_ATTEMPT_SQL = update(a).where(_THIS_ATTEMPT).values(
-    finished_at=bindparam("finished_at"), outcome=bindparam("outcome"), provider_id=bindparam("provider_id"),
-    provider_status=bindparam("provider_status"), error_code=bindparam("error_code"),
-    error_message=bindparam("error_message"),
-)
 
 
 class SqlStore:
@@ -129,10 +84,6 @@ class SqlStore:
         self._keys = keyring
         self._dialect = self._engine.dialect.name
         self._insert = _INSERTS[self._dialect]
-        self._match_sql = _MATCH_SQL
-        self._event_sql = (
-            self._insert(de).on_conflict_do_nothing(index_elements=[de.c.dedupe_key]).returning(de.c.id)
-        )
         self._fence: FlowLock | None = None
         try:
             if migrate:
@@ -300,111 +251,13 @@ class SqlStore:
         self.finish_attempts([result])
 
     def finish_attempts(self, results: Sequence[AttemptResult]) -> list[bool]:
-        """Several attempts' outcomes in ONE transaction; True for each one recorded (not stale).
-
-        Applied in provider-id order so concurrent batches lock in the same order.
-        """
+        """Several attempts' outcomes in ONE transaction; True for each one recorded (not stale)."""
         for result in results:
             require_aware(result.finished_at, "AttemptResult.finished_at")
-        order = sorted(range(len(results)), key=lambda i: (results[i].provider_id or "", i))
-        recorded = [False] * len(results)
+        if not results:
+            return []
         with writing(self._engine) as conn:
-            for i in order:
-                recorded[i] = self._finish_one(conn, results[i])
-        return recorded
-
-    def _finish_one(self, conn: Connection, result: AttemptResult) -> bool:
-        at = result.finished_at
-        if result.provider_id:
-            self._lock_provider_id(conn, result.provider_id)
-        row = conn.execute(_FINISH_ROW_SQL, {"nid": result.notification_id}).first()
-        if row is None or row.status != Status.SENDING.value or row.attempts_made != result.attempt_no:
-            conn.execute(_AUDIT_SQL, audit_row(
-                at, "stale_finish", nid=result.notification_id, flow=row.flow if row else None,
-                status=row.status if row else None, attempt_no=result.attempt_no,
-                outcome=result.outcome.value, provider_id=result.provider_id,
-            ))
-            return False
-        plan = finish.plan_finish(result, row.in_doubt_since)
-        conn.execute(
-            update(n).where(n.c.id == row.id).values(
-                status=plan.status.value, lease_owner=None, lease_until=None, updated_at=at,
-                attempts_made=n.c.attempts_made + plan.attempts_delta, **plan.notification,
-            )
-        )
-        if plan.status in FINAL and row.write_back_source is not None:
-            writebacks.enqueue_final(conn, [row.id], at)
-        this_attempt = {"nid": row.id, "no": result.attempt_no}
-        if plan.drop_attempt:
-            conn.execute(_DROP_ATTEMPT_SQL, this_attempt)
-        else:
-            conn.execute(_FINISH_ATTEMPT_SQL, {
-                **this_attempt, "finished_at": at, "outcome": plan.attempt_outcome,
-                "provider_id": result.provider_id, "provider_status": result.provider_status,
-                "error_code": result.error_code, "error_message": mask_numbers(result.error_message),
-            })
-        conn.execute(_AUDIT_SQL, audit_row(
-            at, "attempt", nid=row.id, flow=row.flow, status=plan.status.value,
-            attempt_no=result.attempt_no, outcome=result.outcome.value, code=result.error_code,
-            message=result.error_message, provider_id=result.provider_id,
-        ))
-        if plan.provider_took_it and result.provider_id:
-            self._adopt_orphans(conn, row.id, row.flow, result.provider_id, plan.status, at)
-        return True
-
-    def _lock_provider_id(self, conn: Connection, provider_id: str) -> None:
-        """Serialise everything about one provider id (SQLite: BEGIN IMMEDIATE already did)."""
-        if self._dialect == "postgresql":
-            conn.execute(
-                text("SELECT pg_advisory_xact_lock(:space, hashtext(:pid))"),
-                {"space": _PROVIDER_LOCK_SPACE, "pid": provider_id},
-            )
-
-    def _adopt_orphans(
-        self, conn: Connection, nid: int, flow: str, provider_id: str, status: Status, at: datetime
-    ) -> None:
-        """Apply callbacks that arrived before the send was committed, lowest status first."""
-        events = conn.execute(
-            select(de.c.id, de.c.provider_status, de.c.error_code)
-            .where(de.c.provider_id == provider_id, de.c.notification_id.is_(None))
-            .order_by(de.c.id)
-        ).all()
-
-        def precedence(ev: AnyRow) -> tuple[int, int]:
-            mapped = from_provider(ev.provider_status)
-            return (RANK[mapped] if mapped else -1, ev.id)
-
-        for ev in sorted(events, key=precedence):
-            new = from_provider(ev.provider_status)
-            outcome = ApplyResult.APPLIED if new and advances(status, new) else ApplyResult.STALE
-            conn.execute(update(de).where(de.c.id == ev.id).values(notification_id=nid, result=outcome.value))
-            if new and outcome is ApplyResult.APPLIED:
-                self._move_status(conn, nid, new, ev.error_code, None, at)
-                # The attempt shows what Twilio last said of it, as when the callback is on time.
-                conn.execute(
-                    update(a).where(a.c.notification_id == nid, a.c.provider_id == provider_id)
-                    .values(provider_status=ev.provider_status)
-                )
-                status = new
-            conn.execute(audit.insert().values(audit_row(
-                at, "status", nid=nid, flow=flow, status=status.value, provider_id=provider_id,
-                provider_status=ev.provider_status, code=ev.error_code, result=outcome.value,
-                adopted_orphan=True,
-            )))
-
-    def _move_status(
-        self, conn: Connection, nid: int, new: Status, code: int | None, message: str | None, at: datetime,
-        *, writes_back: bool = True,
-    ) -> None:
-        params: dict[str, Any] = {"nid": nid, "st": new.value, "at": at}
-        if new not in _FAILURES:
-            conn.execute(_MOVE_SQL, params)
-        elif message:
-            conn.execute(_MOVE_FAILED_MESSAGE_SQL, {**params, "code": code, "message": mask_numbers(message)})
-        else:
-            conn.execute(_MOVE_FAILED_SQL, {**params, "code": code})
-        if new in FINAL and writes_back:
-            writebacks.enqueue_final(conn, [nid], at)
+            return attempt_results.finish_all(conn, results)
 
     # -- provider reports ------------------------------------------------------------------
 
@@ -413,56 +266,11 @@ class SqlStore:
         return self.apply_statuses([event])[0]
 
     def apply_statuses(self, events: Sequence[StatusEvent]) -> list[ApplyResult]:
-        """Several status reports in ONE transaction, each judged as `apply_status` would.
-
-        Reports are applied grouped by provider id, in arrival order within a group, so that
-        concurrent batches take their PostgreSQL locks in the same order and cannot deadlock.
-        """
-        order = sorted(range(len(events)), key=lambda i: (events[i].provider_id, i))
-        results: list[ApplyResult | None] = [None] * len(events)
+        """Several status reports in ONE transaction, each judged as `apply_status` would."""
+        if not events:
+            return []
         with writing(self._engine) as conn:
-            for i in order:
-                results[i] = self._apply_one(conn, events[i])
-        return [r for r in results if r is not None]
-
-    def _apply_one(self, conn: Connection, event: StatusEvent) -> ApplyResult:
-        key = _dedupe_key(event)
-        raw_enc = self._keys.encrypt(json_text(dict(event.raw)))
-        at = event.received_at
-        self._lock_provider_id(conn, event.provider_id)
-        match = conn.execute(self._match_sql, {"pid": event.provider_id}).first()
-        new = from_provider(event.provider_status)
-        result = self._judge(match, event.provider_id, new)
-        stored = conn.execute(self._event_sql, {
-            "provider_id": event.provider_id, "provider_status": event.provider_status,
-            "error_code": event.error_code, "dedupe_key": key, "received_at": at,
-            "notification_id": match.id if match else None, "result": result.value, "raw_enc": raw_enc,
-        }).scalar_one_or_none()
-        if stored is None:
-            result = ApplyResult.DUPLICATE
-        elif match is not None and result is ApplyResult.APPLIED:
-            # Only a report that moved the status forward speaks for the attempt: a stale
-            # "sent" arriving after "delivered" must not rewrite what the attempt shows.
-            conn.execute(_ATTEMPT_STATUS_SQL, {"aid": match.attempt_id, "ps": event.provider_status})
-            if new is not None:
-                message = event.raw.get("ErrorMessage")
-                self._move_status(conn, match.id, new, event.error_code, message, at,
-                                  writes_back=match.write_back_source is not None)
-        status = new.value if result is ApplyResult.APPLIED and new else (match.status if match else None)
-        conn.execute(_AUDIT_SQL, audit_row(
-            at, "orphan" if result is ApplyResult.ORPHAN else "status", nid=match.id if match else None,
-            flow=match.flow if match else None, status=status, provider_id=event.provider_id,
-            provider_status=event.provider_status, code=event.error_code, result=result.value,
-        ))
-        return result
-
-    @staticmethod
-    def _judge(match: AnyRow | None, provider_id: str, new: Status | None) -> ApplyResult:
-        if match is None:
-            return ApplyResult.ORPHAN
-        if match.provider_id != provider_id or new is None:  # an older attempt's SID, or not a status
-            return ApplyResult.STALE
-        return ApplyResult.APPLIED if advances(Status(match.status), new) else ApplyResult.STALE
+            return reports.apply(conn, self._keys, events)
 
     # -- write-back to the ERP --------------------------------------------------------------
 

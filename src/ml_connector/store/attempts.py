@@ -1,0 +1,140 @@
+"""Attempt outcomes, recorded a batch at a time with one statement per kind of write.
+
+The dispatcher hands over the outcomes of the sends that finished meanwhile. Each is judged on
+its own (store.finish decides what it does to the notification) against the notification as the
+outcomes before it in the batch left it, and stale ones (a newer claim owns the notification by
+now) are audited and change nothing; the writes are then grouped so that a batch costs a fixed
+handful of statements instead of five per outcome.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+from typing import Any
+
+from sqlalchemy import Connection, Update, and_, bindparam, delete, select, update
+
+from ml_connector.core.lifecycle import FINAL
+from ml_connector.core.models import Status
+from ml_connector.store import finish, reports, writebacks
+from ml_connector.store.auditrows import audit_row
+from ml_connector.store.port import AttemptResult
+from ml_connector.store.scrub import mask_numbers
+from ml_connector.store.tables import attempts as a
+from ml_connector.store.tables import audit
+from ml_connector.store.tables import notifications as n
+
+_ROWS_SQL = (
+    select(n.c.id, n.c.flow, n.c.status, n.c.attempts_made, n.c.in_doubt_since, n.c.write_back_source)
+    .where(n.c.id.in_(bindparam("ids", expanding=True)))
+    .order_by(n.c.id)
+    .with_for_update()
+)
+_THIS_ATTEMPT = and_(a.c.notification_id == bindparam("nid"), a.c.attempt_no == bindparam("no"))
+_DROP_ATTEMPT_SQL = delete(a).where(_THIS_ATTEMPT)
+_FINISH_ATTEMPT_SQL = update(a).where(_THIS_ATTEMPT).values(
+    finished_at=bindparam("finished_at"), outcome=bindparam("outcome"), provider_id=bindparam("provider_id"),
+    provider_status=bindparam("provider_status"), error_code=bindparam("error_code"),
+    error_message=bindparam("error_message"),
+)
+
+
+@cache
+def _notification_update(columns: tuple[str, ...]) -> Update:
+    """UPDATE notifications for a plan that sets `columns`, built once per shape of plan."""
+    return update(n).where(n.c.id == bindparam("b_id")).values(
+        status=bindparam("b_status"), lease_owner=None, lease_until=None, updated_at=bindparam("b_at"),
+        attempts_made=n.c.attempts_made + bindparam("b_delta"),
+        **{c: bindparam(f"b_{c}", type_=n.c[c].type) for c in columns},
+    )
+
+
+@dataclass(slots=True)
+class _Row:
+    flow: str
+    status: str
+    attempts_made: int
+    in_doubt_since: datetime | None
+    write_back_source: str | None
+
+
+def finish_all(conn: Connection, results: Sequence[AttemptResult]) -> list[bool]:
+    """Record `results`; True for each one recorded, False for each stale one."""
+    reports.lock_provider_ids(conn, (r.provider_id for r in results))
+    ids = sorted({r.notification_id for r in results})
+    rows = {
+        r.id: _Row(r.flow, r.status, r.attempts_made, r.in_doubt_since, r.write_back_source)
+        for r in conn.execute(_ROWS_SQL, {"ids": ids})
+    } if ids else {}
+    updates: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    drops: list[dict[str, Any]] = []
+    finished: list[dict[str, Any]] = []
+    write_backs: dict[datetime, list[int]] = {}
+    entries: list[dict[str, Any] | str] = []  # a str: where the early callbacks of that SID go
+    stale_after_finish: dict[int, list[dict[str, Any]]] = {}
+    taken_by: dict[int, str] = {}
+    taken: dict[str, tuple[int, str, Status, datetime]] = {}
+    recorded: list[bool] = []
+    for result in results:
+        at, nid = result.finished_at, result.notification_id
+        row = rows.get(nid)
+        if row is None or row.status != Status.SENDING.value or row.attempts_made != result.attempt_no:
+            stale = audit_row(
+                at, "stale_finish", nid=nid, flow=row.flow if row else None,
+                status=row.status if row else None, attempt_no=result.attempt_no,
+                outcome=result.outcome.value, provider_id=result.provider_id,
+            )
+            entries.append(stale)
+            if nid in taken_by:  # judged after this batch's own send of nid: adoption may move it on
+                stale_after_finish.setdefault(nid, []).append(stale)
+            recorded.append(False)
+            continue
+        plan = finish.plan_finish(result, row.in_doubt_since)
+        columns = tuple(sorted(plan.notification))
+        updates.setdefault(columns, []).append({
+            "b_id": nid, "b_status": plan.status.value, "b_at": at, "b_delta": plan.attempts_delta,
+            **{f"b_{c}": plan.notification[c] for c in columns},
+        })
+        row.status, row.attempts_made = plan.status.value, row.attempts_made + plan.attempts_delta
+        if "in_doubt_since" in plan.notification:
+            row.in_doubt_since = plan.notification["in_doubt_since"]
+        if plan.status in FINAL and row.write_back_source is not None:
+            write_backs.setdefault(at, []).append(nid)
+        this_attempt = {"nid": nid, "no": result.attempt_no}
+        if plan.drop_attempt:
+            drops.append(this_attempt)
+        else:
+            finished.append({
+                **this_attempt, "finished_at": at, "outcome": plan.attempt_outcome,
+                "provider_id": result.provider_id, "provider_status": result.provider_status,
+                "error_code": result.error_code, "error_message": mask_numbers(result.error_message),
+            })
+        entries.append(audit_row(
+            at, "attempt", nid=nid, flow=row.flow, status=plan.status.value,
+            attempt_no=result.attempt_no, outcome=result.outcome.value, code=result.error_code,
+            message=result.error_message, provider_id=result.provider_id,
+        ))
+        if plan.provider_took_it and result.provider_id:
+            taken[result.provider_id] = (nid, row.flow, plan.status, at)
+            taken_by[nid] = result.provider_id
+            entries.append(result.provider_id)
+        recorded.append(True)
+    for columns, params in updates.items():
+        conn.execute(_notification_update(columns), params)
+    for at, nids in write_backs.items():
+        writebacks.enqueue_final(conn, nids, at)
+    if drops:
+        conn.execute(_DROP_ATTEMPT_SQL, drops)
+    if finished:
+        conn.execute(_FINISH_ATTEMPT_SQL, finished)
+    adopted = reports.adopt_orphans(conn, taken)
+    for nid, status in adopted.statuses.items():  # a stale result after this batch finished nid
+        for stale in stale_after_finish.get(nid, ()):
+            stale["status"] = status.value
+    rows_out = [row for e in entries for row in (adopted.entries.get(e, []) if isinstance(e, str) else [e])]
+    if rows_out:
+        conn.execute(audit.insert(), rows_out)
+    return recorded

@@ -1,0 +1,249 @@
+"""Provider status reports, applied a batch at a time with one statement per kind of write.
+
+A batch of reports (the callbacks that reached one process meanwhile) costs a fixed handful of
+statements, whatever its size: lock the provider ids, find their notifications, find the reports
+already stored, then insert the new reports, move the notifications and write the audit, each as
+one `executemany`. Each report is still judged on its own, in arrival order within its provider
+id, against the status the reports before it in the batch left behind, exactly as if the reports
+had been stored one transaction each (tests/store holds both to the same answers).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ARRAY, Connection, Text, bindparam, select, text, update
+
+from ml_connector.core.lifecycle import FINAL, RANK, advances, from_provider
+from ml_connector.core.models import Status, StatusEvent
+from ml_connector.store import writebacks
+from ml_connector.store.auditrows import audit_row, json_text
+from ml_connector.store.crypto import KeyRing
+from ml_connector.store.port import ApplyResult
+from ml_connector.store.scrub import mask_numbers
+from ml_connector.store.tables import attempts as a
+from ml_connector.store.tables import audit
+from ml_connector.store.tables import delivery_events as de
+from ml_connector.store.tables import notifications as n
+
+_PROVIDER_LOCK_SPACE = 7_400_113  # classid of the advisory locks taken per provider id
+_FAILURES = frozenset({Status.FAILED, Status.UNDELIVERED})
+
+# Every writer about provider ids takes their locks first, all at once and in one order (the
+# sorted subquery), then row locks in id order: two batches can wait for each other, never deadlock.
+_LOCK_SQL = text(
+    "SELECT count(pg_advisory_xact_lock(:space, hashtext(p))) "
+    "FROM (SELECT DISTINCT unnest(:pids) AS p ORDER BY 1) AS ordered"
+).bindparams(bindparam("pids", type_=ARRAY(Text)))
+_MATCH_SQL = (
+    select(a.c.id.label("attempt_id"), a.c.provider_id.label("pid"), n.c.id, n.c.flow, n.c.status,
+           n.c.provider_id, n.c.write_back_source)
+    .join(n, n.c.id == a.c.notification_id)
+    .where(a.c.provider_id.in_(bindparam("pids", expanding=True)))
+    .order_by(n.c.id, a.c.id)
+    .with_for_update(of=n)
+)
+_KNOWN_KEYS_SQL = select(de.c.dedupe_key).where(de.c.dedupe_key.in_(bindparam("keys", expanding=True)))
+_EVENT_SQL = de.insert()
+_ATTEMPT_STATUS_SQL = update(a).where(a.c.id == bindparam("aid")).values(provider_status=bindparam("ps"))
+_MOVE_SQL = update(n).where(n.c.id == bindparam("nid")).values(status=bindparam("st"), updated_at=bindparam("at"))
+_MOVE_FAILED_SQL = _MOVE_SQL.values(error_code=bindparam("code"))
+_MOVE_FAILED_MESSAGE_SQL = _MOVE_FAILED_SQL.values(error_message=bindparam("message"))
+_ORPHANS_SQL = (
+    select(de.c.id, de.c.provider_id, de.c.provider_status, de.c.error_code)
+    .where(de.c.provider_id.in_(bindparam("pids", expanding=True)), de.c.notification_id.is_(None))
+    .order_by(de.c.id)
+)
+
+
+def lock_provider_ids(conn: Connection, provider_ids: Iterable[str | None]) -> None:
+    """Serialise everything about these provider ids (SQLite: BEGIN IMMEDIATE already did)."""
+    pids = sorted({p for p in provider_ids if p})
+    if pids and conn.dialect.name == "postgresql":
+        conn.execute(_LOCK_SQL, {"space": _PROVIDER_LOCK_SPACE, "pids": pids})
+
+
+def dedupe_key(event: StatusEvent) -> str:
+    """Same report, same key: Twilio may deliver one callback several times."""
+    parts = (
+        event.provider_id,
+        event.provider_status.lower(),
+        "" if event.error_code is None else str(event.error_code),
+        event.raw.get("RawDlrDoneDate", ""),
+    )
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class _Match:
+    """The notification a provider id belongs to (through its latest attempt with that id)."""
+
+    attempt_id: int
+    id: int
+    flow: str
+    status: str
+    provider_id: str | None
+    write_back_source: str | None
+
+
+class _Moves:
+    """Status moves collected over a batch, written with one executemany per statement shape."""
+
+    def __init__(self) -> None:
+        self._by_id: dict[int, dict[str, Any]] = {}
+        self._write_backs: list[tuple[int, datetime]] = []
+
+    def add(self, nid: int, new: Status, code: int | None, message: str | None, at: datetime,
+            *, writes_back: bool) -> None:
+        move = self._by_id.setdefault(nid, {"nid": nid})
+        move["st"], move["at"] = new.value, at
+        if new in _FAILURES:
+            move["code"] = code
+            if message:
+                move["message"] = mask_numbers(message)
+        if new in FINAL and writes_back:
+            self._write_backs.append((nid, at))
+
+    def write(self, conn: Connection) -> None:
+        shapes: dict[Any, list[dict[str, Any]]] = {}
+        for move in self._by_id.values():
+            sql = (_MOVE_FAILED_MESSAGE_SQL if "message" in move else _MOVE_FAILED_SQL if "code" in move
+                   else _MOVE_SQL)
+            shapes.setdefault(sql, []).append(move)
+        for sql, params in shapes.items():
+            conn.execute(sql, params)
+        by_time: dict[datetime, list[int]] = {}
+        for nid, at in self._write_backs:
+            by_time.setdefault(at, []).append(nid)
+        for at, ids in by_time.items():
+            writebacks.enqueue_final(conn, ids, at)
+
+
+def apply(conn: Connection, keys: KeyRing, events: Sequence[StatusEvent]) -> list[ApplyResult]:
+    """Store `events` and move their notifications forward; one result per event, in order."""
+    order = sorted(range(len(events)), key=lambda i: (events[i].provider_id, i))
+    pids = sorted({e.provider_id for e in events})
+    lock_provider_ids(conn, pids)
+    matches = _matches(conn, pids)
+    dedupe = [dedupe_key(e) for e in events]
+    known = set(conn.execute(_KNOWN_KEYS_SQL, {"keys": sorted(set(dedupe))}).scalars()) if events else set()
+    status_now: dict[int, str] = {}
+    moves = _Moves()
+    stored: list[dict[str, Any]] = []
+    attempt_status: dict[int, str] = {}
+    entries: list[dict[str, Any]] = []
+    results: list[ApplyResult] = [ApplyResult.DUPLICATE] * len(events)
+    for i in order:
+        event, key = events[i], dedupe[i]
+        match = matches.get(event.provider_id)
+        current = (status_now.get(match.id, match.status)) if match else None
+        new = from_provider(event.provider_status)
+        result = _judge(match, current, event.provider_id, new)
+        at = event.received_at
+        if key in known:
+            result = ApplyResult.DUPLICATE
+        else:
+            known.add(key)
+            stored.append({
+                "provider_id": event.provider_id, "provider_status": event.provider_status,
+                "error_code": event.error_code, "dedupe_key": key, "received_at": at,
+                "notification_id": match.id if match else None, "result": result.value,
+                "raw_enc": keys.encrypt(json_text(dict(event.raw))),
+            })
+            if match is not None and new is not None and result is ApplyResult.APPLIED:
+                # Only a report that moved the status forward speaks for the attempt: a stale
+                # "sent" arriving after "delivered" must not rewrite what the attempt shows.
+                attempt_status[match.attempt_id] = event.provider_status
+                status_now[match.id] = new.value
+                moves.add(match.id, new, event.error_code, event.raw.get("ErrorMessage"), at,
+                          writes_back=match.write_back_source is not None)
+        results[i] = result
+        status = new.value if result is ApplyResult.APPLIED and new else current
+        entries.append(audit_row(
+            at, "orphan" if result is ApplyResult.ORPHAN else "status", nid=match.id if match else None,
+            flow=match.flow if match else None, status=status, provider_id=event.provider_id,
+            provider_status=event.provider_status, code=event.error_code, result=result.value,
+        ))
+    if stored:
+        conn.execute(_EVENT_SQL, stored)
+    if attempt_status:
+        conn.execute(_ATTEMPT_STATUS_SQL, [{"aid": aid, "ps": ps} for aid, ps in attempt_status.items()])
+    moves.write(conn)
+    if entries:
+        conn.execute(audit.insert(), entries)
+    return results
+
+
+def _matches(conn: Connection, pids: Sequence[str]) -> dict[str, _Match]:
+    """provider id -> its notification, through the latest attempt that carries that id."""
+    if not pids:
+        return {}
+    found: dict[str, _Match] = {}
+    for r in conn.execute(_MATCH_SQL, {"pids": list(pids)}):
+        if r.pid not in found or found[r.pid].attempt_id < r.attempt_id:
+            found[r.pid] = _Match(r.attempt_id, r.id, r.flow, r.status, r.provider_id, r.write_back_source)
+    return found
+
+
+def _judge(match: _Match | None, current: str | None, provider_id: str, new: Status | None) -> ApplyResult:
+    if match is None or current is None:
+        return ApplyResult.ORPHAN
+    if match.provider_id != provider_id or new is None:  # an older attempt's SID, or not a status
+        return ApplyResult.STALE
+    return ApplyResult.APPLIED if advances(Status(current), new) else ApplyResult.STALE
+
+
+@dataclass(slots=True)
+class Adopted:
+    """What adopting early callbacks did: audit rows per provider id, and the statuses it left."""
+
+    entries: dict[str, list[dict[str, Any]]]
+    statuses: dict[int, Status]
+
+
+def adopt_orphans(conn: Connection, taken: Mapping[str, tuple[int, str, Status, datetime]]) -> Adopted:
+    """Apply callbacks that arrived before their sends were committed, lowest status first.
+
+    `taken` maps each provider id the provider just took to (notification id, flow, the status
+    the send left it in, when). The audit rows are returned, not written, so that the caller
+    can place them right after the attempt they follow.
+    """
+    adopted = Adopted({}, {})
+    if not taken:
+        return adopted
+    waiting: dict[str, list[Any]] = {}
+    for ev in conn.execute(_ORPHANS_SQL, {"pids": sorted(taken)}):
+        waiting.setdefault(ev.provider_id, []).append(ev)
+    moves = _Moves()
+    for provider_id, events in waiting.items():
+        nid, flow, status, at = taken[provider_id]
+        entries = adopted.entries.setdefault(provider_id, [])
+
+        def precedence(ev: Any) -> tuple[int, int]:
+            mapped = from_provider(ev.provider_status)
+            return (RANK[mapped] if mapped else -1, ev.id)
+
+        for ev in sorted(events, key=precedence):
+            new = from_provider(ev.provider_status)
+            outcome = ApplyResult.APPLIED if new and advances(status, new) else ApplyResult.STALE
+            conn.execute(update(de).where(de.c.id == ev.id).values(notification_id=nid, result=outcome.value))
+            if new and outcome is ApplyResult.APPLIED:
+                moves.add(nid, new, ev.error_code, None, at, writes_back=True)
+                # The attempt shows what Twilio last said of it, as when the callback is on time.
+                conn.execute(
+                    update(a).where(a.c.notification_id == nid, a.c.provider_id == provider_id)
+                    .values(provider_status=ev.provider_status)
+                )
+                status = new
+            entries.append(audit_row(
+                at, "status", nid=nid, flow=flow, status=status.value, provider_id=provider_id,
+                provider_status=ev.provider_status, code=ev.error_code, result=outcome.value,
+                adopted_orphan=True,
+            ))
+        adopted.statuses[nid] = status
+    moves.write(conn)
+    return adopted
