@@ -149,7 +149,7 @@ def bench_config(directory: Path, *, store_url: str, twilio_url: str, webhook_po
             "template": "{{ message }}",
             "retry": {"max_attempts": 4, "base_delay": "1s", "max_delay": "5s"},
         }},
-        "dispatcher": {"concurrency": concurrency, "batch_size": 200, "idle_poll": "50ms"},
+        "dispatcher": {"concurrency": 2 * concurrency, "batch_size": 200, "idle_poll": "50ms"},
     }
 
 

@@ -381,7 +381,10 @@ class DispatcherConfig(BaseModel):
 
     model_config = _frozen_config()
 
-    concurrency: int = Field(default=50, ge=1, le=10_000)
+    #: Notifications this process works on at once, from claim until the attempt is recorded.
+    #: Requests to Twilio are bounded by each account's `concurrency`; twice that here keeps an
+    #: account's requests in flight while earlier attempts are being recorded.
+    concurrency: int = Field(default=200, ge=1, le=10_000)
     lease: Duration = timedelta(seconds=60)
     batch_size: int = Field(default=200, ge=1, le=10_000)
     idle_poll: Duration = timedelta(milliseconds=200)

@@ -124,18 +124,22 @@ class Dispatcher:
         # Attempts finishing together are recorded in one transaction by one writer.
         self._finish: Batcher[AttemptResult, bool] = Batcher(store.finish_attempts, _finish_one(store))
         self._stopping = asyncio.Event()
+        self._slot_freed = asyncio.Event()
 
     # -- the loop -------------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
         """Claim and send until `stop` is set; then finish what is in flight.
 
-        Sends already under way finish and are recorded; rows still waiting for their pacing
-        slot are handed back untried, so shutdown never waits on pacing.
+        Rows are claimed in batches of at least a quarter of the slots (or of `batch_size`), not
+        one per slot as slots free up: a claim is a write transaction whose cost hardly depends
+        on how many rows it takes. Sends already under way finish and are recorded; rows still
+        waiting for their pacing slot are handed back untried, so shutdown never waits on pacing.
         """
         self._stopping = stop
+        refill = max(1, min(self._settings.batch_size, self._settings.concurrency) // 4)
         while not stop.is_set():
-            if self._free_slots() <= 0:
+            if self._free_slots() < refill:
                 await self._wait_for_slot(stop)
                 continue
             if not await self.claim_and_start():
@@ -160,8 +164,12 @@ class Dispatcher:
         for row in claimed:
             task = asyncio.create_task(self._process(row, deadline))
             self._in_flight.add(task)
-            task.add_done_callback(self._in_flight.discard)
+            task.add_done_callback(self._done)
         return len(claimed)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        self._slot_freed.set()
 
     async def drain(self) -> None:
         """Wait for every send in flight to be recorded."""
@@ -181,12 +189,20 @@ class Dispatcher:
         return self._settings.concurrency - len(self._in_flight)
 
     async def _wait_for_slot(self, stop: asyncio.Event) -> None:
+        """Until a send in flight is recorded, or `stop`.
+
+        One event rather than `asyncio.wait` over the tasks in flight: that registers and removes
+        a callback on every task each time, for each of hundreds of sends a second.
+        """
+        self._slot_freed.clear()
+        freed = asyncio.ensure_future(self._slot_freed.wait())
         stopper = asyncio.ensure_future(stop.wait())
         try:
-            await asyncio.wait({*self._in_flight, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({freed, stopper}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            stopper.cancel()
-            await asyncio.gather(stopper, return_exceptions=True)
+            for waiter in (freed, stopper):
+                waiter.cancel()
+            await asyncio.gather(freed, stopper, return_exceptions=True)
 
     @staticmethod
     async def _wait(stop: asyncio.Event, seconds: float) -> None:
