@@ -17,7 +17,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,6 +61,21 @@ class Run:
     audited: int = 0
     sim_messages: int = 0
     audit_kinds: dict[str, int] = field(default_factory=dict)
+    connector_cpu: float = 0.0  # CPU seconds (all threads) of this process during the run
+    simulator_cpu: float = 0.0  # CPU seconds of the simulator's process during the run
+
+
+def simulator_cpu() -> float:
+    """CPU seconds used so far by the simulator, the child process running sim_server.py."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == os.getpid() and b"sim_server.py" in (stat.parent / "cmdline").read_bytes():
+                return (int(fields[11]) + int(fields[12])) / ticks
+        except (OSError, IndexError, ValueError):
+            continue
+    return 0.0
 
 
 async def run_connector(directory: Path, store: str, store_url: str, twilio_url: str, rows: int,
@@ -74,6 +91,7 @@ async def run_connector(directory: Path, store: str, store_url: str, twilio_url:
     result = Run(store, rows)
     stop = asyncio.Event()
     clock = Stopwatch()
+    cpu_before, sim_before = time.process_time(), simulator_cpu()
     task = asyncio.create_task(connector.run(stop))
     try:
         while clock() < give_up_after:
@@ -90,6 +108,8 @@ async def run_connector(directory: Path, store: str, store_url: str, twilio_url:
                 result.accepted_at = clock()
             if sum(counts.get(s, 0) for s in FINAL) >= rows:
                 result.seconds = clock()
+                result.connector_cpu = time.process_time() - cpu_before
+                result.simulator_cpu = simulator_cpu() - sim_before
                 result.delivered = counts.get("delivered", 0)
                 break
         else:
@@ -139,6 +159,13 @@ async def main(args: argparse.Namespace) -> None:
     table.append(["twilio-python sequential (create only)", len(baseline_rows), "", "", f"{baseline_seconds:.1f} s",
                   f"{baseline_rate:,.1f}", "1.0x", f"{baseline_rate / bound:.1%}" if bound else ""])
     print_table(headers, table)
+    print_table(["run", "connector CPU", "simulator CPU", "connector CPU per message", "simulator CPU per message",
+                 "cores busy (of 2)"], [
+        [f"ml-connector, {run.store}", f"{run.connector_cpu:.1f} s", f"{run.simulator_cpu:.1f} s",
+         f"{run.connector_cpu / run.rows * 1000:.2f} ms", f"{run.simulator_cpu / run.rows * 1000:.2f} ms",
+         f"{(run.connector_cpu + run.simulator_cpu) / run.seconds:.2f}"]
+        for run in runs
+    ])
     for run in runs:
         ok = run.delivered == run.rows == run.audited == run.sim_messages
         print(f"{run.store}: delivered {run.delivered}, notifications audited as delivered {run.audited}, "

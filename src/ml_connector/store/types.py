@@ -28,13 +28,15 @@ class UtcDateTime(TypeDecorator[datetime]):
         return dialect.type_descriptor(DateTime(timezone=True))
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        # Runs for every timestamp of every row written: no conversion when already at UTC.
         if value is None:
             return None
-        if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() is None:
+        offset = value.utcoffset() if isinstance(value, datetime) else None
+        if offset is None:
             raise ValueError(f"timestamps must be timezone-aware datetimes, got {value!r}")
-        utc = value.astimezone(UTC)
+        utc = value.astimezone(UTC) if offset else value
         if dialect.name == "sqlite":
-            return f"{utc.replace(tzinfo=None).isoformat(timespec='microseconds')}Z"
+            return utc.isoformat(timespec="microseconds")[:-6] + "Z"  # drop "+00:00"
         return utc
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
