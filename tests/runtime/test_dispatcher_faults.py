@@ -22,6 +22,7 @@ from ml_connector.compliance.pacing import MIN_FACTOR
 from ml_connector.core.lifecycle import RANK
 from ml_connector.core.models import Status, StatusEvent
 from ml_connector.demo import DEMO_ACCOUNT_SID, DEMO_AUTH_TOKEN
+from ml_connector.runtime import dispatcher as dispatcher_module
 from ml_connector.runtime.dispatcher import DEFER_EARLY, MAX_PACING_WAIT
 from ml_connector.sim.twilio import FaultRule, Outcome
 from ml_connector.store.port import ApplyResult
@@ -605,3 +606,36 @@ async def test_504_after_twilio_took_the_message_is_adopted_not_resent(lite: Pip
         assert len(p.sim.messages()) == 1 and done.status is Status.DELIVERED
     finally:
         await client.aclose()
+
+
+# -- queue overflow reported after the create succeeded (30001) ------------------------------------
+
+
+async def test_queue_overflow_reported_by_callback_slows_the_sender_once(
+    p: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(dispatcher_module, "PUSH_BACK_CHECK", timedelta(milliseconds=20))
+    h = harness(p)
+    [nid, other] = enqueue(p, notification(p.clock()), notification(p.clock()))
+    await h.dispatch(p)
+    sid = view(p, nid).provider_id
+    assert sid is not None and h.pacer.rate(SENDER_KEY) == pytest.approx(10.0)
+    # Twilio accepted the message, then its Messaging Service queue overflowed: a failed callback.
+    raw = {"MessageSid": sid, "MessageStatus": "failed", "ErrorCode": "30001"}
+    report = StatusEvent(sid, "failed", 30001, p.clock() - timedelta(seconds=1), raw)
+    assert p.connector.store.apply_statuses([report]) == [ApplyResult.STALE]  # delivered already: kept, no move
+    assert p.connector.store.errors_reported((30001,), p.clock() - timedelta(minutes=1), p.clock())
+
+    async def run_for(seconds: float) -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(h.dispatcher.run(stop))
+        await asyncio.sleep(seconds)
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+    await run_for(0.2)  # several looks: the one report slows the sender once
+    assert h.pacer.rate(SENDER_KEY) == pytest.approx(5.0)
+    assert view(p, other).status is Status.DELIVERED
+    h.pace_clock.now += 2  # recovered 2 x 2% meanwhile
+    await run_for(0.1)  # a restarted dispatcher looks back PUSH_BACK_LATE: the same report counts once more
+    assert h.pacer.rate(SENDER_KEY) == pytest.approx(10.0 * (0.5 + 0.04) / 2)

@@ -26,6 +26,7 @@ from ml_connector.compliance.pacing import Pacer
 from ml_connector.core.flowspec import RetrySpec
 from ml_connector.core.models import OutboundMessage, SendResult
 from ml_connector.core.redact import mask_phone
+from ml_connector.core.resolution import DELIVERY_CODES, Action
 from ml_connector.core.retry import RetryPolicy
 from ml_connector.core.segments import segment_info
 from ml_connector.errors import DeliveryError, InDoubtError, PermanentError, TransientError
@@ -50,6 +51,13 @@ MAX_PACING_WAIT = 2.0
 DEFER_EARLY = MAX_PACING_WAIT / 2
 #: Used for notifications of a flow no longer in the configuration.
 DEFAULT_POLICY = RetryPolicy.from_spec(RetrySpec())
+#: Codes a status callback reports when Twilio accepted a message but its sender's queue
+#: overflowed (30001, with a Messaging Service): the sender must slow down, as for a 429.
+PUSH_BACK_CODES = tuple(sorted(c for c, r in DELIVERY_CODES.items() if r.action is Action.RETRY_SLOW))
+#: How often the dispatcher looks for such reports (any process may have received them).
+PUSH_BACK_CHECK = timedelta(seconds=5)
+#: How far back each look reaches: a report is stamped when received and may commit later.
+PUSH_BACK_LATE = timedelta(seconds=30)
 
 Sleep = Callable[[float], Awaitable[None]]
 _T = TypeVar("_T")
@@ -138,13 +146,49 @@ class Dispatcher:
         """
         self._stopping = stop
         refill = max(1, min(self._settings.batch_size, self._settings.concurrency) // 4)
+        watcher = asyncio.create_task(self._watch_push_back(stop))
+        try:
+            while not stop.is_set():
+                if self._free_slots() < refill:
+                    await self._wait_for_slot(stop)
+                    continue
+                if not await self.claim_and_start():
+                    await self._wait(stop, self._settings.idle_poll.total_seconds())
+            await self.drain()
+        finally:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+
+    async def _watch_push_back(self, stop: asyncio.Event) -> None:
+        """Slow down each sender whose messages Twilio reported as queue overflows (30001).
+
+        Those arrive by status callback, possibly to another process, long after the create
+        call succeeded; the store is where every process can see them.
+        """
+        seen: dict[int, datetime] = {}
+        since = self._clock()
         while not stop.is_set():
-            if self._free_slots() < refill:
-                await self._wait_for_slot(stop)
+            await self._wait(stop, PUSH_BACK_CHECK.total_seconds())
+            until = self._clock()
+            try:
+                reported = await asyncio.to_thread(
+                    self._store.errors_reported, PUSH_BACK_CODES, since - PUSH_BACK_LATE, until
+                )
+            except Exception as exc:  # the next look covers this window again
+                log.warning("could not look for queue overflows reported by Twilio: %s", type(exc).__name__)
                 continue
-            if not await self.claim_and_start():
-                await self._wait(stop, self._settings.idle_poll.total_seconds())
-        await self.drain()
+            senders = {(account, sender) for event_id, account, sender in reported if event_id not in seen}
+            seen = {i: t for i, t in seen.items() if t >= since - PUSH_BACK_LATE}
+            seen.update((event_id, until) for event_id, _, _ in reported)
+            since = until
+            for account, sender in sorted(senders):
+                key = f"{account}.{sender}"
+                try:
+                    self._pacer.slow_down(key)
+                except KeyError:  # a sender no longer configured here
+                    continue
+                log.warning("sender %s of account %s: Twilio reported queue overflow (30001); slowing down to "
+                            "%.2f segments/s", sender, account, self._pacer.rate(key))
 
     async def claim_and_start(self) -> int:
         """Claim as many due rows as there are free slots and start sending them.
@@ -404,6 +448,9 @@ __all__ = [
     "IN_DOUBT_MAX_DELAY",
     "LEASE_SHARE",
     "MAX_PACING_WAIT",
+    "PUSH_BACK_CHECK",
+    "PUSH_BACK_CODES",
+    "PUSH_BACK_LATE",
     "RECONCILE_MARGIN",
     "Dispatcher",
     "DispatcherSettings",

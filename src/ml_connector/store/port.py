@@ -207,6 +207,9 @@ class Store(Protocol):
     # -- provider reports ----------------------------------------------------------------
     def apply_status(self, event: StatusEvent) -> ApplyResult: ...
     def apply_statuses(self, events: Sequence[StatusEvent]) -> list[ApplyResult]: ...
+    def errors_reported(
+        self, codes: Sequence[int], since: datetime, until: datetime
+    ) -> list[tuple[int, str, str]]: ...
 
     # -- write-back to the ERP ----------------------------------------------------------------
     def claim_write_backs(

@@ -53,6 +53,13 @@ _ATTEMPT_STATUS_SQL = update(a).where(a.c.id == bindparam("aid")).values(provide
 _MOVE_SQL = update(n).where(n.c.id == bindparam("nid")).values(status=bindparam("st"), updated_at=bindparam("at"))
 _MOVE_FAILED_SQL = _MOVE_SQL.values(error_code=bindparam("code"))
 _MOVE_FAILED_MESSAGE_SQL = _MOVE_FAILED_SQL.values(error_message=bindparam("message"))
+_ERRORS_SQL = (
+    select(de.c.id, n.c.account, n.c.sender)
+    .join(n, n.c.id == de.c.notification_id)
+    .where(de.c.error_code.in_(bindparam("codes", expanding=True)),
+           de.c.received_at >= bindparam("since"), de.c.received_at < bindparam("until"))
+    .order_by(de.c.id)
+)
 _ORPHANS_SQL = (
     select(de.c.id, de.c.provider_id, de.c.provider_status, de.c.error_code)
     .where(de.c.provider_id.in_(bindparam("pids", expanding=True)), de.c.notification_id.is_(None))
@@ -247,3 +254,13 @@ def adopt_orphans(conn: Connection, taken: Mapping[str, tuple[int, str, Status, 
         adopted.statuses[nid] = status
     moves.write(conn)
     return adopted
+
+
+def errors_reported(
+    conn: Connection, codes: Sequence[int], since: datetime, until: datetime
+) -> list[tuple[int, str, str]]:
+    """(report id, account, sender) of each report with one of `codes` received in [since, until)."""
+    if not codes:
+        return []
+    rows = conn.execute(_ERRORS_SQL, {"codes": list(codes), "since": since, "until": until})
+    return [(r.id, r.account, r.sender) for r in rows]

@@ -272,6 +272,16 @@ class SqlStore:
         with writing(self._engine) as conn:
             return reports.apply(conn, self._keys, events)
 
+    def errors_reported(
+        self, codes: Sequence[int], since: datetime, until: datetime
+    ) -> list[tuple[int, str, str]]:
+        """(report id, account, sender) of status reports with one of `codes` (e.g. 30001) received
+        in [since, until): how dispatchers learn that Twilio pushed back after accepting."""
+        require_aware(since, "errors_reported(since)")
+        require_aware(until, "errors_reported(until)")
+        with reading(self._engine) as conn:
+            return reports.errors_reported(conn, codes, since, until)
+
     # -- write-back to the ERP --------------------------------------------------------------
 
     def claim_write_backs(

@@ -125,6 +125,7 @@ delivery_events = Table(
     Column("notification_id", Id, ForeignKey("notifications.id")),
     Column("result", String(16), nullable=False),
     Column("raw_enc", LargeBinary, nullable=False),
+    Index(None, "error_code", "received_at"),  # recent push-back (30001) per sender, see reports
 )
 
 write_backs = Table(
