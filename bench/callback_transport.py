@@ -30,13 +30,15 @@ class AiohttpCallbackTransport(httpx.AsyncBaseTransport):
         body = await request.aread()
         timeouts = request.extensions.get("timeout", {})
         timeout = aiohttp.ClientTimeout(sock_connect=timeouts.get("connect"), sock_read=timeouts.get("read"))
+        # The raw header pairs as they are: httpx.Headers' mapping views re-decode on every access.
+        headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in request.headers.raw]
         try:
             async with self._get_session().request(
-                request.method, str(request.url), headers=dict(request.headers), data=body, timeout=timeout,
+                request.method, str(request.url), headers=headers, data=body, timeout=timeout,
             ) as response:
                 content = await response.read()
-                headers = [(k, v) for k, v in response.headers.items() if k.lower() != "content-encoding"]
-                return httpx.Response(response.status, headers=headers, content=content, request=request)
+                answer = [(k, v) for k, v in response.headers.items() if k.lower() != "content-encoding"]
+                return httpx.Response(response.status, headers=answer, content=content, request=request)
         except (aiohttp.ClientConnectionError, TimeoutError) as exc:
             raise httpx.ConnectError(str(exc), request=request) from exc
 

@@ -58,10 +58,14 @@ def body(i: int) -> str:
 
 @contextlib.contextmanager
 def sim_process(latency: float = 0.0, callback_delay: tuple[float, float] = (0.0, 0.0),
-                callback_client: str = "aiohttp") -> Iterator[str]:
-    """Start bench/sim_server.py; yields its base URL; stops it (stdin EOF, then kill) on exit."""
+                callback_client: str = "aiohttp", callback_concurrency: int = 0) -> Iterator[str]:
+    """Start bench/sim_server.py; yields its base URL; stops it (stdin EOF, then kill) on exit.
+
+    `callback_concurrency` 0 leaves sim_server.py's default (see its --help).
+    """
     cmd = [sys.executable, str(BENCH_DIR / "sim_server.py"), "--latency", str(latency),
-           "--callback-delay", str(callback_delay[0]), str(callback_delay[1]), "--callback-client", callback_client]
+           "--callback-delay", str(callback_delay[0]), str(callback_delay[1]), "--callback-client", callback_client,
+           "--callback-concurrency", str(callback_concurrency)]
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None

@@ -9,7 +9,9 @@ serves it), and a second process plays Twilio: for every SID it posts `sent` the
 `--concurrency` SIDs at a time, timing each request. Afterwards every callback must be a
 delivery event in the store and every notification delivered. For comparison the same
 server stack answers the same load at an endpoint that does nothing (the ceiling of
-uvicorn + Starlette on this machine, without signature checks or the store).
+uvicorn + Starlette on this machine, without signature checks or the store), and the webhook
+app itself answers it with a store that records nothing (everything between the socket and
+`Store.apply_statuses`: parsing, the signature check, metrics, batching).
 """
 
 from __future__ import annotations
@@ -18,19 +20,23 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 import sqlalchemy as sa
 import yaml
 from common import (
+    ACCOUNT_SID,
     AUTH_TOKEN,
     SENDER,
     audit_kinds,
@@ -45,11 +51,13 @@ from common import (
 
 from ml_connector.app import Connector
 from ml_connector.config import load_config
-from ml_connector.core.models import Status
+from ml_connector.core.models import Status, StatusEvent
 from ml_connector.demo import free_port
+from ml_connector.runtime.loop import LOOP_ENV, run
 from ml_connector.store.crypto import create_key_file
-from ml_connector.store.port import AttemptResult, NewNotification, Outcome, PollCommit
-from ml_connector.web.server import serving
+from ml_connector.store.port import ApplyResult, AttemptResult, NewNotification, Outcome, PollCommit
+from ml_connector.web.server import freeze_long_lived_objects, serving
+from ml_connector.web.webhooks import create_webhook_app
 
 STATUS_PATH = "/twilio/status"
 
@@ -58,26 +66,33 @@ STATUS_PATH = "/twilio/status"
 
 
 async def post_callbacks(url: str, sids: list[str], concurrency: int) -> dict[str, Any]:
-    """Post sent + delivered for each SID; returns counts, wall time and per-request latencies."""
+    """Post sent + delivered for each SID; returns counts, wall time and per-request latencies.
+
+    Bodies and signatures are prepared before the clock starts (Twilio signs on its own
+    machines), so the generator's CPU goes to the requests and the figure measures the server.
+    """
     from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]
 
     validator = RequestValidator(AUTH_TOKEN)
     latencies: list[float] = []
     statuses: dict[int, int] = {}
-    queue: asyncio.Queue[str] = asyncio.Queue()
+    queue: asyncio.Queue[list[tuple[bytes, dict[str, str]]]] = asyncio.Queue()
     for sid in sids:
-        queue.put_nowait(sid)
+        requests = []
+        for status in ("sent", "delivered"):
+            params = {"MessageSid": sid, "SmsSid": sid, "MessageStatus": status, "SmsStatus": status,
+                      "AccountSid": ACCOUNT_SID, "From": SENDER, "To": "+13125550100",
+                      "ApiVersion": "2010-04-01"}
+            headers = {"X-Twilio-Signature": validator.compute_signature(url, params),
+                       "Content-Type": "application/x-www-form-urlencoded"}
+            requests.append((urlencode(params).encode(), headers))
+        queue.put_nowait(requests)
 
     async def worker(session: aiohttp.ClientSession) -> None:
         while not queue.empty():
-            sid = queue.get_nowait()
-            for status in ("sent", "delivered"):
-                params = {"MessageSid": sid, "SmsSid": sid, "MessageStatus": status, "SmsStatus": status,
-                          "AccountSid": "AC" + "a" * 32, "From": SENDER, "To": "+13125550100",
-                          "ApiVersion": "2010-04-01"}
-                headers = {"X-Twilio-Signature": validator.compute_signature(url, params)}
+            for body, headers in queue.get_nowait():  # sent, then delivered, one after the other
                 started = time.perf_counter()
-                async with session.post(url, data=params, headers=headers) as response:
+                async with session.post(url, data=body, headers=headers) as response:
                     await response.read()
                 latencies.append(time.perf_counter() - started)
                 statuses[response.status] = statuses.get(response.status, 0) + 1
@@ -92,13 +107,19 @@ async def post_callbacks(url: str, sids: list[str], concurrency: int) -> dict[st
 
 def client_main(url: str, sids_file: Path, concurrency: int) -> None:
     sids = sids_file.read_text().split()
-    print(json.dumps(asyncio.run(post_callbacks(url, sids, concurrency))))
+    print(json.dumps(run(post_callbacks(url, sids, concurrency))))
 
 
 def load_from_process(url: str, sids_file: Path, concurrency: int) -> dict[str, Any]:
-    """Run the load generator as a separate process and read its JSON result."""
+    """Run the load generator as a separate process and read its JSON result.
+
+    It always runs on the default loop (uvloop where installed), whatever MLC_EVENT_LOOP says
+    for the server, so that comparing server loops does not change the load.
+    """
+    env = {name: value for name, value in os.environ.items() if name != LOOP_ENV}
     out = subprocess.run([sys.executable, __file__, "--client", url, "--sids-file", str(sids_file),
-                          "--concurrency", str(concurrency)], capture_output=True, text=True, check=True, timeout=600)
+                          "--concurrency", str(concurrency)], capture_output=True, text=True, check=True,
+                         timeout=600, env=env)
     return dict(json.loads(out.stdout))
 
 
@@ -141,6 +162,16 @@ async def nothing_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": b""})
 
 
+class NullStore:
+    """Answers every status report as applied and keeps nothing: the webhook app's own ceiling."""
+
+    def apply_status(self, event: StatusEvent) -> ApplyResult:
+        return ApplyResult.APPLIED
+
+    def apply_statuses(self, events: Sequence[StatusEvent]) -> list[ApplyResult]:
+        return [ApplyResult.APPLIED] * len(events)
+
+
 # -- one run -------------------------------------------------------------------------------------
 
 
@@ -170,6 +201,7 @@ async def run_store(directory: Path, store: str, store_url: str, messages: int, 
         sids_file.write_text("\n".join(sids))
         url = f"http://127.0.0.1:{port}{STATUS_PATH}"
         async with serving(connector.webhook_app(), "127.0.0.1", port):
+            freeze_long_lived_objects()  # as `ml-connector run` does once its server is up (serve_until)
             result = await asyncio.to_thread(load_from_process, url, sids_file, concurrency)
         engine = store_engine(store_url)
         with engine.connect() as conn:
@@ -190,9 +222,23 @@ async def run_nothing(directory: Path, messages: int, concurrency: int) -> list[
     sids_file = directory / "nothing.sids"
     sids_file.write_text("\n".join(f"SM{i:032x}" for i in range(messages)))
     async with serving(nothing_app, "127.0.0.1", port):
+        freeze_long_lived_objects()
         result = await asyncio.to_thread(load_from_process, f"http://127.0.0.1:{port}{STATUS_PATH}", sids_file,
                                          concurrency)
     return summary("same server, endpoint doing nothing", 2 * messages, result)
+
+
+async def run_null_store(directory: Path, messages: int, concurrency: int) -> list[object]:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}{STATUS_PATH}"
+    sids_file = directory / "null.sids"
+    sids_file.write_text("\n".join(f"SM{i:032x}" for i in range(messages)))
+    app = create_webhook_app(store=NullStore(), auth_tokens={ACCOUNT_SID: AUTH_TOKEN},  # type: ignore[arg-type]
+                             status_callback_url=url)
+    async with serving(app, "127.0.0.1", port):
+        freeze_long_lived_objects()
+        result = await asyncio.to_thread(load_from_process, url, sids_file, concurrency)
+    return summary("webhook app, store doing nothing", 2 * messages, result)
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -208,6 +254,7 @@ async def main(args: argparse.Namespace) -> None:
                 row, note = await run_store(directory, store, url, args.messages, args.concurrency)
                 rows.append(row)
                 notes.append(note)
+        rows.append(await run_null_store(directory, args.messages, args.concurrency))
         rows.append(await run_nothing(directory, args.messages, args.concurrency))
     print(f"\n{args.messages} messages x 2 signed callbacks, {args.concurrency} concurrent connections "
           "from a second process")
@@ -221,7 +268,8 @@ def parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--store", nargs="+", choices=("sqlite", "postgres"), default=["sqlite", "postgres"])
+    parser.add_argument("--store", nargs="*", choices=("sqlite", "postgres"), default=["sqlite", "postgres"],
+                        help="stores to measure; none at all runs only the two comparison rows")
     parser.add_argument("--client", help=argparse.SUPPRESS)
     parser.add_argument("--sids-file", type=Path, help=argparse.SUPPRESS)
     return parser.parse_args()
@@ -232,4 +280,4 @@ if __name__ == "__main__":
     if arguments.client:
         client_main(arguments.client, arguments.sids_file, arguments.concurrency)
     else:
-        asyncio.run(main(arguments))
+        run(main(arguments))

@@ -154,7 +154,9 @@ def connector(ctx: click.Context) -> Any:
 
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run(coro)
+    from ml_connector.runtime.loop import run
+
+    return run(coro)
 
 
 _RELATIVE = re.compile(r"^(\d+)\s*([smhdw])$")

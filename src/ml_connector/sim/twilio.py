@@ -35,7 +35,7 @@ import uvicorn
 from ml_connector.sim import twilio_wire as wire
 from ml_connector.sim.twilio_faults import FaultDecision, FaultPlan, FaultRule, plan_from_json
 from ml_connector.sim.twilio_http import ApiRequest, Reply, SimulatedDisconnect, TwilioApp
-from ml_connector.sim.twilio_lifecycle import Lifecycle
+from ml_connector.sim.twilio_lifecycle import MAX_CALLBACKS_IN_FLIGHT, Lifecycle
 from ml_connector.sim.twilio_messages import CreateRequest, list_page, parse_list_query, validate_create
 from ml_connector.sim.twilio_state import (
     DEFAULT_ACCOUNT_SID,
@@ -102,11 +102,14 @@ class TwilioSim:
         callback_delay: tuple[float, float] = (0.05, 0.2),
         callback_transport: httpx.AsyncBaseTransport | None = None,
         callback_retries: int = 1,
+        callback_concurrency: int = MAX_CALLBACKS_IN_FLIGHT,
         clock: Callable[[], datetime] = _utc_now,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         if not 0 <= callback_delay[0] <= callback_delay[1] or latency < 0:
             raise ValueError("delays must be non-negative and callback_delay must be (low, high)")
+        if callback_concurrency < 1:
+            raise ValueError("callback_concurrency must be at least 1")
         self.accounts = {a.sid: a for a in accounts}
         self.api_keys = {k.sid: k for k in api_keys}
         self.services = {s.sid: s for s in services}
@@ -126,6 +129,7 @@ class TwilioSim:
             delay=callback_delay,
             seed=seed,
             retries=callback_retries,
+            max_in_flight=callback_concurrency,
             transport=callback_transport,
         )
         self._fresh_state()
@@ -185,7 +189,10 @@ class TwilioSim:
             raise error
 
     async def aclose(self) -> None:
-        """Release hanging requests, cancel pending work and close the callback client."""
+        """Release hanging requests, cancel pending work and close the callback transport it made.
+
+        A `callback_transport` passed in is the caller's to close.
+        """
         self._closing.set()
         tasks = tuple(self._tasks)
         for task in tasks:

@@ -235,8 +235,9 @@ async def _drop(send: Send) -> None:
     transport at hand (httpx.ASGITransport), raise what an HTTP client would see.
     """
     transport = getattr(getattr(send, "__self__", None), "transport", None)
-    if isinstance(transport, asyncio.Transport):
-        transport.abort()
+    abort = getattr(transport, "abort", None)
+    if callable(abort):  # not isinstance(asyncio.Transport): uvloop's transports do not derive from it
+        abort()
         await asyncio.sleep(0)
         await asyncio.sleep(0)
         return

@@ -8,12 +8,13 @@ only third-party copies confirm are marked as such next to their table entry.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from email.utils import format_datetime, parsedate_to_datetime
 from urllib.parse import urlsplit
 
@@ -127,7 +128,13 @@ MAGIC_FROM: dict[str, int] = {
 
 def rfc2822(moment: datetime) -> str:
     """Twilio's date format, e.g. 'Thu, 24 Aug 2023 05:01:45 +0000'."""
-    return format_datetime(moment.replace(microsecond=0))
+    return _rfc2822_second(moment.replace(microsecond=0), moment.utcoffset())
+
+
+@functools.lru_cache(maxsize=64)  # a busy simulator formats the same few seconds thousands of times
+def _rfc2822_second(moment: datetime, offset: timedelta | None) -> str:
+    """`offset` is part of the key: equal instants in other zones are equal datetimes, not equal text."""
+    return format_datetime(moment)
 
 
 def dlr_done_date(moment: datetime) -> str:
@@ -148,6 +155,7 @@ def is_valid_sender(address: str) -> bool:
     return bool(E164.match(bare) or SHORT_CODE.match(bare) or ALPHA_SENDER.match(bare))
 
 
+@functools.lru_cache(maxsize=256)  # the same StatusCallback comes with every create of a run
 def is_valid_callback_url(url: str) -> bool:
     """http(s), a hostname of valid labels (no underscores), at most 4000 characters."""
     if len(url) > MAX_CALLBACK_URL:

@@ -35,11 +35,11 @@ class WebhookMetrics:
             buckets=_SECONDS_BUCKETS,
             registry=self.registry,
         )
-        for result in results:  # every series exists from the start, at zero
-            self.callbacks.labels(result=result)
+        # Every series exists from the start, at zero; its child is looked up once, not per callback.
+        self._by_result = {result: self.callbacks.labels(result=result) for result in results}
 
     def observe(self, result: str, seconds: float) -> None:
-        self.callbacks.labels(result=result).inc()
+        self._by_result[result].inc()
         self.handling_seconds.observe(seconds)
 
     async def endpoint(self, request: Request) -> Response:

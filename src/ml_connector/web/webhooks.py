@@ -10,10 +10,16 @@ The signature is checked against the configured public `status_callback_url`, ne
 the request arrived at: a reverse proxy changes scheme, host and port, and Twilio signed what
 it requested. Both trailing-slash spellings of that URL are served and accepted, without
 redirects, since a redirected POST loses its body or its signature.
+
+The status-callback route is a plain ASGI callable, and POSTs to its exact paths reach it
+without Starlette's middleware, routing and Request objects (at thousands of callbacks a
+second those cost more than the checks themselves); everything else, including other methods
+on those paths, goes through the Starlette app, which routes to the same callable.
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -27,8 +33,9 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
-from ml_connector.channels.signature import SIGNATURE_HEADER, validate_signature
+from ml_connector.channels.signature import SIGNATURE_HEADER, compute_signature, url_port_variants
 from ml_connector.core.models import StatusEvent
 from ml_connector.core.redact import mask_phone
 from ml_connector.errors import ConfigError
@@ -36,13 +43,14 @@ from ml_connector.runtime.batching import Batcher
 from ml_connector.store.port import ApplyResult, Store
 from ml_connector.web.metrics import WebhookMetrics
 
-__all__ = ["CallbackResult", "create_webhook_app"]
+__all__ = ["CallbackResult", "WebhookApp", "create_webhook_app"]
 
 log = logging.getLogger(__name__)
 
 FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
 _FORM_CHARSETS = frozenset({"utf-8", "utf8", "us-ascii"})
 _RESERVED_PATHS = frozenset({"/healthz", "/metrics"})
+_SIGNATURE_KEY = SIGNATURE_HEADER.lower().encode("latin-1")
 
 
 class CallbackResult(StrEnum):
@@ -77,6 +85,16 @@ _RESPONSES: Mapping[CallbackResult, tuple[int, str]] = {
     CallbackResult.INVALID_FIELDS: (400, "MessageSid and MessageStatus required once; ErrorCode numeric\n"),
     CallbackResult.STORE_ERROR: (500, "temporarily unable to record the status\n"),
 }
+
+
+def _raw_response(status: int, body: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """What PlainTextResponse(body, status) sends, built once."""
+    payload = body.encode("utf-8")
+    return status, [(b"content-length", str(len(payload)).encode()),
+                    (b"content-type", b"text/plain; charset=utf-8")], payload
+
+
+_RAW_RESPONSES = {result: _raw_response(*answer) for result, answer in _RESPONSES.items()}
 
 _FROM_STORE: Mapping[ApplyResult, CallbackResult] = {
     ApplyResult.APPLIED: CallbackResult.APPLIED,
@@ -131,6 +149,19 @@ class _PublicUrl:
         suffix = "?" + query if query else ""
         return tuple(base + suffix for base in self.bases)
 
+    def signed_urls(self, request_query: str) -> tuple[str, ...]:
+        """Every URL text a valid signature may cover: each candidate with and without its port.
+
+        The same set `validate_signature` tries candidate by candidate, flattened so the check
+        can stop at the first match; each candidate's own spelling comes first, as that is what
+        Twilio was given and most likely signed.
+        """
+        urls: dict[str, None] = {}
+        for candidate in self.candidates(request_query):
+            variants = url_port_variants(candidate)
+            urls.update(dict.fromkeys(sorted(variants, key=lambda variant: variant != candidate)))
+        return tuple(urls)
+
 
 def _check_media_type(content_type: str | None) -> None:
     media, *options = (content_type or "").split(";")
@@ -152,14 +183,37 @@ def _check_declared_length(content_length: str | None, limit: int) -> None:
         raise _Rejected(CallbackResult.TOO_LARGE, f"Content-Length {int(content_length)} > {limit}")
 
 
-async def _read_capped(request: Request, limit: int) -> bytes:
+class _Disconnected(Exception):
+    """The client went away before its body arrived: nothing to answer, nothing stored."""
+
+
+async def _read_capped(receive: Receive, limit: int) -> bytes:
     """The body, refusing to hold more than `limit` bytes whatever Content-Length claimed."""
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _Disconnected
+        if message["type"] != "http.request":
+            continue
+        body += message.get("body", b"")
         if len(body) > limit:
             raise _Rejected(CallbackResult.TOO_LARGE, f"body exceeds {limit} bytes")
-    return bytes(body)
+        if not message.get("more_body", False):
+            return bytes(body)
+
+
+def _callback_headers(raw: Sequence[tuple[bytes, bytes]]) -> tuple[str | None, str | None, str | None]:
+    """Content-Length, Content-Type and X-Twilio-Signature; the first of each when repeated."""
+    length = media = signature = None
+    for name, value in raw:
+        if name == b"content-length":
+            length = length if length is not None else value.decode("latin-1")
+        elif name == b"content-type":
+            media = media if media is not None else value.decode("latin-1")
+        elif name == _SIGNATURE_KEY:
+            signature = signature if signature is not None else value.decode("latin-1")
+    return length, media, signature
 
 
 def _decode_form(body: bytes) -> list[tuple[str, str]]:
@@ -174,13 +228,15 @@ def _decode_form(body: bytes) -> list[tuple[str, str]]:
 def _authenticate(
     pairs: Sequence[tuple[str, str]], signature: str | None, tokens: Mapping[str, str], urls: Sequence[str]
 ) -> None:
+    """`urls` as from `_PublicUrl.signed_urls`: a match with any one authenticates the callback."""
     if not signature:
         raise _Rejected(CallbackResult.UNSIGNED, f"no {SIGNATURE_HEADER} header")
     accounts = {value for name, value in pairs if name == "AccountSid"}
     token = tokens.get(next(iter(accounts))) if len(accounts) == 1 else None
     if token is None:
         raise _Rejected(CallbackResult.UNKNOWN_ACCOUNT, "AccountSid missing, repeated or not configured")
-    if not any(validate_signature(token, url, pairs, signature) for url in urls):
+    given = signature.encode("utf-8")
+    if not any(hmac.compare_digest(compute_signature(token, url, pairs).encode("ascii"), given) for url in urls):
         raise _Rejected(CallbackResult.BAD_SIGNATURE, "signature does not match")
 
 
@@ -209,13 +265,83 @@ def _status_event(pairs: Sequence[tuple[str, str]], received_at: datetime) -> St
     )
 
 
-def _masked_context(request: Request, pairs: Sequence[tuple[str, str]]) -> str:
+def _masked_context(scope: Scope, pairs: Sequence[tuple[str, str]]) -> str:
     fields = dict(pairs[::-1])  # first value wins
-    client = request.client.host if request.client else "?"
+    client = scope["client"][0] if scope.get("client") else "?"
     return (
         f"client={client} account={_mask_sid(fields.get('AccountSid', ''))} "
         f"message={fields.get('MessageSid', '-')[:40]!r} to={mask_phone(fields.get('To', ''))}"
     )
+
+
+class _StatusCallbacks:
+    """The status-callback endpoint as a plain ASGI app: checks, store, metrics, answer."""
+
+    def __init__(self, *, batcher: Batcher[StatusEvent, ApplyResult], tokens: Mapping[str, str],
+                 public: _PublicUrl, max_body_bytes: int, now: Callable[[], datetime],
+                 metrics: WebhookMetrics) -> None:
+        self._batcher = batcher
+        self._tokens = tokens
+        self._public = public
+        self._default_urls = public.signed_urls("")  # the usual case: Twilio adds no query string
+        self._max_body_bytes = max_body_bytes
+        self._now = now
+        self._metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        try:
+            result = await self._handle(scope, receive)
+        except _Disconnected:
+            log.debug("status callback abandoned: the client disconnected before sending its body")
+            return
+        self._metrics.observe(result.value, time.perf_counter() - started)
+        status, headers, body = _RAW_RESPONSES[result]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _handle(self, scope: Scope, receive: Receive) -> CallbackResult:
+        pairs: list[tuple[str, str]] = []
+        try:
+            length, media, signature = _callback_headers(scope["headers"])
+            _check_declared_length(length, self._max_body_bytes)
+            _check_media_type(media)
+            pairs = _decode_form(await _read_capped(receive, self._max_body_bytes))
+            query = scope.get("query_string", b"").decode("latin-1")
+            urls = self._public.signed_urls(query) if query else self._default_urls
+            _authenticate(pairs, signature, self._tokens, urls)
+            event = _status_event(pairs, self._now())
+        except _Rejected as rejected:
+            log.warning("status callback rejected (%s: %s) %s",
+                        rejected.result.value, rejected.why, _masked_context(scope, pairs))
+            return rejected.result
+        try:
+            applied = await self._batcher.apply(event)  # answered once the report is durable
+        except Exception:
+            log.exception("status callback not recorded: store failed for message %s", event.provider_id)
+            return CallbackResult.STORE_ERROR
+        return _FROM_STORE[applied]
+
+
+class WebhookApp:
+    """ASGI entry point: POSTs to the status-callback paths go straight to the endpoint.
+
+    Only when the scope carries no root_path, so that the path compared is the one Starlette
+    would route on; every other request (GET /metrics, a GET on the callback path: 405) is
+    Starlette's, whose router sends callback POSTs to the same endpoint.
+    """
+
+    def __init__(self, callbacks: _StatusCallbacks, paths: Sequence[str], fallback: Starlette) -> None:
+        self._callbacks = callbacks
+        self._paths = frozenset(paths)
+        self.fallback = fallback
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in self._paths
+                and not scope.get("root_path")):
+            await self._callbacks(scope, receive, send)
+        else:
+            await self.fallback(scope, receive, send)
 
 
 def create_webhook_app(
@@ -226,7 +352,7 @@ def create_webhook_app(
     max_body_bytes: int = 65536,
     clock: Callable[[], datetime] | None = None,
     registry: CollectorRegistry | None = None,
-) -> Starlette:
+) -> WebhookApp:
     """The ASGI app Twilio posts status callbacks to.
 
     `auth_tokens` maps each AccountSid to its Auth Token: the callback's own AccountSid picks
@@ -239,44 +365,22 @@ def create_webhook_app(
     if max_body_bytes <= 0:
         raise ConfigError(f"max_body_bytes must be positive, got {max_body_bytes}")
     public = _PublicUrl.parse(status_callback_url)
-    tokens = dict(auth_tokens)
-    now = clock if clock is not None else (lambda: datetime.now(UTC))
     metrics = WebhookMetrics([result.value for result in CallbackResult], registry)
-    batcher: Batcher[StatusEvent, ApplyResult] = Batcher(store.apply_statuses, store.apply_status)
-
-    async def handle(request: Request) -> CallbackResult:
-        pairs: list[tuple[str, str]] = []
-        try:
-            _check_declared_length(request.headers.get("content-length"), max_body_bytes)
-            _check_media_type(request.headers.get("content-type"))
-            pairs = _decode_form(await _read_capped(request, max_body_bytes))
-            query = request.scope.get("query_string", b"").decode("latin-1")
-            _authenticate(pairs, request.headers.get(SIGNATURE_HEADER), tokens, public.candidates(query))
-            event = _status_event(pairs, now())
-        except _Rejected as rejected:
-            log.warning("status callback rejected (%s: %s) %s",
-                        rejected.result.value, rejected.why, _masked_context(request, pairs))
-            return rejected.result
-        try:
-            applied = await batcher.apply(event)  # answered once the report is durable
-        except Exception:
-            log.exception("status callback not recorded: store failed for message %s", event.provider_id)
-            return CallbackResult.STORE_ERROR
-        return _FROM_STORE[applied]
-
-    async def status_callback(request: Request) -> Response:
-        started = time.perf_counter()
-        result = await handle(request)
-        metrics.observe(result.value, time.perf_counter() - started)
-        status, body = _RESPONSES[result]
-        return PlainTextResponse(body, status_code=status)
+    callbacks = _StatusCallbacks(
+        batcher=Batcher(store.apply_statuses, store.apply_status),
+        tokens=dict(auth_tokens),
+        public=public,
+        max_body_bytes=max_body_bytes,
+        now=clock if clock is not None else (lambda: datetime.now(UTC)),
+        metrics=metrics,
+    )
 
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok\n")
 
-    routes = [Route(path, status_callback, methods=["POST"]) for path in public.route_paths]
+    routes = [Route(path, callbacks, methods=["POST"]) for path in public.route_paths]
     routes.append(Route("/healthz", healthz, methods=["GET"]))
     routes.append(Route("/metrics", metrics.endpoint, methods=["GET"]))
-    app = Starlette(routes=routes)
-    app.router.redirect_slashes = False
-    return app
+    fallback = Starlette(routes=routes)
+    fallback.router.redirect_slashes = False
+    return WebhookApp(callbacks, public.route_paths, fallback)
