@@ -8,9 +8,11 @@ lock up front, so a claim's SELECT and UPDATE cannot interleave with another pro
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
@@ -78,14 +80,23 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(parsed, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", _sqlite_begin)
+        _SQLITE_WRITERS[engine] = threading.Lock()
         return engine
     return create_engine(parsed, pool_pre_ping=True)
+
+
+#: One lock per SQLite engine: its writers queue here, in this process, instead of in SQLite's
+#: busy handler, which sleeps 1, 2, 5, 10 ... up to 100 ms between tries and so leaves the
+#: database idle long after the lock was freed (the poller, claims, attempt results and status
+#: callbacks all write). Other processes still meet the busy handler, as they must.
+_SQLITE_WRITERS: WeakKeyDictionary[Engine, threading.Lock] = WeakKeyDictionary()
 
 
 @contextmanager
 def writing(engine: Engine) -> Iterator[Connection]:
     """A transaction that will write: BEGIN IMMEDIATE on SQLite, plain BEGIN on PostgreSQL."""
-    with engine.connect() as conn:
+    queue = _SQLITE_WRITERS.get(engine) if engine.dialect.name == "sqlite" else None
+    with queue if queue is not None else nullcontext(), engine.connect() as conn:
         conn.execution_options(**{_WRITE: True})
         with conn.begin():
             yield conn
