@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ml_connector.core.segments import (
     GSM7_BASIC,
     GSM7_EXTENSION,
     MAX_BODY_CHARS,
     SegmentInfo,
+    _counted,
     segment_info,
     within_twilio_limit,
 )
@@ -90,3 +93,14 @@ def test_twilio_body_limit() -> None:
     assert within_twilio_limit("a" * MAX_BODY_CHARS)
     assert not within_twilio_limit("a" * (MAX_BODY_CHARS + 1))
     assert MAX_BODY_CHARS == 1600
+
+
+# --------------------------------------------------------------------------- fast path = definition
+
+_ALPHABET = st.sampled_from(sorted(GSM7_BASIC) + sorted(GSM7_EXTENSION) + ["ж", "é", "😀", "\ud800", "\x1b", "ü"])
+
+
+@settings(max_examples=2000, deadline=None)
+@given(body=st.one_of(st.text(_ALPHABET, max_size=200), st.text(max_size=200)))
+def test_segment_info_equals_the_character_by_character_count(body: str) -> None:
+    assert segment_info(body) == _counted(body)

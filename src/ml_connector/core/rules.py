@@ -268,6 +268,105 @@ def evaluate(
     return _evaluate(trigger, current, previous, first_sighting)
 
 
+# --------------------------------------------------------------------------- compiled triggers
+
+#: Operators that read the last-seen value or the first-sighting policy; no other operator does.
+STATEFUL_OPERATORS = frozenset({"becomes", "changed"})
+
+Predicate = Callable[[Mapping[str, Any], Mapping[str, Any] | None, FirstSighting], bool]
+
+
+def _text_equals(operand: str) -> Callable[[Any], bool]:
+    """`values_equal(value, operand)` for a str operand, without the generic coercion for str values.
+
+    Two plain strings are never coerced (see `_COERCIONS`), so for them equality is "stripped
+    text equal, every kind of null alike"; any other value takes the generic path.
+    """
+    target = _clean(operand)
+
+    def test(value: Any) -> bool:
+        if type(value) is str:
+            text = value.strip()
+            return text == target if target is not None else not text
+        return values_equal(value, operand)
+
+    return test
+
+
+def _text_in(options: list[str]) -> Callable[[Any], bool]:
+    """`_in` for a list of str options (see `_text_equals`)."""
+    targets = frozenset(_clean(option) for option in options)
+
+    def test(value: Any) -> bool:
+        if type(value) is str:
+            return (value.strip() or None) in targets
+        return any(values_equal(value, option) for option in options)
+
+    return test
+
+
+def _value_test(operator: str, operand: Any) -> Callable[[Any], bool]:
+    """A test of the current value alone, for an operator that is not stateful."""
+    if operator in ("eq", "ne") and isinstance(operand, str):
+        equals = _text_equals(operand)
+        return equals if operator == "eq" else lambda value: not equals(value)
+    if operator in ("in", "not_in") and operand and all(isinstance(o, str) for o in operand):
+        member = _text_in(list(operand))
+        return member if operator == "in" else lambda value: not member(value)
+    test = OPERATORS[operator]
+    return lambda value: test(_Facts(value, _MISSING, "skip"), operand)
+
+
+def _compile_node(node: TriggerNode) -> Predicate:
+    if isinstance(node, AllOf | AnyOf):
+        children = tuple(_compile_node(n) for n in (node.all if isinstance(node, AllOf) else node.any))
+        if len(children) == 1:
+            return children[0]
+        combine = all if isinstance(node, AllOf) else any
+        return lambda current, previous, first: combine(c(current, previous, first) for c in children)
+    name, operator, operand = node.field, node.operator, node.operand
+    if operator in STATEFUL_OPERATORS:
+        test = OPERATORS[operator]
+
+        def stateful(current: Mapping[str, Any], previous: Mapping[str, Any] | None, first: FirstSighting) -> bool:
+            prior = _MISSING if previous is None else previous.get(name, _MISSING)
+            return test(_Facts(current.get(name), prior, first), operand)
+
+        return stateful
+    value_test = _value_test(operator, operand)
+    return lambda current, previous, first: value_test(current.get(name))
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledTrigger:
+    """A trigger turned into closures once, for judging many records (the poller's hot path).
+
+    Same results as `evaluate` and `snapshot` (a property test holds them to it). `stateful` is
+    False when no condition is `becomes` or `changed`: then neither the last-seen values nor the
+    first-sighting policy can change the outcome, so a caller may skip reading and storing them.
+    """
+
+    fields: tuple[str, ...]  # watched fields, sorted (the snapshot's keys)
+    stateful: bool
+    _test: Predicate
+
+    def evaluate(
+        self, current: Mapping[str, Any], previous: Mapping[str, Any] | None, first_sighting: FirstSighting
+    ) -> bool:
+        """As module-level `evaluate`."""
+        return self._test(current, previous, first_sighting)
+
+    def snapshot(self, current: Mapping[str, Any]) -> dict[str, Any]:
+        """As module-level `snapshot`."""
+        return {name: _jsonable(current.get(name)) for name in self.fields}
+
+
+def compile_trigger(trigger: TriggerNode) -> CompiledTrigger:
+    """Compile once per flow (an invalid `matches` pattern still fails when evaluated, as before)."""
+    stateful = any(c.operator in STATEFUL_OPERATORS for c in _conditions(trigger))
+    return CompiledTrigger(tuple(sorted(watched_fields(trigger))), stateful, _compile_node(trigger))
+
+
 # --------------------------------------------------------------------------- last-seen state
 
 
@@ -297,9 +396,15 @@ def event_version(changed_at: datetime, values: Mapping[str, Any]) -> str:
     Part of the idempotency key, so re-reading the same version (overlap, lookback, crash) yields
     the same notification key, while a later change of the record yields a new one.
     """
-    when = require_aware(changed_at, "changed_at").astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    canonical = json.dumps(
-        {str(k): _jsonable(v) for k, v in values.items()}, sort_keys=True, separators=(",", ":")
-    )
+    utc = require_aware(changed_at, "changed_at").astimezone(UTC)
+    # isoformat is strftime's text for years 1000-9999 at a third of the cost; strftime's %Y
+    # is not zero-padded below 1000, and the text must never change (it is in stored keys).
+    when = (utc.isoformat(timespec="microseconds")[:26] + "Z" if utc.year >= 1000
+            else utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+    canonical = _CANONICAL.encode({str(k): _jsonable(v) for k, v in values.items()})
     digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
     return f"{when}#{digest}"
+
+
+#: json.dumps(sort_keys=True, separators=(",", ":")) builds this encoder on every call.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"))

@@ -61,8 +61,32 @@ def _pack(costs: list[int], per_segment: int) -> int:
     return segments
 
 
+_GSM7_ALL = GSM7_BASIC | GSM7_EXTENSION
+
+
+def _single_segment(body: str) -> SegmentInfo | None:
+    """The answer without a per-character loop when the body fits one segment (most SMS do).
+
+    Set and string methods run in C; longer bodies need `_pack`, which walks the characters.
+    """
+    encoding: Encoding
+    if GSM7_BASIC.issuperset(body):
+        encoding, units = "GSM-7", len(body)
+    elif _GSM7_ALL.issuperset(body):
+        encoding, units = "GSM-7", len(body) + sum(map(body.count, GSM7_EXTENSION))
+    else:  # UTF-16 code units: two for a character outside the BMP, as `_ucs2_units` counts
+        encoding, units = "UCS-2", len(body.encode("utf-16-le", "surrogatepass")) // 2
+    return SegmentInfo(encoding, 1, units) if units <= SEGMENT_SIZES[encoding][0] else None
+
+
 def segment_info(body: str) -> SegmentInfo:
     """Count the segments Twilio will bill for `body` (an empty body counts as one segment)."""
+    single = _single_segment(body)
+    return single if single is not None else _counted(body)
+
+
+def _counted(body: str) -> SegmentInfo:
+    """Character by character: the definition, and the path for bodies of several segments."""
     encoding: Encoding = "GSM-7" if _is_gsm7(body) else "UCS-2"
     unit_of = _gsm7_units if encoding == "GSM-7" else _ucs2_units
     costs = [unit_of(ch) for ch in body]

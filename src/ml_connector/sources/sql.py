@@ -194,11 +194,25 @@ def _first_true(pred: Callable[[datetime], bool], lo: datetime, hi: datetime) ->
     return hi
 
 
+def _fold1(wall: datetime) -> datetime:
+    # The constructor, because datetime.replace() with keywords costs ~5x more, once per row.
+    return datetime(wall.year, wall.month, wall.day, wall.hour, wall.minute, wall.second, wall.microsecond,
+                    fold=1)
+
+
 def wall_to_utc(wall: datetime, tz: ZoneInfo) -> datetime:
     """A naive wall-clock time in `tz` as aware UTC: ambiguous -> later instant, gap -> the jump.
 
     Monotonic (never decreasing in `wall`), which is what makes window bounds exact.
     """
+    if wall.fold:
+        wall = wall.replace(fold=0)
+    offset = tz.utcoffset(wall)
+    if offset is not None and offset == tz.utcoffset(_fold1(wall)):
+        # Both folds agree: neither ambiguous nor skipped, so there is one instant (the common
+        # case, kept cheap because every row of a naive-clock table comes through here).
+        instant = wall - offset
+        return datetime.combine(instant, instant.time(), UTC)
     later = wall.replace(tzinfo=tz, fold=1).astimezone(UTC)
     if _wall(later, tz) == wall:
         return later
@@ -249,6 +263,40 @@ class _Clock:
         return sa.literal(value, _BIND_TYPES[self.kind]())
 
 
+#: Zones tzdata defines with one fixed offset and no transitions (its `etcetera` file and aliases).
+_FIXED_ZONE = re.compile(r"(Etc/)?(UTC|UCT|Universal|Zulu|Greenwich|GMT([+-]0)?|GMT0)|Etc/GMT[+-]\d{1,2}")
+
+
+def fixed_offset(tz: ZoneInfo) -> timedelta | None:
+    """The offset of a zone that never changes it (UTC, Etc/GMT+5), else None."""
+    if not _FIXED_ZONE.fullmatch(tz.key or ""):
+        return None
+    return tz.utcoffset(datetime(2000, 1, 1))
+
+
+def utc_reader(tz: ZoneInfo) -> Callable[[Any], datetime | None]:
+    """`to_utc` for one zone, with the common cases first: it runs once per row read.
+
+    A naive value in a fixed-offset zone (UTC, the usual server setting) needs no DST rule.
+    """
+    fixed = fixed_offset(tz)
+
+    def read(value: Any) -> datetime | None:
+        if type(value) is str:
+            try:
+                value = datetime.fromisoformat(value.strip())
+            except ValueError:
+                return None
+        if type(value) is datetime and value.tzinfo is None:
+            if fixed is None:
+                return wall_to_utc(value, tz)
+            instant = value - fixed
+            return datetime.combine(instant, instant.time(), UTC)
+        return to_utc(value, tz)
+
+    return read
+
+
 def to_utc(value: Any, tz: ZoneInfo) -> datetime | None:
     """A database time value (datetime, date or ISO text) as aware UTC; None when not a time."""
     if isinstance(value, str):
@@ -257,7 +305,9 @@ def to_utc(value: Any, tz: ZoneInfo) -> datetime | None:
         except ValueError:
             return None
     if isinstance(value, datetime):
-        if value.tzinfo is not None and value.utcoffset() is not None:
+        if value.tzinfo is None:
+            return wall_to_utc(value, tz)
+        if value.utcoffset() is not None:
             return value.astimezone(UTC)
         return wall_to_utc(value.replace(tzinfo=None), tz)
     if isinstance(value, date):
@@ -293,6 +343,12 @@ _PLAIN: tuple[tuple[tuple[type, ...], Callable[[Any, ZoneInfo], Any]], ...] = (
     ((bytes, bytearray, memoryview), lambda v, tz: bytes(v).hex()),
     ((uuid.UUID,), lambda v, tz: str(v)),
 )
+
+
+#: Exact types a record carries as the driver returns them (subclasses, e.g. datetime, which is a
+#: date, go through `plain_value`). Checked per row with one C-level set test, so a row of such
+#: values costs no Python call per column.
+_AS_IS: frozenset[type] = frozenset({type(None), bool, int, float, str, Decimal, date, time, timedelta})
 
 
 def plain_value(value: Any, tz: ZoneInfo) -> Any:
@@ -399,6 +455,7 @@ class _Entity:
     spec: SqlEntity
     label: str  # "table po.po_headers" or "query"
     columns: tuple[tuple[str, ColumnElement[Any]], ...]  # (name in Record.data, expression)
+    names: tuple[str, ...]  # the columns' names in Record.data, in order
     key: ColumnElement[Any]
     changed: ColumnElement[Any]
     changed_name: str
@@ -407,9 +464,12 @@ class _Entity:
 
 
 @dataclass(frozen=True, slots=True)
-class _Row:
-    record: Record
-    cursor: tuple[Any, Any]  # raw (changed_at, key) as stored
+class _Page:
+    """One page: its records, how many rows the database returned, and where the next starts."""
+
+    records: list[Record]
+    rows: int
+    cursor: tuple[Any, Any] | None  # raw (changed_at, key) of the last row, as stored
 
 
 def _match(available: Sequence[str], wanted: str, entity: str, label: str) -> str:
@@ -448,6 +508,7 @@ class SqlSource:
     _url: URL = field(init=False)
     _engine: Engine = field(init=False)
     _tz: ZoneInfo = field(init=False)
+    _to_utc: Callable[[Any], datetime | None] = field(init=False)
     _entities: dict[str, _Entity] = field(init=False, default_factory=dict)
     _clocks: dict[str, _Clock] = field(init=False, default_factory=dict)
     _key_types: dict[str, type] = field(init=False, default_factory=dict)
@@ -456,6 +517,7 @@ class SqlSource:
     def __post_init__(self) -> None:
         self._url = engine_url(self.config.url)
         self._tz = ZoneInfo(self.config.timezone)
+        self._to_utc = utc_reader(self._tz)
         self._engine = _create_engine(self._url, self.config.connect_args)
 
     @property
@@ -494,15 +556,15 @@ class SqlSource:
         cursor: tuple[Any, Any] | None = None
         while True:
             page = partial(self._page, entity=resolved, clock=clock, lo=lo, hi=hi, after=cursor)
-            rows = await self._run(f"fetch {entity}", page)
-            for row in rows:
-                if since <= row.record.changed_at < until:
-                    yield row.record
-            if len(rows) < resolved.spec.page_size:
+            found = await self._run(f"fetch {entity}", page)
+            for record in found.records:
+                if since <= record.changed_at < until:
+                    yield record
+            if found.rows < resolved.spec.page_size:
                 return
-            if rows[-1].cursor == cursor:
+            if found.cursor == cursor:
                 raise SourcePayloadError(f"entity {entity!r}: paging did not advance past {cursor!r}")
-            cursor = rows[-1].cursor
+            cursor = found.cursor
 
     async def lookup(self, entity: str, key: str) -> Record | None:
         """The row whose key renders as `key` (latest by changed_at if the key repeats)."""
@@ -513,7 +575,7 @@ class SqlSource:
         except (ValueError, InvalidOperation):
             return None  # e.g. "n/a" against an integer key: no such row
         rows = await self._run(f"lookup {entity}", lambda c: self._one(c, resolved, wanted))
-        return rows[0].record if rows else None
+        return rows[0] if rows else None
 
     async def aclose(self) -> None:
         """Close pooled connections."""
@@ -579,6 +641,7 @@ class SqlSource:
             spec=spec,
             label=label,
             columns=tuple((shown_name, exprs[real]) for shown_name, real in wanted),
+            names=tuple(shown_name for shown_name, _ in wanted),
             key=exprs[key],
             changed=exprs[changed],
             changed_name=next(shown_name for shown_name, real in wanted if real == changed),
@@ -649,7 +712,7 @@ class SqlSource:
         lo: Any,
         hi: Any,
         after: tuple[Any, Any] | None,
-    ) -> list[_Row]:
+    ) -> _Page:
         changed, key = entity.changed, entity.key
         # After the first page the range starts at the cursor itself (never before `lo`): the OR
         # below is only a filter, so without this every page would walk the index from the
@@ -664,16 +727,18 @@ class SqlSource:
             .order_by(changed, key)
             .limit(entity.spec.page_size)
         )
-        return [self._row(entity, row) for row in conn.execute(stmt)]
+        rows = conn.execute(stmt).all()
+        cursor = (rows[-1][-1], rows[-1][-2]) if rows else None
+        return _Page(self._records(entity, rows), len(rows), cursor)
 
-    def _one(self, conn: Connection, entity: _Entity, key: Any) -> list[_Row]:
+    def _one(self, conn: Connection, entity: _Entity, key: Any) -> list[Record]:
         stmt = (
             sa.select(*self._selected(entity))
             .where(entity.key == key)
             .order_by(entity.changed.desc())
             .limit(1)
         )
-        return [self._row(entity, row) for row in conn.execute(stmt)]
+        return self._records(entity, conn.execute(stmt).all())
 
     @staticmethod
     def _selected(entity: _Entity) -> list[ColumnElement[Any]]:
@@ -683,19 +748,33 @@ class SqlSource:
             entity.changed.label("mlc_changed"),
         ]
 
-    def _row(self, entity: _Entity, row: sa.Row[Any]) -> _Row:
-        *values, raw_key, raw_changed = tuple(row)
-        changed_at = to_utc(raw_changed, self._tz)
-        if changed_at is None or raw_key is None:
-            raise SourcePayloadError(
-                f"entity {entity.name!r}: row with key {raw_key!r} has changed_at {raw_changed!r}, "
-                "which is not a date/time"
-            )
-        names = (name for name, _ in entity.columns)
-        data = {name: plain_value(value, self._tz) for name, value in zip(names, values, strict=True)}
-        data[entity.changed_name] = changed_at
-        record = Record(entity=entity.name, key=key_text(raw_key), changed_at=changed_at, data=data)
-        return _Row(record=record, cursor=(raw_changed, raw_key))
+    def _records(self, entity: _Entity, rows: Sequence[sa.Row[Any]]) -> list[Record]:
+        """Rows (the entity's columns, then key and changed_at) as records.
+
+        The hot loop of every poll: a row whose values all need no conversion is turned into a
+        dict by C-level calls only; others convert just the values that need it.
+        """
+        names, tz, changed_name, entity_name = entity.names, self._tz, entity.changed_name, entity.name
+        read_time = self._to_utc
+        width = len(names)
+        records: list[Record] = []
+        for row in rows:
+            raw_key, raw_changed = row[width], row[width + 1]
+            changed_at = read_time(raw_changed)
+            if changed_at is None or raw_key is None:
+                raise SourcePayloadError(
+                    f"entity {entity_name!r}: row with key {raw_key!r} has changed_at {raw_changed!r}, "
+                    "which is not a date/time"
+                )
+            data = dict(zip(names, row, strict=False))  # stops before the key and changed_at copies
+            if not _AS_IS.issuperset(map(type, row)):
+                for name, value in data.items():  # replacing values while iterating is allowed
+                    if type(value) not in _AS_IS and name != changed_name:
+                        data[name] = plain_value(value, tz)
+            data[changed_name] = changed_at
+            key = str(raw_key) if type(raw_key) is int else key_text(raw_key)
+            records.append(Record(entity_name, key, changed_at, data))
+        return records
 
     # -- error boundary ---------------------------------------------------------------------
 
