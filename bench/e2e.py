@@ -45,6 +45,7 @@ from common import (
 from ml_connector.app import Connector
 from ml_connector.config import load_config
 from ml_connector.demo import free_port
+from ml_connector.runtime import loop
 from ml_connector.store.crypto import create_key_file
 
 FINAL = ("delivered", "undelivered", "failed", "dead")
@@ -191,4 +192,4 @@ def parse() -> argparse.Namespace:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(parse()))
+    loop.run(main(parse()))

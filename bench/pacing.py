@@ -25,6 +25,7 @@ from ml_connector.core.models import Status
 from ml_connector.core.retry import RetryPolicy
 from ml_connector.demo import DEMO_ACCOUNT_SID, DEMO_AUTH_TOKEN
 from ml_connector.runtime.dispatcher import Dispatcher, DispatcherSettings
+from ml_connector.runtime.loop import run
 from ml_connector.sim.twilio import Account, TwilioSim
 from ml_connector.store.crypto import create_key_file, load_keyring
 from ml_connector.store.port import NewNotification, PollCommit
@@ -93,7 +94,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        ratios = asyncio.run(measure(args.seconds, Path(tmp)))
+        ratios = run(measure(args.seconds, Path(tmp)))
     print(f"measured over {args.seconds:g} s (simulator creation times)")
     print(f"{'MPS':>5}  {'messages/s':>10}  {'ratio':>6}  {'longest gap (slots)':>19}")
     for sender, mps in SENDERS.items():

@@ -7,8 +7,8 @@ here) and of one `claim_due` (200 per call, the dispatcher's batch), one `finish
 and two `apply_status` (sent, delivered). Each is timed on its own, one thread, no HTTP, so
 the figures are the store's own cost. `--batch N` hands attempt results and status reports to
 the store N at a time (`finish_attempts`, `apply_statuses`), as the dispatcher's and the webhook
-server's batchers do under load; the default, 1, is one call per result or report. `--profile` prints cProfile's top functions for the
-apply_status phase.
+server's batchers do under load; the default, 1, is one call per result or report. `--profile`
+prints cProfile's top functions for the apply_status phase.
 """
 
 from __future__ import annotations
