@@ -95,15 +95,15 @@ def normalise(raw: str | None, default_region: str, field: str) -> str:
         number = phonenumbers.parse(cleaned, region)
     except NumberParseException as exc:
         raise _fail(field, _PARSE_REASONS.get(exc.error_type, "not a phone number"), cleaned) from None
+    if phonenumbers.is_valid_number(number):  # a valid number is a possible one: no reason needed
+        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     possible = phonenumbers.is_possible_number_with_reason(number)
     if possible != ValidationResult.IS_POSSIBLE and possible in _POSSIBILITY_REASONS:
         raise _fail(field, _POSSIBILITY_REASONS[possible], cleaned)
-    if not phonenumbers.is_valid_number(number):
-        code = number.country_code or 0
-        number_region = phonenumbers.region_code_for_country_code(code)
-        where = f"region {number_region}" if number_region != "ZZ" else f"country code +{code}"
-        raise _fail(field, f"invalid number for {where}", cleaned)
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    code = number.country_code or 0
+    number_region = phonenumbers.region_code_for_country_code(code)
+    where = f"region {number_region}" if number_region != "ZZ" else f"country code +{code}"
+    raise _fail(field, f"invalid number for {where}", cleaned)
 
 
 def is_probably_mobile(e164: str) -> bool | None:

@@ -13,8 +13,12 @@ CHUNK = 500
 _FREE_TEXT = frozenset({"reason", "message"})  # audit detail keys that may quote a phone number
 
 
+#: Built once: json.dumps with options builds a new encoder on every call.
+_ENCODER = json.JSONEncoder(sort_keys=True, default=str, separators=(",", ":"))
+
+
 def json_text(detail: Mapping[str, Any]) -> str:
-    return json.dumps(detail, sort_keys=True, default=str, separators=(",", ":"))
+    return _ENCODER.encode(detail)
 
 
 def audit_row(

@@ -7,6 +7,7 @@ PostgreSQL uses timestamptz. Both give back aware UTC datetimes; naive ones are 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,6 +39,23 @@ class UtcDateTime(TypeDecorator[datetime]):
         if dialect.name == "sqlite":
             return utc.isoformat(timespec="microseconds")[:-6] + "Z"  # drop "+00:00"
         return utc
+
+    def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
+        """The usual processor, remembering the last instant: a batch binds one `now` many times."""
+        convert = super().bind_processor(dialect)
+        if convert is None:
+            return None
+        last: list[tuple[Any, Any]] = [(None, None)]  # one tuple, read and replaced whole
+
+        def process(value: Any) -> Any:
+            seen, bound = last[0]
+            if value is seen and value is not None:
+                return bound
+            bound = convert(value)
+            last[0] = (value, bound)
+            return bound
+
+        return process
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         if value is None:
