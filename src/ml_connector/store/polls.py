@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Insert, Table, select
+from sqlalchemy import Connection, Insert, Table, bindparam, select
 
 from ml_connector.core.lifecycle import FINAL
 from ml_connector.core.models import Status, require_aware
@@ -21,6 +21,7 @@ from ml_connector.store.crypto import KeyRing
 from ml_connector.store.port import NewNotification, PollCommit
 from ml_connector.store.scrub import mask_numbers
 from ml_connector.store.tables import audit, notifications, record_state, watermarks
+from ml_connector.store.types import UtcDateTime
 
 InsertFactory = Callable[[Table], Any]
 
@@ -110,13 +111,39 @@ def _created_audit(nid: int, x: NewNotification, now: datetime) -> dict[str, Any
     )
 
 
+_KNOWN_KEYS_SQL = select(notifications.c.idempotency_key).where(
+    notifications.c.idempotency_key.in_(bindparam("keys", expanding=True))
+)
+_NEW_IDS_SQL = select(notifications.c.idempotency_key, notifications.c.id).where(
+    notifications.c.idempotency_key.in_(bindparam("keys", expanding=True)),
+    notifications.c.created_at == bindparam("now", type_=UtcDateTime()),
+)
+
+
 def _insert_notifications(conn: Connection, insert: InsertFactory, rows: list[dict[str, Any]]) -> dict[str, int]:
-    """Insert, skipping idempotency keys already stored; key -> id of the rows really inserted."""
+    """Insert, skipping idempotency keys already stored; key -> id of the rows really inserted.
+
+    Three plain statements rather than one INSERT ... RETURNING over the batch: for RETURNING,
+    SQLAlchemy renders one statement with a placeholder per value (tens of thousands per batch),
+    which psycopg re-parses on every call; a plain executemany is prepared once. The ids are read
+    back by key and by this commit's own creation time, so a row another writer inserted meanwhile
+    (the poll's lock makes that a misuse) is never taken for ours.
+    """
     if not rows:
         return {}
+    known: set[str] = set()
+    for chunk in chunks([row["idempotency_key"] for row in rows]):
+        known.update(conn.execute(_KNOWN_KEYS_SQL, {"keys": list(chunk)}).scalars())
+    new = [row for row in rows if row["idempotency_key"] not in known]
+    if not new:
+        return {}
     stmt: Insert = insert(notifications).on_conflict_do_nothing(index_elements=[notifications.c.idempotency_key])
-    result = conn.execute(stmt.returning(notifications.c.idempotency_key, notifications.c.id), rows)
-    return {key: nid for key, nid in result}
+    conn.execute(stmt, new)
+    ids: dict[str, int] = {}
+    for chunk in chunks([row["idempotency_key"] for row in new]):
+        params = {"keys": list(chunk), "now": new[0]["created_at"]}
+        ids.update({key: nid for key, nid in conn.execute(_NEW_IDS_SQL, params)})
+    return ids
 
 
 def _advance_watermark(conn: Connection, insert: InsertFactory, commit: PollCommit, now: datetime) -> bool:
