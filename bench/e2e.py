@@ -18,11 +18,15 @@ import argparse
 import asyncio
 import contextlib
 import os
+import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import yaml
 from baseline import run_baseline
 from common import (
@@ -62,38 +66,77 @@ class Run:
     audited: int = 0
     sim_messages: int = 0
     audit_kinds: dict[str, int] = field(default_factory=dict)
-    connector_cpu: float = 0.0  # CPU seconds (all threads) of this process during the run
+    connector_cpu: float = 0.0  # CPU seconds (all threads) of the connector's processes during the run
+    web_process: bool = False   # the web role ran in a process of its own
     simulator_cpu: float = 0.0  # CPU seconds of the simulator's process during the run
 
 
-def simulator_cpu() -> float:
-    """CPU seconds used so far by the simulator, the child process running sim_server.py."""
+def child_cpu(marker: bytes) -> float:
+    """CPU seconds used so far by this process's child whose command line contains `marker`."""
     ticks = os.sysconf("SC_CLK_TCK")
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[1]) == os.getpid() and b"sim_server.py" in (stat.parent / "cmdline").read_bytes():
+            if int(fields[1]) == os.getpid() and marker in (stat.parent / "cmdline").read_bytes():
                 return (int(fields[11]) + int(fields[12])) / ticks
         except (OSError, IndexError, ValueError):
             continue
     return 0.0
 
 
+def simulator_cpu() -> float:
+    return child_cpu(b"sim_server.py")
+
+
+WEB_MARKER = "ml-connector-bench-web"
+
+
+@contextlib.contextmanager
+def web_process(config_path: Path, port: int) -> Iterator[None]:
+    """`ml-connector run --role web` in a process of its own, serving until the block ends."""
+    command = [sys.executable, "-c", f"from ml_connector.cli import main; main(prog_name='{WEB_MARKER}')",
+               "--config", str(config_path), "run", "--role", "web"]
+    log = (config_path.parent / "web-process.log").open("wb")
+    proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the web process did not start; see {log.name}")
+            time.sleep(0.1)
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+        log.close()
+
+
 async def run_connector(directory: Path, store: str, store_url: str, twilio_url: str, rows: int,
-                        concurrency: int, give_up_after: float) -> Run:
+                        concurrency: int, give_up_after: float, separate_web: bool) -> Run:
     config_path = directory / f"{store}.yaml"
-    config = bench_config(directory, store_url=store_url, twilio_url=twilio_url, webhook_port=free_port(),
+    port = free_port()
+    config = bench_config(directory, store_url=store_url, twilio_url=twilio_url, webhook_port=port,
                           concurrency=concurrency)
     config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     if not (directory / "ml-connector.key").exists():
         create_key_file(directory / "ml-connector.key")
+    with web_process(config_path, port) if separate_web else contextlib.nullcontext():
+        return await _run_connector(config_path, store, store_url, twilio_url, rows, give_up_after, separate_web)
+
+
+async def _run_connector(config_path: Path, store: str, store_url: str, twilio_url: str, rows: int,
+                         give_up_after: float, separate_web: bool) -> Run:
     connector = Connector(load_config(config_path, {}))
     engine = store_engine(store_url)
-    result = Run(store, rows)
+    result = Run(store, rows, web_process=separate_web)
     stop = asyncio.Event()
     clock = Stopwatch()
-    cpu_before, sim_before = time.process_time(), simulator_cpu()
-    task = asyncio.create_task(connector.run(stop))
+    roles = ("poller", "dispatcher") if separate_web else ("poller", "dispatcher", "web")
+    cpu_before, sim_before, web_before = time.process_time(), simulator_cpu(), child_cpu(WEB_MARKER.encode())
+    task = asyncio.create_task(connector.run(stop, roles))
     try:
         while clock() < give_up_after:
             await asyncio.sleep(0.2)
@@ -109,7 +152,8 @@ async def run_connector(directory: Path, store: str, store_url: str, twilio_url:
                 result.accepted_at = clock()
             if sum(counts.get(s, 0) for s in FINAL) >= rows:
                 result.seconds = clock()
-                result.connector_cpu = time.process_time() - cpu_before
+                result.connector_cpu = (time.process_time() - cpu_before
+                                        + child_cpu(WEB_MARKER.encode()) - web_before)
                 result.simulator_cpu = simulator_cpu() - sim_before
                 result.delivered = counts.get("delivered", 0)
                 break
@@ -140,7 +184,7 @@ async def main(args: argparse.Namespace) -> None:
                 url = (stack.enter_context(postgres_schema()) if store == "postgres"
                        else f"sqlite:///{directory / 'store.db'}")
                 runs.append(await run_connector(directory, store, url, twilio_url, args.rows,
-                                                args.concurrency, args.timeout))
+                                                args.concurrency, args.timeout, args.web_process))
         sim_post(twilio_url, "reset", {})
         baseline_rows = queue_rows(directory / "erp.db", args.baseline_rows)
         baseline_seconds = await asyncio.to_thread(run_baseline, twilio_url, baseline_rows)
@@ -154,7 +198,8 @@ async def main(args: argparse.Namespace) -> None:
     for run in runs:
         per_second = run.rows / run.seconds
         versus = per_second / bound if bound else per_second / 2000
-        table.append([f"ml-connector, {run.store}", run.rows, f"{run.created_at:.1f} s", f"{run.accepted_at:.1f} s",
+        name = f"ml-connector, {run.store}" + (", web role in its own process" if run.web_process else "")
+        table.append([name, run.rows, f"{run.created_at:.1f} s", f"{run.accepted_at:.1f} s",
                       f"{run.seconds:.1f} s", f"{per_second:,.0f}", f"{per_second / baseline_rate:.1f}x",
                       f"{versus:.0%}"])
     table.append(["twilio-python sequential (create only)", len(baseline_rows), "", "", f"{baseline_seconds:.1f} s",
@@ -162,7 +207,8 @@ async def main(args: argparse.Namespace) -> None:
     print_table(headers, table)
     print_table(["run", "connector CPU", "simulator CPU", "connector CPU per message", "simulator CPU per message",
                  "cores busy (of 2)"], [
-        [f"ml-connector, {run.store}", f"{run.connector_cpu:.1f} s", f"{run.simulator_cpu:.1f} s",
+        [f"ml-connector, {run.store}" + (" (2 processes)" if run.web_process else ""),
+         f"{run.connector_cpu:.1f} s", f"{run.simulator_cpu:.1f} s",
          f"{run.connector_cpu / run.rows * 1000:.2f} ms", f"{run.simulator_cpu / run.rows * 1000:.2f} ms",
          f"{(run.connector_cpu + run.simulator_cpu) / run.seconds:.2f}"]
         for run in runs
@@ -183,6 +229,8 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--baseline-rows", type=int, default=None,
                         help="rows for twilio-python (default: 2000 at zero latency, 40 otherwise)")
     parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument("--web-process", action="store_true",
+                        help="serve webhooks from a separate `ml-connector run --role web` process")
     parser.add_argument("--callback-client", choices=("aiohttp", "httpx"), default="aiohttp",
                         help="the simulator's callback client (see callback_transport.py)")
     args = parser.parse_args()
