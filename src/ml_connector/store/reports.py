@@ -60,6 +60,14 @@ _ERRORS_SQL = (
            de.c.received_at >= bindparam("since"), de.c.received_at < bindparam("until"))
     .order_by(de.c.id)
 )
+_ADOPT_EVENT_SQL = update(de).where(de.c.id == bindparam("eid")).values(
+    notification_id=bindparam("nid"), result=bindparam("outcome")
+)
+_ADOPTED_ATTEMPT_SQL = (
+    update(a)
+    .where(a.c.notification_id == bindparam("nid"), a.c.provider_id == bindparam("pid"))
+    .values(provider_status=bindparam("ps"))
+)
 _ORPHANS_SQL = (
     select(de.c.id, de.c.provider_id, de.c.provider_status, de.c.error_code)
     .where(de.c.provider_id.in_(bindparam("pids", expanding=True)), de.c.notification_id.is_(None))
@@ -226,6 +234,8 @@ def adopt_orphans(conn: Connection, taken: Mapping[str, tuple[int, str, Status, 
     for ev in conn.execute(_ORPHANS_SQL, {"pids": sorted(taken)}):
         waiting.setdefault(ev.provider_id, []).append(ev)
     moves = _Moves()
+    claimed: list[dict[str, Any]] = []
+    attempt_status: dict[tuple[int, str], str] = {}
     for provider_id, events in waiting.items():
         nid, flow, status, at = taken[provider_id]
         entries = adopted.entries.setdefault(provider_id, [])
@@ -237,14 +247,11 @@ def adopt_orphans(conn: Connection, taken: Mapping[str, tuple[int, str, Status, 
         for ev in sorted(events, key=precedence):
             new = from_provider(ev.provider_status)
             outcome = ApplyResult.APPLIED if new and advances(status, new) else ApplyResult.STALE
-            conn.execute(update(de).where(de.c.id == ev.id).values(notification_id=nid, result=outcome.value))
+            claimed.append({"eid": ev.id, "nid": nid, "outcome": outcome.value})
             if new and outcome is ApplyResult.APPLIED:
                 moves.add(nid, new, ev.error_code, None, at, writes_back=True)
                 # The attempt shows what Twilio last said of it, as when the callback is on time.
-                conn.execute(
-                    update(a).where(a.c.notification_id == nid, a.c.provider_id == provider_id)
-                    .values(provider_status=ev.provider_status)
-                )
+                attempt_status[(nid, provider_id)] = ev.provider_status
                 status = new
             entries.append(audit_row(
                 at, "status", nid=nid, flow=flow, status=status.value, provider_id=provider_id,
@@ -252,6 +259,12 @@ def adopt_orphans(conn: Connection, taken: Mapping[str, tuple[int, str, Status, 
                 adopted_orphan=True,
             ))
         adopted.statuses[nid] = status
+    if claimed:
+        conn.execute(_ADOPT_EVENT_SQL, claimed)
+    if attempt_status:
+        conn.execute(_ADOPTED_ATTEMPT_SQL, [
+            {"nid": nid, "pid": pid, "ps": ps} for (nid, pid), ps in attempt_status.items()
+        ])
     moves.write(conn)
     return adopted
 
