@@ -28,7 +28,28 @@ class Recipient:
     reason: str | None = None
 
 
-def _first_usable(data: Mapping[str, Any], fields: Sequence[str], prefix: str, region: str) -> Recipient:
+#: raw text -> its E.164 form, or the RecipientError saying why not (one poll's worth).
+Normalised = dict[str, str | RecipientError]
+
+
+def _normalised(raw: str, region: str, label: str, seen: Normalised) -> str:
+    """`normalise`, once per distinct text within a poll: static recipients and the approvers
+    most records share would otherwise be parsed again for every record."""
+    found = seen.get(raw)
+    if found is None:
+        try:
+            found = normalise(raw, region, label)
+        except RecipientError as exc:
+            found = exc
+        seen[raw] = found
+    if isinstance(found, RecipientError):
+        raise RecipientError(label, found.reason)
+    return found
+
+
+def _first_usable(
+    data: Mapping[str, Any], fields: Sequence[str], prefix: str, region: str, seen: Normalised
+) -> Recipient:
     """The first candidate field holding a valid number; otherwise every field's reason."""
     reasons: list[str] = []
     raw_first = ""
@@ -40,7 +61,7 @@ def _first_usable(data: Mapping[str, Any], fields: Sequence[str], prefix: str, r
             continue
         raw_first = raw_first or str(raw)
         try:
-            return Recipient(field=label, phone=normalise(str(raw), region, label), raw=str(raw))
+            return Recipient(field=label, phone=_normalised(str(raw), region, label, seen), raw=str(raw))
         except RecipientError as exc:
             reasons.append(f"{label}: {exc.reason}")
     label = prefix + "|".join(fields)
@@ -49,12 +70,14 @@ def _first_usable(data: Mapping[str, Any], fields: Sequence[str], prefix: str, r
 
 
 class RecipientResolver:
-    """Resolves recipients for the records of one poll; caches look-ups within that poll."""
+    """Resolves recipients for the records of one poll; caches look-ups and parsed numbers within
+    that poll (and no longer: nothing personal outlives it)."""
 
     def __init__(self, source: Source, default_region: str) -> None:
         self._source = source
         self._region = default_region
         self._cache: dict[tuple[str, str], Record | None] = {}
+        self._numbers: Normalised = {}
 
     async def _lookup(self, entity: str, key: str) -> Record | None:
         if (entity, key) not in self._cache:
@@ -66,10 +89,10 @@ class RecipientResolver:
         for spec in specs:
             if isinstance(spec, StaticRecipients):
                 for raw in spec.static:
-                    found.append(_first_usable({"static": raw}, ["static"], "", self._region))
+                    found.append(_first_usable({"static": raw}, ["static"], "", self._region, self._numbers))
             elif isinstance(spec, FieldRecipient):
                 fields = [spec.field] if isinstance(spec.field, str) else list(spec.field)
-                found.append(_first_usable(record.data, fields, "", self._region))
+                found.append(_first_usable(record.data, fields, "", self._region, self._numbers))
             elif isinstance(spec, LookupRecipient):
                 found.append(await self._via_lookup(spec, record))
         return _dedupe(found)
@@ -86,7 +109,7 @@ class RecipientResolver:
                 field=f"{prefix}{look.key_field}", phone=None, raw="",
                 reason=f"{look.entity} {str(key).strip()!r} not found",
             )
-        return _first_usable(target.data, look.fields, prefix, self._region)
+        return _first_usable(target.data, look.fields, prefix, self._region, self._numbers)
 
 
 def _dedupe(recipients: list[Recipient]) -> list[Recipient]:
