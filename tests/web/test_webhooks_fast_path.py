@@ -16,30 +16,14 @@ import pytest
 from twilio.request_validator import RequestValidator
 
 from ml_connector.channels.signature import url_port_variants
-from ml_connector.core.models import StatusEvent
-from ml_connector.store.port import ApplyResult
 from ml_connector.web.webhooks import _PublicUrl, create_webhook_app
+from tests.web.test_webhooks import FakeStore
 
 PUBLIC_URL = "https://connector.example.com/twilio/status"
 ACCOUNT = "AC" + "1" * 32
 TOKEN = "token-one-0123456789abcdef"
 NOW = datetime(2026, 11, 22, 10, 30, tzinfo=UTC)
 FORM = b"application/x-www-form-urlencoded"
-
-
-class FakeStore:
-    def __init__(self, error: Exception | None = None) -> None:
-        self.error = error
-        self.events: list[StatusEvent] = []
-
-    def apply_status(self, event: StatusEvent) -> ApplyResult:
-        if self.error is not None:
-            raise self.error
-        self.events.append(event)
-        return ApplyResult.APPLIED
-
-    def apply_statuses(self, events: Sequence[StatusEvent]) -> list[ApplyResult]:
-        return [self.apply_status(event) for event in events]
 
 
 def params(**overrides: str | None) -> list[tuple[str, str]]:
