@@ -83,6 +83,24 @@ def sim_process(latency: float = 0.0, callback_delay: tuple[float, float] = (0.0
             proc.wait()
 
 
+def connector_command(config: Path, prog: str = "ml-connector") -> list[str]:
+    """`ml-connector --config CONFIG run` for this interpreter; `prog` names the process in ps."""
+    return [sys.executable, "-c", f"from ml_connector.cli import main; main(prog_name={prog!r})",
+            "--config", str(config), "run"]
+
+
+def wait_healthy(port: int, procs: list[subprocess.Popen[bytes]], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(p.poll() is not None for p in procs):
+            raise RuntimeError("an ml-connector process exited while starting (see its log)")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return
+        time.sleep(0.2)
+    raise RuntimeError("the webhook server did not come up")
+
+
 def sim_get(url: str, name: str) -> Any:
     return httpx.get(f"{url}/_sim/{name}", timeout=60).json()
 

@@ -19,14 +19,12 @@ import asyncio
 import contextlib
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import yaml
 from baseline import run_baseline
 from common import (
@@ -34,6 +32,7 @@ from common import (
     audit_kinds,
     audited_notifications,
     bench_config,
+    connector_command,
     machine,
     make_queue_erp,
     postgres_schema,
@@ -44,6 +43,7 @@ from common import (
     sim_process,
     status_counts,
     store_engine,
+    wait_healthy,
 )
 
 from ml_connector.app import Connector
@@ -94,19 +94,11 @@ WEB_MARKER = "ml-connector-bench-web"
 @contextlib.contextmanager
 def web_process(config_path: Path, port: int) -> Iterator[None]:
     """`ml-connector run --role web` in a process of its own, serving until the block ends."""
-    command = [sys.executable, "-c", f"from ml_connector.cli import main; main(prog_name='{WEB_MARKER}')",
-               "--config", str(config_path), "run", "--role", "web"]
+    command = [*connector_command(config_path, WEB_MARKER), "--role", "web"]
     log = (config_path.parent / "web-process.log").open("wb")
     proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the web process did not start; see {log.name}")
-            time.sleep(0.1)
+        wait_healthy(port, [proc])
         yield
     finally:
         proc.terminate()

@@ -18,18 +18,17 @@ import contextlib
 import os
 import sqlite3
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 import yaml
 from common import (
     bench_config,
     body,
+    connector_command,
     machine,
     phone,
     postgres_schema,
@@ -39,6 +38,7 @@ from common import (
     sim_process,
     status_counts,
     store_engine,
+    wait_healthy,
 )
 
 from ml_connector.demo import free_port
@@ -67,8 +67,7 @@ def insert_rows(path: Path, first: int, count: int) -> None:
 def processes(config: Path, dispatchers: int, webhook_port: int,
               log_dir: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
     """The poller+web process and `dispatchers` dispatcher processes; all killed on exit."""
-    command = [sys.executable, "-c", "from ml_connector.cli import main; main(prog_name='ml-connector')",
-               "--config", str(config), "run"]
+    command = connector_command(config)
     env = {**os.environ, "MLC_WEBHOOK_PORT": str(webhook_port)}
     started: list[subprocess.Popen[bytes]] = []
     try:
@@ -86,18 +85,6 @@ def processes(config: Path, dispatchers: int, webhook_port: int,
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-
-
-def wait_healthy(port: int, procs: list[subprocess.Popen[bytes]], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if any(p.poll() is not None for p in procs):
-            raise RuntimeError("an ml-connector process exited while starting (see its log)")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return
-        time.sleep(0.2)
-    raise RuntimeError("the webhook server did not come up")
 
 
 def one_run(directory: Path, dispatchers: int, rows: int, twilio_url: str, concurrency: int,
