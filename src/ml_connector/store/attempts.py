@@ -75,7 +75,7 @@ def finish_all(conn: Connection, results: Sequence[AttemptResult]) -> list[bool]
     write_backs: dict[datetime, list[int]] = {}
     entries: list[dict[str, Any] | str] = []  # a str: where the early callbacks of that SID go
     stale_after_finish: dict[int, list[dict[str, Any]]] = {}
-    taken_by: dict[int, str] = {}
+    sent_here: set[int] = set()  # notifications this batch recorded as taken by the provider
     taken: dict[str, tuple[int, str, Status, datetime]] = {}
     recorded: list[bool] = []
     for result in results:
@@ -88,7 +88,7 @@ def finish_all(conn: Connection, results: Sequence[AttemptResult]) -> list[bool]
                 outcome=result.outcome.value, provider_id=result.provider_id,
             )
             entries.append(stale)
-            if nid in taken_by:  # judged after this batch's own send of nid: adoption may move it on
+            if nid in sent_here:  # judged after this batch's own send of nid: adoption may move it on
                 stale_after_finish.setdefault(nid, []).append(stale)
             recorded.append(False)
             continue
@@ -119,7 +119,7 @@ def finish_all(conn: Connection, results: Sequence[AttemptResult]) -> list[bool]
         ))
         if plan.provider_took_it and result.provider_id:
             taken[result.provider_id] = (nid, row.flow, plan.status, at)
-            taken_by[nid] = result.provider_id
+            sent_here.add(nid)
             entries.append(result.provider_id)
         recorded.append(True)
     for columns, params in updates.items():

@@ -220,6 +220,12 @@ class Adopted:
     statuses: dict[int, Status]
 
 
+def _precedence(ev: Any) -> tuple[int, int]:
+    """Early callbacks are applied lowest status first, then in arrival order."""
+    mapped = from_provider(ev.provider_status)
+    return (RANK[mapped] if mapped else -1, ev.id)
+
+
 def adopt_orphans(conn: Connection, taken: Mapping[str, tuple[int, str, Status, datetime]]) -> Adopted:
     """Apply callbacks that arrived before their sends were committed, lowest status first.
 
@@ -239,12 +245,7 @@ def adopt_orphans(conn: Connection, taken: Mapping[str, tuple[int, str, Status, 
     for provider_id, events in waiting.items():
         nid, flow, status, at = taken[provider_id]
         entries = adopted.entries.setdefault(provider_id, [])
-
-        def precedence(ev: Any) -> tuple[int, int]:
-            mapped = from_provider(ev.provider_status)
-            return (RANK[mapped] if mapped else -1, ev.id)
-
-        for ev in sorted(events, key=precedence):
+        for ev in sorted(events, key=_precedence):
             new = from_provider(ev.provider_status)
             outcome = ApplyResult.APPLIED if new and advances(status, new) else ApplyResult.STALE
             claimed.append({"eid": ev.id, "nid": nid, "outcome": outcome.value})
