@@ -11,8 +11,9 @@ import httpx
 from ml_connector.sim.oracle_ebs import EbsSim
 from ml_connector.sources.base import Closeable, Source
 from ml_connector.sources.oracle_ebs import OracleEbsConfig, OracleEbsSource
+from tests.support.clock import ManualClock
 
-from .harness import Clock
+from .harness import START
 
 Scope = MutableMapping[str, Any]
 Asgi = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
@@ -40,7 +41,7 @@ class EbsHarness:
 
     def __init__(self, name: str, *, mode: str = "isg", auth: str = "session") -> None:
         self.name = name
-        self.clock = Clock()
+        self.clock = ManualClock(START)
         self.sim = EbsSim(clock=self.clock)
         self.app = _LoginCounter(self.sim.create_app())  # type: ignore[arg-type]
         self.mode, self.auth = mode, auth

@@ -7,24 +7,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from ml_connector.sources.base import Source
+from tests.support.clock import ManualClock
 
 START = datetime(2024, 3, 5, 15, 0, tzinfo=UTC)  # a whole second, mid-morning in New York
 
 OVERLAP = timedelta(minutes=10)
 LOOKBACK_WINDOW = timedelta(hours=1)
-
-
-class Clock:
-    """One hand-driven clock shared by the simulator, the source and the poller."""
-
-    def __init__(self, now: datetime = START) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, delta: timedelta) -> None:
-        self.now += delta
 
 
 class SourceHarness(Protocol):
@@ -48,7 +36,7 @@ class SourceHarness(Protocol):
     entity: str
     key_field: str
     page_size: int
-    clock: Clock
+    clock: ManualClock
     #: details check() must report (a subset of CheckResult.details)
     expected_check: Mapping[str, str]
 

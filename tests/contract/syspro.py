@@ -19,8 +19,9 @@ import httpx
 from ml_connector.sim.syspro import SysproSim
 from ml_connector.sources.base import Closeable, Source
 from ml_connector.sources.syspro import SysproConfig, SysproSource
+from tests.support.clock import ManualClock
 
-from .harness import Clock
+from .harness import START
 
 Scope = MutableMapping[str, Any]
 Asgi = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
@@ -56,7 +57,7 @@ class SysproHarness:
     def __init__(self, name: str, *, mode: str) -> None:
         self.name = name
         self.mode = mode
-        self.clock = Clock()
+        self.clock = ManualClock(START)
         # OData pages are server-driven (the service ignores odata.maxpagesize), so the service
         # itself must page small for paging to be exercised.
         self.sim = SysproSim(clock=self.clock, odata_page_size=self.page_size)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 
 from ml_connector.sim.oracle_ebs import EbsSim, ServiceNames
+from tests.support.clock import ManualClock
 
 ISGUSER = ("ISGUSER", "welcome1")
 NOGRANT = ("NOGRANT", "welcome1")
@@ -27,26 +28,13 @@ QUERY_KEYS = {"Responsibility": "ctx_responsibility", "RespApplication": "ctx_re
               "SecurityGroup": "ctx_securitygroup", "NLSLanguage": "ctx_nlslanguage", "Org_Id": "ctx_orgid"}
 
 
-class Clock:
-    """A hand-driven clock for the simulator."""
-
-    def __init__(self, now: datetime = START) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **kwargs: float) -> None:
-        self.now += timedelta(**kwargs)
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(START)
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def make_sim(clock: Clock) -> Callable[..., EbsSim]:
+def make_sim(clock: ManualClock) -> Callable[..., EbsSim]:
     def make(**overrides: Any) -> EbsSim:
         return EbsSim(**{"clock": clock, **overrides})
     return make
@@ -149,7 +137,7 @@ async def test_bad_or_missing_basic_is_401(client: httpx.AsyncClient, auth: tupl
     assert login.status_code == 401
 
 
-async def test_session_expires_by_age(make_sim: Callable[..., EbsSim], clock: Clock) -> None:
+async def test_session_expires_by_age(make_sim: Callable[..., EbsSim], clock: ManualClock) -> None:
     sim = make_sim(session_ttl=600)
     async with client_for(sim) as client:
         token = (await client.get("/webservices/rest/login", auth=ISGUSER)).json()["response"]["data"]
@@ -360,7 +348,7 @@ async def test_dates_are_server_local_with_configurable_format(make_sim: Callabl
 
 
 async def test_validation_surfaces_through_distribution_dates(
-    client: httpx.AsyncClient, sim: EbsSim, clock: Clock
+    client: httpx.AsyncClient, sim: EbsSim, clock: ManualClock
 ) -> None:
     clock.advance(hours=1)  # 11:00 local
     ords_before = (await client.get("/ords/xxmlc/ap_invoices/10002", auth=ISGUSER)).json()
@@ -391,7 +379,7 @@ async def test_holds_keep_invoice_needing_reapproval(client: httpx.AsyncClient, 
     assert status(10001) == "NEEDS REAPPROVAL"
 
 
-async def test_late_commit_is_invisible_until_committed(client: httpx.AsyncClient, clock: Clock) -> None:
+async def test_late_commit_is_invisible_until_committed(client: httpx.AsyncClient, clock: ManualClock) -> None:
     staged = (await client.post("/_sim/approve_po", json={"po_header_id": 5003, "commit": False})).json()
     assert staged["txn"]
     clock.advance(minutes=30)  # 10:30 local: a poll now, from a 10:20 watermark, sees nothing
@@ -423,7 +411,7 @@ async def test_locked_po_is_a_business_error_naming_it(client: httpx.AsyncClient
 
 
 async def test_future_dated_hire_turns_current_without_an_update(
-    client: httpx.AsyncClient, clock: Clock
+    client: httpx.AsyncClient, clock: ManualClock
 ) -> None:
     today = rows(out(await call(client, "get_changed_people", {"P_SINCE": "2024-03-05T00:00:00"})),
                  "X_PEOPLE")

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from ml_connector.sim.syspro import SysproSim
+from tests.support.clock import ManualClock
 
 REST = "/SYSPROWCFService/Rest"
 ODATA = "/SYSPROODataService/odata/EDU1"
@@ -24,26 +25,13 @@ MLC = ("MLC", "mlc-pass")
 LOGON = {"Operator": "MLC", "OperatorPassword": "mlc-pass", "CompanyId": "EDU1", "CompanyPassword": ""}
 
 
-class Clock:
-    """A hand-driven clock for the simulator."""
-
-    def __init__(self, now: datetime = START) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **kwargs: float) -> None:
-        self.now += timedelta(**kwargs)
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(START)
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def make_sim(clock: Clock) -> Callable[..., SysproSim]:
+def make_sim(clock: ManualClock) -> Callable[..., SysproSim]:
     def make(**overrides: Any) -> SysproSim:
         return SysproSim(**{"clock": clock, **overrides})
 
@@ -194,7 +182,7 @@ async def test_seats_run_out_and_logoff_frees_one(make_sim: Callable[..., Syspro
 
 
 async def test_idle_sessions_time_out_and_free_their_seat(
-    make_sim: Callable[..., SysproSim], clock: Clock
+    make_sim: Callable[..., SysproSim], clock: ManualClock
 ) -> None:
     async with client_for(make_sim(session_timeout=600, enet_seats=1)) as client:
         user_id = await logon(client)
@@ -673,7 +661,7 @@ def test_naive_clock_is_rejected() -> None:
         SysproSim(clock=lambda: datetime(2026, 11, 2, 9, 30))
 
 
-def test_seed_is_deterministic(clock: Clock) -> None:
+def test_seed_is_deterministic(clock: ManualClock) -> None:
     a, b = SysproSim(clock=clock, seed=9), SysproSim(clock=clock, seed=9)
     assert a.data.rows["ApInvoice"] == b.data.rows["ApInvoice"]
     assert a.data.rows["ApInvoice"] != SysproSim(clock=clock, seed=10).data.rows["ApInvoice"]

@@ -36,6 +36,7 @@ from ml_connector.sim.twilio import (
     TwilioSim,
     serve,
 )
+from tests.support.clock import ManualClock
 
 AC, TOKEN = DEFAULT_ACCOUNT_SID, DEFAULT_AUTH_TOKEN
 KEY_SID, KEY_SECRET = DEFAULT_API_KEY_SID, DEFAULT_API_KEY_SECRET
@@ -125,14 +126,6 @@ class Hook:
     @property
     def statuses(self) -> list[str]:
         return [params["MessageStatus"] for _, params, _ in self.received]
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2025, 3, 4, 10, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def make_sim(hook: Hook | None = None, **kwargs: Any) -> TwilioSim:
@@ -480,7 +473,7 @@ async def test_list_filters_by_from(api: httpx.AsyncClient) -> None:
 
 
 async def test_list_date_sent_filters_are_inclusive() -> None:
-    clock = Clock()
+    clock = ManualClock(datetime(2025, 3, 4, 10, 0, tzinfo=UTC))
     sim = make_sim(clock=clock)
     sim.set_outcome("+15551239999", Outcome(status="failed", error_code=30006, via_sent=False))
     async with client_for(sim) as api:

@@ -21,6 +21,7 @@ from ml_connector.sources.oracle_ebs import OracleEbsConfig, OracleEbsSource, it
 from ml_connector.store.crypto import KeyRing
 from ml_connector.store.port import NotificationFilter
 from ml_connector.store.sql import SqlStore
+from tests.support.clock import ManualClock
 
 START = datetime(2024, 3, 5, 15, 0, tzinfo=UTC)  # 10:00 EST
 PAYABLES = {"responsibility": "PAYABLES_MANAGER", "application": "SQLAP", "org_id": 204}
@@ -42,21 +43,13 @@ ORDS_ENTITIES: dict[str, Any] = {
 }
 
 
-class Clock:
-    def __init__(self, now: datetime = START) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(START)
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-async def make(clock: Clock) -> AsyncIterator[Callable[..., tuple[EbsSim, OracleEbsSource]]]:
+async def make(clock: ManualClock) -> AsyncIterator[Callable[..., tuple[EbsSim, OracleEbsSource]]]:
     """Factory: (simulator, source) with simulator options in `sim` and config overrides."""
     built: list[OracleEbsSource] = []
 
@@ -203,7 +196,7 @@ def _instants(day_utc: datetime, minutes: range) -> list[datetime]:
     datetime(2024, 11, 3, 4, 0, tzinfo=UTC),   # 00:00 EDT; 01:00-02:00 happens twice
     datetime(2024, 3, 10, 5, 0, tzinfo=UTC),   # 00:00 EST; 02:00-03:00 never happens
 ])
-async def test_dst_windows_neither_lose_nor_repeat(make: Any, clock: Clock, date_format: str,
+async def test_dst_windows_neither_lose_nor_repeat(make: Any, clock: ManualClock, date_format: str,
                                                    change: datetime) -> None:
     clock.now = change
     sim, source = make({"date_format": date_format}, auth="basic")
@@ -219,7 +212,7 @@ async def test_dst_windows_neither_lose_nor_repeat(make: Any, clock: Clock, date
     assert sorted(seen) == sorted(made)
 
 
-async def test_fall_back_window_asks_early_enough(make: Any, clock: Clock) -> None:
+async def test_fall_back_window_asks_early_enough(make: Any, clock: ManualClock) -> None:
     """01:30 EST comes after 01:45 EDT; asking "since 01:45" in wall time would miss it."""
     clock.now = datetime(2024, 11, 3, 6, 30, tzinfo=UTC)  # 01:30 EST
     sim, source = make(auth="basic")

@@ -30,6 +30,7 @@ from ml_connector.sources.syspro import SysproConfig, SysproSource
 from ml_connector.store.crypto import KeyRing
 from ml_connector.store.port import NotificationFilter, NotificationView
 from ml_connector.store.sql import SqlStore
+from tests.support.clock import ManualClock
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "syspro.yaml"
 START = datetime(2026, 11, 2, 7, 30, tzinfo=UTC)  # 09:30 in Johannesburg
@@ -39,17 +40,6 @@ MODES = ["enet", "odata"]
 
 Scope = MutableMapping[str, Any]
 Asgi = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **kwargs: float) -> None:
-        self.now += timedelta(**kwargs)
 
 
 class Wire:
@@ -97,12 +87,12 @@ class Wire:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> ManualClock:
+    return ManualClock(START)
 
 
 @pytest.fixture
-def sim(clock: Clock) -> SysproSim:
+def sim(clock: ManualClock) -> SysproSim:
     return SysproSim(clock=clock, company_password=COMPANY_PASSWORD, odata_page_size=25)
 
 
@@ -118,7 +108,7 @@ def config() -> Config:
 
 
 @pytest.fixture
-async def make_source(config: Config, wire: Wire, clock: Clock) -> AsyncIterator[Callable[..., SysproSource]]:
+async def make_source(config: Config, wire: Wire, clock: ManualClock) -> AsyncIterator[Callable[..., SysproSource]]:
     """A SysproSource built from the example's section, in the given mode, talking to the simulator."""
     built: list[SysproSource] = []
 
@@ -146,7 +136,7 @@ def store(tmp_path: Path) -> Iterator[SqlStore]:
     opened.close()
 
 
-def poller_for(config: Config, flow: str, source: SysproSource, store: SqlStore, clock: Clock) -> Poller:
+def poller_for(config: Config, flow: str, source: SysproSource, store: SqlStore, clock: ManualClock) -> Poller:
     spec = config.flows[flow]
     template = compile_template(flow, spec.template, timezone=spec.timezone, currency=spec.currency)
     runtime = FlowRuntime(name=flow, spec=spec, source=source, template=template, account="demo",
@@ -158,7 +148,7 @@ def sent(store: SqlStore, flow: str, key: str) -> list[NotificationView]:
     return [n for n in store.list_notifications(NotificationFilter(flow=flow, limit=10_000)) if n.record_key == key]
 
 
-async def read(source: SysproSource, entity: str, clock: Clock) -> list[Any]:
+async def read(source: SysproSource, entity: str, clock: ManualClock) -> list[Any]:
     now = clock()
     return [r async for r in source.fetch(entity, now - timedelta(days=2), now)]
 
@@ -169,7 +159,7 @@ async def read(source: SysproSource, entity: str, clock: Clock) -> list[Any]:
 @pytest.mark.parametrize("mode", MODES)
 async def test_po_approval_fires_exactly_one_notification_with_supplier_total_and_lines(
         mode: str, sim: SysproSim, config: Config, make_source: Callable[..., SysproSource],
-        store: SqlStore, clock: Clock) -> None:
+        store: SqlStore, clock: ManualClock) -> None:
     poller = poller_for(config, "po_approved", make_source(mode), store, clock)
     order = sim.add_purchase_order(supplier="OEU001", status="0", lines=[
         ("A100", Decimal(38400), Decimal("1.25")), ("B2040", Decimal(10), Decimal("99.50"))])
@@ -192,7 +182,7 @@ async def test_po_approval_fires_exactly_one_notification_with_supplier_total_an
 @pytest.mark.parametrize("mode", MODES)
 async def test_back_dated_invoice_is_caught_by_the_lookback_poll_exactly_once(
         mode: str, sim: SysproSim, config: Config, make_source: Callable[..., SysproSource],
-        store: SqlStore, clock: Clock) -> None:
+        store: SqlStore, clock: ManualClock) -> None:
     poller = poller_for(config, "invoice_posted", make_source(mode), store, clock)
     await poller.poll()
     clock.advance(minutes=5)
@@ -215,7 +205,7 @@ async def test_back_dated_invoice_is_caught_by_the_lookback_poll_exactly_once(
 
 
 async def test_eviction_by_a_second_logon_costs_one_logon_more(
-        sim: SysproSim, make_source: Callable[..., SysproSource], wire: Wire, clock: Clock) -> None:
+        sim: SysproSim, make_source: Callable[..., SysproSource], wire: Wire, clock: ManualClock) -> None:
     source = make_source()
     first = await read(source, "invoices", clock)
     assert wire.logons() == 1
@@ -226,7 +216,7 @@ async def test_eviction_by_a_second_logon_costs_one_logon_more(
 
 
 async def test_inactivity_timeout_found_out_by_an_error_costs_one_logon_more(
-        clock: Clock, config: Config, make_source: Callable[..., SysproSource], wire: Wire) -> None:
+        clock: ManualClock, config: Config, make_source: Callable[..., SysproSource], wire: Wire) -> None:
     source = make_source(session_timeout="1h")  # longer than the server's 20 minutes
     first = await read(source, "purchase_orders", clock)
     clock.advance(minutes=25)
@@ -237,7 +227,7 @@ async def test_inactivity_timeout_found_out_by_an_error_costs_one_logon_more(
 
 
 async def test_session_renewed_before_the_inactivity_timeout_without_an_error(
-        make_source: Callable[..., SysproSource], wire: Wire, clock: Clock) -> None:
+        make_source: Callable[..., SysproSource], wire: Wire, clock: ManualClock) -> None:
     source = make_source()                    # session_timeout 20m, as the server
     await read(source, "invoices", clock)
     clock.advance(minutes=19, seconds=30)
@@ -248,7 +238,7 @@ async def test_session_renewed_before_the_inactivity_timeout_without_an_error(
 
 
 async def test_concurrent_fetches_never_overlap_on_one_user_id(
-        sim: SysproSim, make_source: Callable[..., SysproSource], wire: Wire, clock: Clock) -> None:
+        sim: SysproSim, make_source: Callable[..., SysproSource], wire: Wire, clock: ManualClock) -> None:
     sim.set_latency(0.01)                     # calls last long enough to overlap if allowed to
     source = make_source(entities={
         "purchase_orders": {"table": "PorMasterHdr", "key": "PurchaseOrder", "page_size": 40, "lines": {},
@@ -280,7 +270,7 @@ async def test_the_simulator_does_refuse_overlapping_calls(sim: SysproSim, wire:
     assert any("busy" in e for e in wire.errors)
 
 
-async def test_a_busy_user_id_is_retriable_and_not_a_reason_to_log_on_again(config: Config, clock: Clock) -> None:
+async def test_a_busy_user_id_is_retriable_and_not_a_reason_to_log_on_again(config: Config, clock: ManualClock) -> None:
     """SYSPRO still running a call we gave up on: retry later, keep the session (and the seat)."""
     seen: list[str] = []
 
@@ -337,7 +327,7 @@ async def test_lookup_by_the_stripped_key_finds_the_padded_row_after_a_restart(
 
 @pytest.mark.parametrize("mode", MODES)
 async def test_timestamp_mode_reads_only_rows_above_the_rowversion_mark(
-        mode: str, sim: SysproSim, make_source: Callable[..., SysproSource], clock: Clock) -> None:
+        mode: str, sim: SysproSim, make_source: Callable[..., SysproSource], clock: ManualClock) -> None:
     """e.net serves TimeStamp as 0x-hex, OData as base64 Edm.Binary; both are sent back as the floor."""
     source = make_source(mode, entities={
         "invoices": {"table": "ApInvoice", "key": ["Supplier", "Invoice"], "change": "timestamp"}})
@@ -357,7 +347,7 @@ async def test_timestamp_mode_reads_only_rows_above_the_rowversion_mark(
 
 async def test_no_password_or_user_id_in_logs_or_errors(
         caplog: pytest.LogCaptureFixture, sim: SysproSim, make_source: Callable[..., SysproSource],
-        wire: Wire, clock: Clock) -> None:
+        wire: Wire, clock: ManualClock) -> None:
     caplog.set_level(logging.DEBUG)
     caplog.set_level(logging.DEBUG, logger="httpx")
     errors: list[str] = []

@@ -31,6 +31,7 @@ from ml_connector.sources.syspro import SysproConfig, SysproSource, build
 from ml_connector.sources.syspro_change import Mark, RowversionHistory, observed_at, rowversion
 from ml_connector.sources.syspro_http import safe_url, status_action
 from ml_connector.sources.syspro_wire import decode, failure_of, normalise
+from tests.support.clock import ManualClock
 
 REST = "/SYSPROWCFService/Rest"
 ODATA = "/odata/EDU1/"
@@ -39,14 +40,6 @@ COMPANY_PASSWORD = "C0mpanyPass"
 ODATA_PASSWORD = "0DataPass"
 USER_IDS = ["3EA613166FE4BF47925DF1CEA14E910100  ", "5BC7A1D0E33F4A21B6D0C7E19F02A3B400  ",
             "77AA13166FE4BF47925DF1CEA14E9101FF  ", "0011223344556677889900AABBCCDDEEFF  "]
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def t(day: int, hour: int = 12, minute: int = 0) -> datetime:
@@ -224,7 +217,7 @@ def po(number: int, status: str = "1", supplier: str = "ACME01", entry: str = "2
             "Supplier": f"{supplier:<15}", "OrderStatus": status, "OrderEntryDate": entry}
 
 
-def make_source(fake: FakeSyspro, clock: Clock | None = None, **overrides: Any) -> SysproSource:
+def make_source(fake: FakeSyspro, clock: ManualClock | None = None, **overrides: Any) -> SysproSource:
     entities = overrides.pop("entities", {"purchase_orders": {"table": "PorMasterHdr", "key": "PurchaseOrder",
                                                               "page_size": 2}})
     settings: dict[str, Any] = {
@@ -234,7 +227,7 @@ def make_source(fake: FakeSyspro, clock: Clock | None = None, **overrides: Any) 
     }
     config = SysproConfig.model_validate(settings)
     return build(config, {"name": "erp", "transports": {"erp": fake.transport()},
-                          "clock": clock or Clock(t(10))})
+                          "clock": clock or ManualClock(t(10))})
 
 
 async def collect(source: SysproSource, entity: str, since: datetime, until: datetime) -> list[Any]:
@@ -282,7 +275,7 @@ async def test_a_session_refused_right_after_logon_is_an_auth_error_not_a_loop()
 
 async def test_session_is_renewed_before_the_inactivity_timeout() -> None:
     fake = FakeSyspro(tables={"PorMasterHdr": [po(1)]})
-    clock = Clock(t(10))
+    clock = ManualClock(t(10))
     source = make_source(fake, clock, session_timeout="20m")
     await collect(source, "purchase_orders", t(10, 11), t(10, 13))
     clock.now += timedelta(minutes=10)
@@ -597,7 +590,7 @@ def test_observed_at_is_clamped_into_the_window() -> None:
 
 async def test_snapshot_rows_carry_the_poll_time_and_the_status_change_fires_once() -> None:
     fake = FakeSyspro(tables={"PorMasterHdr": [po(1, status="0"), po(2, status="1")]})
-    clock = Clock(t(10, 12, 5))
+    clock = ManualClock(t(10, 12, 5))
     source = make_source(fake, clock)
     trigger = Condition(field="OrderStatus", becomes="1")
     seen: dict[str, dict[str, Any]] = {}
@@ -634,7 +627,7 @@ async def test_date_mode_reads_from_the_site_local_date_of_since() -> None:
 async def test_timestamp_mode_reads_above_the_mark_of_a_scan_finished_before_since() -> None:
     rows = [{**po(n), "TimeStamp": f"0x{n * 100:016X}"} for n in (1, 2, 3)]
     fake = FakeSyspro(tables={"PorMasterHdr": rows})
-    clock = Clock(t(10, 12))
+    clock = ManualClock(t(10, 12))
     source = make_source(fake, clock, entities={"purchase_orders": {
         "table": "PorMasterHdr", "key": "PurchaseOrder", "change": "timestamp"}})
     first = await collect(source, "purchase_orders", t(10, 11), t(10, 12))

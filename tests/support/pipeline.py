@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,22 +27,16 @@ from ml_connector.sim.demo_erp import DemoErp
 from ml_connector.sim.twilio import Account, TwilioSim
 from ml_connector.store.crypto import create_key_file
 from ml_connector.store.port import NotificationFilter, NotificationView
+from tests.support.clock import ManualClock
 
 PUBLIC_URL = "https://connector.example.com"
 
 
-class FakeClock:
-    """One clock for the ERP, the connector and the simulator; moves only when told."""
+class FakeClock(ManualClock):
+    """One clock for the ERP, the connector and the simulator; starts now, in whole seconds."""
 
     def __init__(self, start: datetime | None = None) -> None:
-        self.now = (start or datetime.now(UTC)).replace(microsecond=0)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> datetime:
-        self.now += timedelta(seconds=seconds)
-        return self.now
+        super().__init__((start or datetime.now(UTC)).replace(microsecond=0))
 
 
 class LateApp:
