@@ -2,39 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
 from datetime import timedelta
 from typing import Any
 
 import httpx
 
 from ml_connector.sim.oracle_ebs import EbsSim
-from ml_connector.sources.base import Closeable, Source
+from ml_connector.sources.base import Source
 from ml_connector.sources.oracle_ebs import OracleEbsConfig, OracleEbsSource
 from tests.support.clock import ManualClock
 
-from .harness import START
-
-Scope = MutableMapping[str, Any]
-Asgi = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
+from .harness import START, LoginCounter, SimulatedErp
 
 PAYABLES = {"responsibility": "PAYABLES_MANAGER", "application": "SQLAP", "org_id": 204}
 
 
-class _LoginCounter:
-    """ASGI middleware counting ISG logins as the server sees them."""
-
-    def __init__(self, app: Asgi) -> None:
-        self.app = app
-        self.count = 0
-
-    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        if scope.get("type") == "http" and scope.get("path") == "/webservices/rest/login":
-            self.count += 1
-        await self.app(scope, receive, send)
-
-
-class EbsHarness:
+class EbsHarness(SimulatedErp):
     """EbsSim in-process behind httpx.ASGITransport, with the adapter configured for one mode."""
 
     page_size = 3
@@ -43,7 +26,7 @@ class EbsHarness:
         self.name = name
         self.clock = ManualClock(START)
         self.sim = EbsSim(clock=self.clock)
-        self.app = _LoginCounter(self.sim.create_app())  # type: ignore[arg-type]
+        self.app = LoginCounter(self.sim.create_app(), lambda path: path == "/webservices/rest/login")  # type: ignore[arg-type]
         self.mode, self.auth = mode, auth
         self.entity = "invoices"
         self.key_field = "INVOICE_ID" if mode == "isg" else "invoice_id"
@@ -91,14 +74,3 @@ class EbsHarness:
             return False
         self.sim.expire_sessions()
         return True
-
-    def logins(self) -> int:
-        return self.app.count
-
-    def corrupt_next(self) -> None:
-        self.sim.malform_next(1)
-
-    async def aclose(self) -> None:
-        for source in self._built:
-            if isinstance(source, Closeable):
-                await source.aclose()

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from ml_connector.sources.base import Source
+from ml_connector.sources.base import Closeable, Source
 from tests.support.clock import ManualClock
 
 START = datetime(2024, 3, 5, 15, 0, tzinfo=UTC)  # a whole second, mid-morning in New York
@@ -67,6 +67,43 @@ class SourceHarness(Protocol):
     async def aclose(self) -> None:
         """Close every source built."""
         ...
+
+
+Scope = MutableMapping[str, Any]
+Asgi = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
+
+
+class LoginCounter:
+    """ASGI middleware counting logins as the server sees them: requests whose path `is_login`."""
+
+    def __init__(self, app: Asgi, is_login: Callable[[str], bool]) -> None:
+        self.app = app
+        self.is_login = is_login
+        self.count = 0
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope.get("type") == "http" and self.is_login(str(scope.get("path", ""))):
+            self.count += 1
+        await self.app(scope, receive, send)
+
+
+class SimulatedErp:
+    """What the harnesses backed by an ERP simulator share: `sim`, its counted `app`, the sources built."""
+
+    sim: Any
+    app: LoginCounter
+    _built: list[Source]
+
+    def logins(self) -> int:
+        return self.app.count
+
+    def corrupt_next(self) -> None:
+        self.sim.malform_next(1)
+
+    async def aclose(self) -> None:
+        for source in self._built:
+            if isinstance(source, Closeable):
+                await source.aclose()
 
 
 def observes(harness: SourceHarness) -> bool:

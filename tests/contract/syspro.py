@@ -9,7 +9,7 @@ Business dates are whole days, so the flow's overlap and lookback window are day
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Mapping
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -17,14 +17,11 @@ from typing import Any
 import httpx
 
 from ml_connector.sim.syspro import SysproSim
-from ml_connector.sources.base import Closeable, Source
+from ml_connector.sources.base import Source
 from ml_connector.sources.syspro import SysproConfig, SysproSource
 from tests.support.clock import ManualClock
 
-from .harness import START
-
-Scope = MutableMapping[str, Any]
-Asgi = Callable[[Scope, Callable[[], Awaitable[Any]], Callable[[Any], Awaitable[None]]], Awaitable[None]]
+from .harness import START, LoginCounter, SimulatedErp
 
 SUPPLIER = "CTR001"
 SUPPLIER_NAME = "Contrôle Qualité Sàrl"   # Windows-1252, not ASCII
@@ -33,20 +30,7 @@ BASE_URL = "http://syspro.test:20003"
 ODATA_URL = f"{BASE_URL}/SYSPROODataService/odata/{COMPANY}/"
 
 
-class _LogonCounter:
-    """ASGI middleware counting e.net logons as the server sees them (paths match case-insensitively)."""
-
-    def __init__(self, app: Asgi) -> None:
-        self.app = app
-        self.count = 0
-
-    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        if scope.get("type") == "http" and str(scope.get("path", "")).lower().endswith("/rest/logon"):
-            self.count += 1
-        await self.app(scope, receive, send)
-
-
-class SysproHarness:
+class SysproHarness(SimulatedErp):
     """SysproSim in-process behind httpx.ASGITransport, the adapter in e.net or OData mode."""
 
     page_size = 3
@@ -62,7 +46,7 @@ class SysproHarness:
         # itself must page small for paging to be exercised.
         self.sim = SysproSim(clock=self.clock, odata_page_size=self.page_size)
         self.sim.add_supplier(SUPPLIER, SUPPLIER_NAME, currency="EUR")
-        self.app = _LogonCounter(self.sim.create_app())
+        self.app = LoginCounter(self.sim.create_app(), lambda path: path.lower().endswith("/rest/logon"))
         self.entity = "invoices"
         self.key_field = "Invoice"
         expected = {"mode": mode, "company": COMPANY, "version": self.sim.version}
@@ -114,14 +98,3 @@ class SysproHarness:
             return False
         self.sim.expire_sessions()
         return True
-
-    def logins(self) -> int:
-        return self.app.count
-
-    def corrupt_next(self) -> None:
-        self.sim.malform_next(1)
-
-    async def aclose(self) -> None:
-        for source in self._built:
-            if isinstance(source, Closeable):
-                await source.aclose()
