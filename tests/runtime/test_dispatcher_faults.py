@@ -332,22 +332,6 @@ async def test_a_stale_report_does_not_rewrite_the_attempts_provider_status(lite
     assert view(p, nid).attempts[0].provider_status == "delivered"
 
 
-def _reports(p: Pipeline, sid: str) -> list[tuple[str, str]]:
-    """(provider status, result) of each status report the store judged for `sid`, in order
-    (an orphan's later adoption shows as its own entry)."""
-    return [(e.detail["provider_status"], e.detail["result"]) for e in p.audit()
-            if e.kind in ("status", "orphan") and e.detail.get("provider_id") == sid]
-
-
-def _statuses(p: Pipeline, nid: int) -> list[Status]:
-    """Every status the notification took, in order, as the audit trail shows it."""
-    taken: list[Status] = []
-    for e in p.audit():
-        if e.notification_id == nid and e.status and (not taken or taken[-1].value != e.status):
-            taken.append(Status(e.status))
-    return taken
-
-
 # -- permanent errors ---------------------------------------------------------------------------
 
 
