@@ -54,6 +54,15 @@ def _r(action: Action, reason: str, min_delay: float | None = None) -> Resolutio
 
 RETRY, RETRY_SLOW, FAIL, RECONCILE = Action.RETRY, Action.RETRY_SLOW, Action.FAIL, Action.RECONCILE
 
+#: Delivery errors worth another message, whether a create answers with them or a callback does.
+_RETRYABLE_30XXX: Mapping[int, Resolution] = {
+    30001: _r(RETRY_SLOW, "queue overflow (30001)"),
+    30003: _r(RETRY, "unreachable destination handset (30003)"),  # doc: "Retry the message"
+    30008: _r(RETRY, "unknown delivery error (30008)"),
+    30450: _r(RETRY, "SMS pumping protection temporary block (30450)", 900.0),
+    30500: _r(RETRY, "Twilio internal error (30500)"),
+}
+
 #: Twilio error code -> resolution, for synchronous REST errors (twilio.md §6, §7).
 API_CODES: Mapping[int, Resolution] = {
     # §6/§7: "never processed and is always safe to retry"; REST concurrency limit.
@@ -61,11 +70,7 @@ API_CODES: Mapping[int, Resolution] = {
     # §7: sender queue holds more than 10 h of messages (no Messaging Service).
     21611: _r(RETRY_SLOW, "sender queue full (21611)"),
     # §6: 30xxx normally arrive asynchronously; kept here in case a create answers with one.
-    30001: _r(RETRY_SLOW, "queue overflow (30001)"),
-    30003: _r(RETRY, "unreachable destination handset (30003)"),
-    30008: _r(RETRY, "unknown delivery error (30008)"),
-    30450: _r(RETRY, "SMS pumping protection temporary block (30450)", 900.0),
-    30500: _r(RETRY, "Twilio internal error (30500)"),
+    **_RETRYABLE_30XXX,
     # §1/§6: credentials or key scope; a configuration problem, not a passing one.
     20003: _r(FAIL, "authentication or permission denied (20003)"),
     20404: _r(FAIL, "resource not found (20404)"),
@@ -109,11 +114,7 @@ _UNEXPECTED_STATUS = _r(FAIL, "unexpected HTTP status")
 #: Asynchronous ErrorCode of a failed/undelivered message -> resolution (§3, §6).
 #: The message was accepted and failed later, so a retry is a new message.
 DELIVERY_CODES: Mapping[int, Resolution] = {
-    30001: _r(RETRY_SLOW, "queue overflow (30001)"),
-    30003: _r(RETRY, "unreachable destination handset (30003)"),  # doc: "Retry the message"
-    30008: _r(RETRY, "unknown delivery error (30008)"),
-    30450: _r(RETRY, "SMS pumping protection temporary block (30450)", 900.0),
-    30500: _r(RETRY, "Twilio internal error (30500)"),
+    **_RETRYABLE_30XXX,
     30004: _r(FAIL, "message blocked (30004)"),
     30005: _r(FAIL, "unknown destination handset (30005)"),
     30006: _r(FAIL, "landline or unreachable carrier (30006)"),
