@@ -58,7 +58,7 @@ def body(i: int) -> str:
 
 @contextlib.contextmanager
 def sim_process(latency: float = 0.0, callback_delay: tuple[float, float] = (0.0, 0.0),
-                callback_client: str = "aiohttp", callback_concurrency: int = 0) -> Iterator[str]:
+                callback_client: str = "raw", callback_concurrency: int = 0) -> Iterator[str]:
     """Start bench/sim_server.py; yields its base URL; stops it (stdin EOF, then kill) on exit.
 
     `callback_concurrency` 0 leaves sim_server.py's default (see its --help).

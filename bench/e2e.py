@@ -223,7 +223,7 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--web-process", action="store_true",
                         help="serve webhooks from a separate `ml-connector run --role web` process")
-    parser.add_argument("--callback-client", choices=("aiohttp", "httpx"), default="aiohttp",
+    parser.add_argument("--callback-client", choices=("raw", "aiohttp", "httpx"), default="raw",
                         help="the simulator's callback client (see callback_transport.py)")
     args = parser.parse_args()
     if args.baseline_rows is None:
