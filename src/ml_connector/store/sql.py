@@ -70,6 +70,29 @@ from ml_connector.store.types import UtcDateTime
 n, a, de = notifications, attempts, delivery_events
 
 _INSERTS: Mapping[str, Callable[[Table], Any]] = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+#: Due rows (and rows whose worker's lease ran out: those come back in doubt), oldest first;
+#: built once, as a claim runs several times a second.
+_CLAIM_SQL = (
+    select(n.c.id, n.c.flow, n.c.entity, n.c.record_key, n.c.account, n.c.sender, n.c.recipient_enc,
+           n.c.body_enc, n.c.status, n.c.attempts_made, n.c.attempt_budget, n.c.in_doubt_since,
+           n.c.lease_owner, n.c.created_at)
+    .where(or_(
+        and_(n.c.status.in_([Status.PENDING.value, Status.DEFERRED.value]),
+             n.c.next_attempt_at <= bindparam("now", type_=UtcDateTime())),
+        and_(n.c.status == Status.SENDING.value, n.c.lease_until < bindparam("now", type_=UtcDateTime())),
+    ))
+    .order_by(n.c.next_attempt_at, n.c.id)
+    .limit(bindparam("limit"))
+    .with_for_update(skip_locked=True)
+)
+_LEASE_SQL = (
+    update(n)
+    .where(n.c.id == bindparam("b_id"))
+    .values(status=Status.SENDING.value, lease_owner=bindparam("b_owner"),
+            lease_until=bindparam("b_until", type_=UtcDateTime()), attempts_made=n.c.attempts_made + 1,
+            updated_at=bindparam("b_now", type_=UtcDateTime()),
+            in_doubt_since=bindparam("b_since", type_=UtcDateTime()))
+)
 _KEY_CHECK = "key_check"
 _KEY_CHECK_LABEL = "ml-connector master key check v1"
 #: A result row of any shape.
@@ -175,32 +198,16 @@ class SqlStore:
         require_aware(now, "claim_due(now)")
         if limit <= 0:
             return []
-        due = or_(
-            and_(n.c.status.in_([Status.PENDING.value, Status.DEFERRED.value]), n.c.next_attempt_at <= now),
-            and_(n.c.status == Status.SENDING.value, n.c.lease_until < now),
-        )
-        query = (
-            select(n.c.id, n.c.flow, n.c.entity, n.c.record_key, n.c.account, n.c.sender, n.c.recipient_enc,
-                   n.c.body_enc, n.c.status, n.c.attempts_made, n.c.attempt_budget, n.c.in_doubt_since,
-                   n.c.lease_owner, n.c.created_at)
-            .where(due)
-            .order_by(n.c.next_attempt_at, n.c.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
         with writing(self._engine) as conn:
-            rows = conn.execute(query).all()
+            rows = conn.execute(_CLAIM_SQL, {"now": now, "limit": limit}).all()
             if not rows:
                 return []
             since = self._in_doubt_since(conn, rows)
-            conn.execute(
-                update(n)
-                .where(n.c.id == bindparam("b_id"))
-                .values(status=Status.SENDING.value, lease_owner=worker, lease_until=now + lease,
-                        attempts_made=n.c.attempts_made + 1, updated_at=now,
-                        in_doubt_since=bindparam("b_since", type_=UtcDateTime())),
-                [{"b_id": r.id, "b_since": since.get(r.id)} for r in rows],
-            )
+            until = now + lease
+            conn.execute(_LEASE_SQL, [
+                {"b_id": r.id, "b_since": since.get(r.id), "b_owner": worker, "b_until": until, "b_now": now}
+                for r in rows
+            ])
             conn.execute(a.insert(), [
                 {"notification_id": r.id, "attempt_no": r.attempts_made + 1, "started_at": now} for r in rows
             ])
