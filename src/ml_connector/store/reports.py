@@ -6,17 +6,27 @@ already stored, then insert the new reports, move the notifications and write th
 one `executemany`. Each report is still judged on its own, in arrival order within its provider
 id, against the status the reports before it in the batch left behind, exactly as if the reports
 had been stored one transaction each (tests/store holds both to the same answers).
+
+The writes skip SQLAlchemy's per-row parameter handling, which cost more than the database's
+own work: on SQLite each kind of write is one driver `executemany` of plain tuples (the values
+converted by the columns' own types, so the stored text is the same); on PostgreSQL it is one
+statement over `unnest` of column arrays, a single execution whatever the batch size instead of
+one per row. SQLAlchemy's own `executemany` stays as the general path, and tests hold the two
+fast paths to its rows (tests/store/test_bulk_writes.py).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from weakref import WeakKeyDictionary
 
-from sqlalchemy import ARRAY, Connection, Text, bindparam, select, text, update
+from sqlalchemy import Connection, Table, bindparam, select, update
+from sqlalchemy.engine.interfaces import Dialect
 
 from ml_connector.core.lifecycle import FINAL, RANK, advances, from_provider
 from ml_connector.core.models import Status, StatusEvent
@@ -35,10 +45,12 @@ _FAILURES = frozenset({Status.FAILED, Status.UNDELIVERED})
 
 # Every writer about provider ids takes their locks first, all at once and in one order (the
 # sorted subquery), then row locks in id order: two batches can wait for each other, never deadlock.
-_LOCK_SQL = text(
-    "SELECT count(pg_advisory_xact_lock(:space, hashtext(p))) "
-    "FROM (SELECT DISTINCT unnest(:pids) AS p ORDER BY 1) AS ordered"
-).bindparams(bindparam("pids", type_=ARRAY(Text)))
+# Array parameters go in binary (%(name)b): psycopg writes text-format arrays element by element
+# with a regular expression each, which cost more than the statements themselves.
+_LOCK_SQL = (
+    "SELECT count(pg_advisory_xact_lock(%(space)s, hashtext(p))) "
+    "FROM (SELECT DISTINCT unnest(%(pids)b::text[]) AS p ORDER BY 1) AS ordered"
+)
 _MATCH_SQL = (
     select(a.c.id.label("attempt_id"), a.c.provider_id.label("pid"), n.c.id, n.c.flow, n.c.status,
            n.c.provider_id, n.c.write_back_source)
@@ -48,11 +60,20 @@ _MATCH_SQL = (
     .with_for_update(of=n)
 )
 _KNOWN_KEYS_SQL = select(de.c.dedupe_key).where(de.c.dedupe_key.in_(bindparam("keys", expanding=True)))
-_EVENT_SQL = de.insert()
-_ATTEMPT_STATUS_SQL = update(a).where(a.c.id == bindparam("aid")).values(provider_status=bindparam("ps"))
-_MOVE_SQL = update(n).where(n.c.id == bindparam("nid")).values(status=bindparam("st"), updated_at=bindparam("at"))
-_MOVE_FAILED_SQL = _MOVE_SQL.values(error_code=bindparam("code"))
-_MOVE_FAILED_MESSAGE_SQL = _MOVE_FAILED_SQL.values(error_message=bindparam("message"))
+# PostgreSQL: one statement text whatever the batch size (prepared once), and the provider ids
+# drive the join, so each is an index look-up even before the tables have statistics (a fresh
+# or freshly loaded table otherwise gets sequential scans of attempts and notifications).
+_PG_MATCH_SQL = (
+    "SELECT a.id AS attempt_id, a.provider_id AS pid, n.id, n.flow, n.status, n.provider_id, "
+    "n.write_back_source "
+    "FROM unnest(%(pids)b::text[]) AS p(pid) "
+    "JOIN attempts AS a ON a.provider_id = p.pid JOIN notifications AS n ON n.id = a.notification_id "
+    "ORDER BY n.id, a.id FOR UPDATE OF n"
+)
+_PG_KNOWN_KEYS_SQL = (
+    "SELECT d.dedupe_key FROM unnest(%(keys)b::text[]) AS k(key) "
+    "JOIN delivery_events AS d ON d.dedupe_key = k.key"
+)
 _ERRORS_SQL = (
     select(de.c.id, n.c.account, n.c.sender)
     .join(n, n.c.id == de.c.notification_id)
@@ -75,11 +96,137 @@ _ORPHANS_SQL = (
 )
 
 
+# -- bulk writes ---------------------------------------------------------------------------------
+
+#: Databases written through their own fast path; any other takes SQLAlchemy's executemany.
+_FAST_DIALECTS = frozenset({"sqlite", "postgresql"})
+#: A column's bind processor: the conversion SQLAlchemy would apply to its values (None: none).
+_Processor = Callable[[Any], Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Bulk:
+    """One kind of write over many rows: INSERT `columns` into `table` or, given `key`, UPDATE
+    `table` setting `columns` where `key` equals the row's first value. Rows are tuples in the
+    order of `names`."""
+
+    table: Table
+    columns: tuple[str, ...]
+    key: str | None = None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self.columns if self.key is None else (self.key, *self.columns)
+
+
+_EVENTS = _Bulk(de, ("provider_id", "provider_status", "error_code", "dedupe_key", "received_at",
+                     "notification_id", "result", "raw_enc"))
+_AUDIT = _Bulk(audit, ("at", "notification_id", "flow", "kind", "status", "detail_json"))
+_AUDIT_KEYS = _AUDIT.columns
+_ATTEMPT_STATUS = _Bulk(a, ("provider_status",), key="id")
+_MOVE = _Bulk(n, ("status", "updated_at"), key="id")
+_MOVE_FAILED = _Bulk(n, ("status", "updated_at", "error_code"), key="id")
+_MOVE_FAILED_MESSAGE = _Bulk(n, ("status", "updated_at", "error_code", "error_message"), key="id")
+_MOVE_SHAPES = {len(shape.names): shape for shape in (_MOVE, _MOVE_FAILED, _MOVE_FAILED_MESSAGE)}
+
+
+@functools.cache
+def _statement(bulk: _Bulk) -> Any:
+    """The general path's statement; its bind parameter p<i> is the row's value i."""
+    if bulk.key is None:
+        return bulk.table.insert().values({c: bindparam(f"p{i}") for i, c in enumerate(bulk.columns)})
+    return (update(bulk.table).where(bulk.table.c[bulk.key] == bindparam("p0"))
+            .values({c: bindparam(f"p{i}") for i, c in enumerate(bulk.columns, 1)}))
+
+
+#: Per dialect, one processor per column type (its repr): equal types share it, so a batch
+#: converts each instant once whichever table it lands in (see _Writer).
+_PROCESSORS: WeakKeyDictionary[Dialect, dict[str, _Processor]] = WeakKeyDictionary()
+
+
+def _processors(dialect: Dialect, bulk: _Bulk) -> tuple[_Processor, ...]:
+    known = _PROCESSORS.setdefault(dialect, {})
+    types = [bulk.table.c[c].type for c in bulk.names]
+    return tuple(known.setdefault(repr(t), t.dialect_impl(dialect).bind_processor(dialect)) for t in types)
+
+
+@functools.lru_cache(maxsize=64)
+def _sqlite_plan(dialect: Dialect, bulk: _Bulk) -> tuple[str, tuple[int, ...], tuple[_Processor, ...]]:
+    """The general path's SQL as SQLite gets it, and where each of its `?` takes its value."""
+    compiled = _statement(bulk).compile(dialect=dialect)
+    order = tuple(int(name[1:]) for name in compiled.positiontup or ())
+    processors = _processors(dialect, bulk)
+    return str(compiled), order, tuple(processors[i] for i in order)
+
+
+@functools.lru_cache(maxsize=64)
+def _postgres_plan(dialect: Dialect, bulk: _Bulk) -> tuple[str, tuple[_Processor, ...]]:
+    """One statement over `unnest` of one array per column: the same rows, a single execution."""
+    quote = dialect.identifier_preparer.quote
+    cols = bulk.table.c
+    arrays = ", ".join(f"%(p{i})b::{cols[c].type.compile(dialect=dialect)}[]" for i, c in enumerate(bulk.names))
+    table = quote(bulk.table.name)
+    if bulk.key is None:
+        columns = ", ".join(quote(c) for c in bulk.columns)
+        sql = f"INSERT INTO {table} ({columns}) SELECT * FROM unnest({arrays})"  # noqa: S608 - schema names
+    else:
+        sets = ", ".join(f"{quote(c)} = v.p{i}" for i, c in enumerate(bulk.columns, 1))
+        names = ", ".join(f"p{i}" for i in range(len(bulk.names)))
+        sql = (f"UPDATE {table} SET {sets} FROM unnest({arrays}) AS v({names}) "  # noqa: S608 - schema names
+               f"WHERE {table}.{quote(bulk.key)} = v.p0")
+    return sql, _processors(dialect, bulk)
+
+
+def _fast(conn: Connection) -> str | None:
+    """The database's name when it has a fast path here, else None (the general path)."""
+    name = conn.dialect.name
+    return name if name in _FAST_DIALECTS else None
+
+
+class _Writer:
+    """Writes bulk rows on one connection; one per batch, whose converted values it remembers
+    (a report's instant is its event's, its audit row's and its notification's timestamp)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._fast = _fast(conn)
+        self._converted: dict[tuple[_Processor, Any], Any] = {}
+
+    def write(self, bulk: _Bulk, rows: Sequence[tuple[Any, ...]]) -> None:
+        if not rows:
+            return
+        dialect = self._conn.dialect
+        if not self._fast:
+            self._conn.execute(_statement(bulk), [{f"p{i}": v for i, v in enumerate(row)} for row in rows])
+        elif self._fast == "sqlite":
+            sql, order, processors = _sqlite_plan(dialect, bulk)
+            columns = [self._convert(processors[j], [row[i] for row in rows]) for j, i in enumerate(order)]
+            self._conn.exec_driver_sql(sql, list(zip(*columns, strict=True)))
+        else:
+            sql, processors = _postgres_plan(dialect, bulk)
+            self._conn.exec_driver_sql(sql, {
+                f"p{i}": self._convert(processors[i], [row[i] for row in rows]) for i in range(len(processors))
+            })
+
+    def _convert(self, processor: _Processor, values: list[Any]) -> list[Any]:
+        if processor is None:
+            return values
+        seen = self._converted
+        out = []
+        for value in values:
+            key = (processor, value)
+            converted = seen.get(key, seen)
+            if converted is seen:
+                converted = seen[key] = processor(value)
+            out.append(converted)
+        return out
+
+
 def lock_provider_ids(conn: Connection, provider_ids: Iterable[str | None]) -> None:
     """Serialise everything about these provider ids (SQLite: BEGIN IMMEDIATE already did)."""
     pids = sorted({p for p in provider_ids if p})
     if pids and conn.dialect.name == "postgresql":
-        conn.execute(_LOCK_SQL, {"space": _PROVIDER_LOCK_SPACE, "pids": pids})
+        conn.exec_driver_sql(_LOCK_SQL, {"space": _PROVIDER_LOCK_SPACE, "pids": pids})
 
 
 def dedupe_key(event: StatusEvent) -> str:
@@ -106,31 +253,30 @@ class _Match:
 
 
 class _Moves:
-    """Status moves collected over a batch, written with one executemany per statement shape."""
+    """Status moves collected over a batch, written with one bulk write per statement shape."""
 
     def __init__(self) -> None:
-        self._by_id: dict[int, dict[str, Any]] = {}
+        self._by_id: dict[int, tuple[Any, ...]] = {}
         self._write_backs: list[tuple[int, datetime]] = []
 
     def add(self, nid: int, new: Status, code: int | None, message: str | None, at: datetime,
             *, writes_back: bool) -> None:
-        move = self._by_id.setdefault(nid, {"nid": nid})
-        move["st"], move["at"] = new.value, at
+        # A later move of the same notification replaces the earlier one, keeping what a failure
+        # set before it: the row ends as if each move had been its own UPDATE.
+        before = self._by_id.get(nid, ())
+        move: tuple[Any, ...] = (nid, new.value, at, *before[3:])
         if new in _FAILURES:
-            move["code"] = code
-            if message:
-                move["message"] = mask_numbers(message)
+            move = (nid, new.value, at, code, *((mask_numbers(message),) if message else before[4:]))
+        self._by_id[nid] = move
         if new in FINAL and writes_back:
             self._write_backs.append((nid, at))
 
-    def write(self, conn: Connection) -> None:
-        shapes: dict[Any, list[dict[str, Any]]] = {}
+    def write(self, conn: Connection, writer: _Writer) -> None:
+        shapes: dict[_Bulk, list[tuple[Any, ...]]] = {}
         for move in self._by_id.values():
-            sql = (_MOVE_FAILED_MESSAGE_SQL if "message" in move else _MOVE_FAILED_SQL if "code" in move
-                   else _MOVE_SQL)
-            shapes.setdefault(sql, []).append(move)
-        for sql, params in shapes.items():
-            conn.execute(sql, params)
+            shapes.setdefault(_MOVE_SHAPES[len(move)], []).append(move)
+        for shape, rows in shapes.items():
+            writer.write(shape, rows)
         by_time: dict[datetime, list[int]] = {}
         for nid, at in self._write_backs:
             by_time.setdefault(at, []).append(nid)
@@ -145,12 +291,12 @@ def apply(conn: Connection, keys: KeyRing, events: Sequence[StatusEvent]) -> lis
     lock_provider_ids(conn, pids)
     matches = _matches(conn, pids)
     dedupe = [dedupe_key(e) for e in events]
-    known = set(conn.execute(_KNOWN_KEYS_SQL, {"keys": sorted(set(dedupe))}).scalars()) if events else set()
+    known = _known_keys(conn, dedupe)
     status_now: dict[int, str] = {}
     moves = _Moves()
-    stored: list[dict[str, Any]] = []
+    stored: list[tuple[Any, ...]] = []
     attempt_status: dict[int, str] = {}
-    entries: list[dict[str, Any]] = []
+    entries: list[tuple[Any, ...]] = []
     results: list[ApplyResult] = [ApplyResult.DUPLICATE] * len(events)
     for i in order:
         event, key = events[i], dedupe[i]
@@ -163,12 +309,10 @@ def apply(conn: Connection, keys: KeyRing, events: Sequence[StatusEvent]) -> lis
             result = ApplyResult.DUPLICATE
         else:
             known.add(key)
-            stored.append({
-                "provider_id": event.provider_id, "provider_status": event.provider_status,
-                "error_code": event.error_code, "dedupe_key": key, "received_at": at,
-                "notification_id": match.id if match else None, "result": result.value,
-                "raw_enc": keys.encrypt(json_text(dict(event.raw))),
-            })
+            stored.append((
+                event.provider_id, event.provider_status, event.error_code, key, at,
+                match.id if match else None, result.value, keys.encrypt(json_text(dict(event.raw))),
+            ))
             if match is not None and new is not None and result is ApplyResult.APPLIED:
                 # Only a report that moved the status forward speaks for the attempt: a stale
                 # "sent" arriving after "delivered" must not rewrite what the attempt shows.
@@ -178,19 +322,27 @@ def apply(conn: Connection, keys: KeyRing, events: Sequence[StatusEvent]) -> lis
                           writes_back=match.write_back_source is not None)
         results[i] = result
         status = new.value if result is ApplyResult.APPLIED and new else current
-        entries.append(audit_row(
+        entry = audit_row(
             at, "orphan" if result is ApplyResult.ORPHAN else "status", nid=match.id if match else None,
             flow=match.flow if match else None, status=status, provider_id=event.provider_id,
             provider_status=event.provider_status, code=event.error_code, result=result.value,
-        ))
-    if stored:
-        conn.execute(_EVENT_SQL, stored)
-    if attempt_status:
-        conn.execute(_ATTEMPT_STATUS_SQL, [{"aid": aid, "ps": ps} for aid, ps in attempt_status.items()])
-    moves.write(conn)
-    if entries:
-        conn.execute(audit.insert(), entries)
+        )
+        entries.append(tuple(entry[k] for k in _AUDIT_KEYS))
+    writer = _Writer(conn)
+    writer.write(_EVENTS, stored)
+    writer.write(_ATTEMPT_STATUS, list(attempt_status.items()))
+    moves.write(conn, writer)
+    writer.write(_AUDIT, entries)
     return results
+
+
+def _known_keys(conn: Connection, dedupe: Sequence[str]) -> set[str]:
+    if not dedupe:
+        return set()
+    keys = {"keys": sorted(set(dedupe))}
+    if _fast(conn) == "postgresql":
+        return set(conn.exec_driver_sql(_PG_KNOWN_KEYS_SQL, keys).scalars())
+    return set(conn.execute(_KNOWN_KEYS_SQL, keys).scalars())
 
 
 def _matches(conn: Connection, pids: Sequence[str]) -> dict[str, _Match]:
@@ -198,7 +350,10 @@ def _matches(conn: Connection, pids: Sequence[str]) -> dict[str, _Match]:
     if not pids:
         return {}
     found: dict[str, _Match] = {}
-    for r in conn.execute(_MATCH_SQL, {"pids": list(pids)}):
+    params = {"pids": list(pids)}
+    rows = (conn.exec_driver_sql(_PG_MATCH_SQL, params) if _fast(conn) == "postgresql"
+            else conn.execute(_MATCH_SQL, params))
+    for r in rows:
         if r.pid not in found or found[r.pid].attempt_id < r.attempt_id:
             found[r.pid] = _Match(r.attempt_id, r.id, r.flow, r.status, r.provider_id, r.write_back_source)
     return found
@@ -266,7 +421,7 @@ def adopt_orphans(conn: Connection, taken: Mapping[str, tuple[int, str, Status, 
         conn.execute(_ADOPTED_ATTEMPT_SQL, [
             {"nid": nid, "pid": pid, "ps": ps} for (nid, pid), ps in attempt_status.items()
         ])
-    moves.write(conn)
+    moves.write(conn, _Writer(conn))
     return adopted
 
 
