@@ -1,4 +1,4 @@
-"""The fast bulk writes of store/reports.py store exactly what SQLAlchemy's general path stores.
+"""The fast bulk writes (store/bulk.py: reports, attempt results, claims) store what SQLAlchemy would.
 
 On SQLite the reports are written with the driver's executemany and values converted by the
 columns' own types; on PostgreSQL with one `unnest` statement per kind of write, and read with
@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ml_connector.core.models import StatusEvent
-from ml_connector.store import reports
+from ml_connector.store import bulk
 from ml_connector.store.port import AttemptResult, Outcome
 from ml_connector.store.sql import SqlStore
 
@@ -28,10 +28,11 @@ from .test_batches import SIDS, STATUSES, finish_scenario, report, sent
 
 _TABLES = ("write_backs", "audit", "delivery_events", "attempts", "notifications")
 _ROWS = {
-    "notifications": "SELECT id, status, provider_id, error_code, error_message, attempts_made, updated_at "
+    "notifications": "SELECT id, status, provider_id, error_code, error_message, attempts_made, updated_at, "
+                     "lease_owner, lease_until, in_doubt_since, next_attempt_at, reason "
                      "FROM notifications ORDER BY id",
     "attempts": "SELECT id, notification_id, attempt_no, outcome, provider_id, provider_status, error_code, "
-                "error_message, finished_at FROM attempts ORDER BY id",
+                "error_message, started_at, finished_at FROM attempts ORDER BY id",
     "events": "SELECT id, provider_id, provider_status, error_code, dedupe_key, received_at, notification_id, "
               "result, raw_enc FROM delivery_events ORDER BY id",
     "audit": "SELECT id, at, notification_id, flow, kind, status, detail_json FROM audit ORDER BY id",
@@ -43,12 +44,12 @@ _ROWS = {
 @contextmanager
 def general_path() -> Iterator[None]:
     """Every database takes SQLAlchemy's executemany, as one without a fast path would."""
-    fast = reports._FAST_DIALECTS  # noqa: SLF001 - the switch under test
-    reports._FAST_DIALECTS = frozenset()  # noqa: SLF001
+    fast = bulk.FAST_DIALECTS
+    bulk.FAST_DIALECTS = frozenset()
     try:
         yield
     finally:
-        reports._FAST_DIALECTS = fast  # noqa: SLF001
+        bulk.FAST_DIALECTS = fast
 
 
 def empty(store: SqlStore) -> None:
@@ -148,3 +149,36 @@ def test_failures_with_messages_then_later_moves(store: SqlStore) -> None:
 def test_callbacks_adopted_when_their_send_lands(store: SqlStore) -> None:
     """adopt_orphans (the dispatcher's batch) moves notifications through the same writes."""
     both_paths(store, lambda s: finish_scenario(s, True))
+
+
+def test_claims_and_every_outcome_then_a_lease_that_ran_out(store: SqlStore) -> None:
+    """Claims (lease, attempt, audit) and each finish plan, then rows re-claimed in doubt."""
+    lease = timedelta(seconds=30)
+
+    def scenario(store: SqlStore) -> list[str]:
+        enqueue(store, *(notification(i) for i in range(1, 8)))
+        claimed = store.claim_due("w1", T0, lease, 10)
+        at = T0 + timedelta(seconds=1)
+        outcomes = [
+            AttemptResult(claimed[0].id, claimed[0].attempt_no, Outcome.ACCEPTED, T0, at, provider_id="SM1",
+                          provider_status="queued"),
+            AttemptResult(claimed[1].id, claimed[1].attempt_no, Outcome.TRANSIENT, T0, at, error_code=20429,
+                          error_message=f"Too many requests for {PHONE}", next_attempt_at=at),
+            AttemptResult(claimed[2].id, claimed[2].attempt_no, Outcome.TRANSIENT, T0, at, next_attempt_at=None),
+            AttemptResult(claimed[3].id, claimed[3].attempt_no, Outcome.PERMANENT, T0, at, error_code=21211),
+            AttemptResult(claimed[4].id, claimed[4].attempt_no, Outcome.IN_DOUBT, T0, at,
+                          error_message="read timeout", next_attempt_at=at),
+            AttemptResult(claimed[5].id, claimed[5].attempt_no, Outcome.DEFERRED, T0, at, next_attempt_at=at),
+        ]  # the seventh is never finished: its lease runs out
+        recorded = store.finish_attempts(outcomes)
+        later = T0 + lease + timedelta(seconds=5)
+        again = store.claim_due("w2", later, lease, 10)
+        done = store.finish_attempts([
+            AttemptResult(c.id, c.attempt_no, Outcome.ADOPTED if c.in_doubt else Outcome.ACCEPTED, later, later,
+                          provider_id=f"SM{c.id}x", provider_status="sent")
+            for c in again
+        ])
+        return [str(r) for r in recorded + done] + [f"{c.id}:{c.in_doubt}:{c.in_doubt_since}" for c in again]
+
+    both_paths(store, scenario)
+    assert PHONE not in repr(rows(store)["attempts"])

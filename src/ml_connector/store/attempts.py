@@ -15,16 +15,16 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, Update, and_, bindparam, delete, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, select
 
 from ml_connector.core.lifecycle import FINAL
 from ml_connector.core.models import Status
 from ml_connector.store import finish, reports, writebacks
-from ml_connector.store.auditrows import audit_row
+from ml_connector.store.auditrows import AUDIT, audit_row, audit_tuple
+from ml_connector.store.bulk import Bulk, Writer
 from ml_connector.store.port import AttemptResult
 from ml_connector.store.scrub import mask_numbers
 from ml_connector.store.tables import attempts as a
-from ml_connector.store.tables import audit
 from ml_connector.store.tables import notifications as n
 
 _ROWS_SQL = (
@@ -35,21 +35,16 @@ _ROWS_SQL = (
 )
 _THIS_ATTEMPT = and_(a.c.notification_id == bindparam("nid"), a.c.attempt_no == bindparam("no"))
 _DROP_ATTEMPT_SQL = delete(a).where(_THIS_ATTEMPT)
-_FINISH_ATTEMPT_SQL = update(a).where(_THIS_ATTEMPT).values(
-    finished_at=bindparam("finished_at"), outcome=bindparam("outcome"), provider_id=bindparam("provider_id"),
-    provider_status=bindparam("provider_status"), error_code=bindparam("error_code"),
-    error_message=bindparam("error_message"),
-)
+_FINISH_ATTEMPT = Bulk(a, ("finished_at", "outcome", "provider_id", "provider_status", "error_code",
+                           "error_message"), keys=("notification_id", "attempt_no"))
+#: Every finish sets these on the notification, then the columns its plan names.
+_FINISH_COLUMNS = ("status", "lease_owner", "lease_until", "updated_at", "attempts_made")
 
 
 @cache
-def _notification_update(columns: tuple[str, ...]) -> Update:
-    """UPDATE notifications for a plan that sets `columns`, built once per shape of plan."""
-    return update(n).where(n.c.id == bindparam("b_id")).values(
-        status=bindparam("b_status"), lease_owner=None, lease_until=None, updated_at=bindparam("b_at"),
-        attempts_made=n.c.attempts_made + bindparam("b_delta"),
-        **{c: bindparam(f"b_{c}", type_=n.c[c].type) for c in columns},
-    )
+def _notification_update(columns: tuple[str, ...]) -> Bulk:
+    """UPDATE notifications for a plan that sets `columns`, one per shape of plan."""
+    return Bulk(n, (*_FINISH_COLUMNS, *columns), keys=("id",))
 
 
 @dataclass(slots=True)
@@ -69,9 +64,9 @@ def finish_all(conn: Connection, results: Sequence[AttemptResult]) -> list[bool]
         r.id: _Row(r.flow, r.status, r.attempts_made, r.in_doubt_since, r.write_back_source)
         for r in conn.execute(_ROWS_SQL, {"ids": ids})
     } if ids else {}
-    updates: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    updates: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
     drops: list[dict[str, Any]] = []
-    finished: list[dict[str, Any]] = []
+    finished: list[tuple[Any, ...]] = []
     write_backs: dict[datetime, list[int]] = {}
     entries: list[dict[str, Any] | str] = []  # a str: where the early callbacks of that SID go
     stale_after_finish: dict[int, list[dict[str, Any]]] = {}
@@ -94,24 +89,22 @@ def finish_all(conn: Connection, results: Sequence[AttemptResult]) -> list[bool]
             continue
         plan = finish.plan_finish(result, row.in_doubt_since)
         columns = tuple(sorted(plan.notification))
-        updates.setdefault(columns, []).append({
-            "b_id": nid, "b_status": plan.status.value, "b_at": at, "b_delta": plan.attempts_delta,
-            **{f"b_{c}": plan.notification[c] for c in columns},
-        })
+        # The row is locked (FOR UPDATE / BEGIN IMMEDIATE): its count can be set, not incremented.
         row.status, row.attempts_made = plan.status.value, row.attempts_made + plan.attempts_delta
+        updates.setdefault(columns, []).append((
+            nid, plan.status.value, None, None, at, row.attempts_made, *(plan.notification[c] for c in columns),
+        ))
         if "in_doubt_since" in plan.notification:
             row.in_doubt_since = plan.notification["in_doubt_since"]
         if plan.status in FINAL and row.write_back_source is not None:
             write_backs.setdefault(at, []).append(nid)
-        this_attempt = {"nid": nid, "no": result.attempt_no}
         if plan.drop_attempt:
-            drops.append(this_attempt)
+            drops.append({"nid": nid, "no": result.attempt_no})
         else:
-            finished.append({
-                **this_attempt, "finished_at": at, "outcome": plan.attempt_outcome,
-                "provider_id": result.provider_id, "provider_status": result.provider_status,
-                "error_code": result.error_code, "error_message": mask_numbers(result.error_message),
-            })
+            finished.append((
+                nid, result.attempt_no, at, plan.attempt_outcome, result.provider_id, result.provider_status,
+                result.error_code, mask_numbers(result.error_message),
+            ))
         entries.append(audit_row(
             at, "attempt", nid=nid, flow=row.flow, status=plan.status.value,
             attempt_no=result.attempt_no, outcome=result.outcome.value, code=result.error_code,
@@ -122,19 +115,19 @@ def finish_all(conn: Connection, results: Sequence[AttemptResult]) -> list[bool]
             sent_here.add(nid)
             entries.append(result.provider_id)
         recorded.append(True)
+    writer = Writer(conn)
     for columns, params in updates.items():
-        conn.execute(_notification_update(columns), params)
+        writer.write(_notification_update(columns), params)
     for at, nids in write_backs.items():
         writebacks.enqueue_final(conn, nids, at)
     if drops:
         conn.execute(_DROP_ATTEMPT_SQL, drops)
-    if finished:
-        conn.execute(_FINISH_ATTEMPT_SQL, finished)
+    writer.write(_FINISH_ATTEMPT, finished)
     adopted = reports.adopt_orphans(conn, taken)
     for nid, status in adopted.statuses.items():  # a stale result after this batch finished nid
         for stale in stale_after_finish.get(nid, ()):
             stale["status"] = status.value
-    rows_out = [row for e in entries for row in (adopted.entries.get(e, []) if isinstance(e, str) else [e])]
-    if rows_out:
-        conn.execute(audit.insert(), rows_out)
+    writer.write(AUDIT, [
+        audit_tuple(row) for e in entries for row in (adopted.entries.get(e, []) if isinstance(e, str) else [e])
+    ])
     return recorded

@@ -7,7 +7,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from ml_connector.store.bulk import Bulk
 from ml_connector.store.scrub import mask_numbers
+from ml_connector.store.tables import audit
 
 CHUNK = 500
 _FREE_TEXT = frozenset({"reason", "message"})  # audit detail keys that may quote a phone number
@@ -27,6 +29,14 @@ def audit_row(
     clean = {k: mask_numbers(v) if k in _FREE_TEXT else v for k, v in detail.items()}
     return {"at": at, "notification_id": nid, "flow": flow, "kind": kind, "status": status,
             "detail_json": json_text(clean)}
+
+
+#: Audit rows as bulk writes take them (store.bulk): `audit_tuple` of each `audit_row`.
+AUDIT = Bulk(audit, ("at", "notification_id", "flow", "kind", "status", "detail_json"))
+
+
+def audit_tuple(row: Mapping[str, Any]) -> tuple[Any, ...]:
+    return (row["at"], row["notification_id"], row["flow"], row["kind"], row["status"], row["detail_json"])
 
 
 def chunks(items: Sequence[Any]) -> Iterator[Sequence[Any]]:

@@ -6,37 +6,29 @@ already stored, then insert the new reports, move the notifications and write th
 one `executemany`. Each report is still judged on its own, in arrival order within its provider
 id, against the status the reports before it in the batch left behind, exactly as if the reports
 had been stored one transaction each (tests/store holds both to the same answers).
-
-The writes skip SQLAlchemy's per-row parameter handling, which cost more than the database's
-own work: on SQLite each kind of write is one driver `executemany` of plain tuples (the values
-converted by the columns' own types, so the stored text is the same); on PostgreSQL it is one
-statement over `unnest` of column arrays, a single execution whatever the batch size instead of
-one per row. SQLAlchemy's own `executemany` stays as the general path, and tests hold the two
-fast paths to its rows (tests/store/test_bulk_writes.py).
+Each kind of write is one bulk call (store.bulk); on PostgreSQL the look-ups take their
+provider ids and keys as one binary array each.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from weakref import WeakKeyDictionary
 
-from sqlalchemy import Connection, Table, bindparam, select, update
-from sqlalchemy.engine.interfaces import Dialect
+from sqlalchemy import Connection, bindparam, select, update
 
 from ml_connector.core.lifecycle import FINAL, RANK, advances, from_provider
 from ml_connector.core.models import Status, StatusEvent
 from ml_connector.store import writebacks
-from ml_connector.store.auditrows import audit_row, json_text
+from ml_connector.store.auditrows import AUDIT, audit_row, audit_tuple, json_text
+from ml_connector.store.bulk import Bulk, Writer, fast_dialect
 from ml_connector.store.crypto import KeyRing
 from ml_connector.store.port import ApplyResult
 from ml_connector.store.scrub import mask_numbers
 from ml_connector.store.tables import attempts as a
-from ml_connector.store.tables import audit
 from ml_connector.store.tables import delivery_events as de
 from ml_connector.store.tables import notifications as n
 
@@ -96,130 +88,13 @@ _ORPHANS_SQL = (
 )
 
 
-# -- bulk writes ---------------------------------------------------------------------------------
-
-#: Databases written through their own fast path; any other takes SQLAlchemy's executemany.
-_FAST_DIALECTS = frozenset({"sqlite", "postgresql"})
-#: A column's bind processor: the conversion SQLAlchemy would apply to its values (None: none).
-_Processor = Callable[[Any], Any] | None
-
-
-@dataclass(frozen=True, slots=True)
-class _Bulk:
-    """One kind of write over many rows: INSERT `columns` into `table` or, given `key`, UPDATE
-    `table` setting `columns` where `key` equals the row's first value. Rows are tuples in the
-    order of `names`."""
-
-    table: Table
-    columns: tuple[str, ...]
-    key: str | None = None
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        return self.columns if self.key is None else (self.key, *self.columns)
-
-
-_EVENTS = _Bulk(de, ("provider_id", "provider_status", "error_code", "dedupe_key", "received_at",
-                     "notification_id", "result", "raw_enc"))
-_AUDIT = _Bulk(audit, ("at", "notification_id", "flow", "kind", "status", "detail_json"))
-_AUDIT_KEYS = _AUDIT.columns
-_ATTEMPT_STATUS = _Bulk(a, ("provider_status",), key="id")
-_MOVE = _Bulk(n, ("status", "updated_at"), key="id")
-_MOVE_FAILED = _Bulk(n, ("status", "updated_at", "error_code"), key="id")
-_MOVE_FAILED_MESSAGE = _Bulk(n, ("status", "updated_at", "error_code", "error_message"), key="id")
+_EVENTS = Bulk(de, ("provider_id", "provider_status", "error_code", "dedupe_key", "received_at",
+                    "notification_id", "result", "raw_enc"))
+_ATTEMPT_STATUS = Bulk(a, ("provider_status",), keys=("id",))
+_MOVE = Bulk(n, ("status", "updated_at"), keys=("id",))
+_MOVE_FAILED = Bulk(n, ("status", "updated_at", "error_code"), keys=("id",))
+_MOVE_FAILED_MESSAGE = Bulk(n, ("status", "updated_at", "error_code", "error_message"), keys=("id",))
 _MOVE_SHAPES = {len(shape.names): shape for shape in (_MOVE, _MOVE_FAILED, _MOVE_FAILED_MESSAGE)}
-
-
-@functools.cache
-def _statement(bulk: _Bulk) -> Any:
-    """The general path's statement; its bind parameter p<i> is the row's value i."""
-    if bulk.key is None:
-        return bulk.table.insert().values({c: bindparam(f"p{i}") for i, c in enumerate(bulk.columns)})
-    return (update(bulk.table).where(bulk.table.c[bulk.key] == bindparam("p0"))
-            .values({c: bindparam(f"p{i}") for i, c in enumerate(bulk.columns, 1)}))
-
-
-#: Per dialect, one processor per column type (its repr): equal types share it, so a batch
-#: converts each instant once whichever table it lands in (see _Writer).
-_PROCESSORS: WeakKeyDictionary[Dialect, dict[str, _Processor]] = WeakKeyDictionary()
-
-
-def _processors(dialect: Dialect, bulk: _Bulk) -> tuple[_Processor, ...]:
-    known = _PROCESSORS.setdefault(dialect, {})
-    types = [bulk.table.c[c].type for c in bulk.names]
-    return tuple(known.setdefault(repr(t), t.dialect_impl(dialect).bind_processor(dialect)) for t in types)
-
-
-@functools.lru_cache(maxsize=64)
-def _sqlite_plan(dialect: Dialect, bulk: _Bulk) -> tuple[str, tuple[int, ...], tuple[_Processor, ...]]:
-    """The general path's SQL as SQLite gets it, and where each of its `?` takes its value."""
-    compiled = _statement(bulk).compile(dialect=dialect)
-    order = tuple(int(name[1:]) for name in compiled.positiontup or ())
-    processors = _processors(dialect, bulk)
-    return str(compiled), order, tuple(processors[i] for i in order)
-
-
-@functools.lru_cache(maxsize=64)
-def _postgres_plan(dialect: Dialect, bulk: _Bulk) -> tuple[str, tuple[_Processor, ...]]:
-    """One statement over `unnest` of one array per column: the same rows, a single execution."""
-    quote = dialect.identifier_preparer.quote
-    cols = bulk.table.c
-    arrays = ", ".join(f"%(p{i})b::{cols[c].type.compile(dialect=dialect)}[]" for i, c in enumerate(bulk.names))
-    table = quote(bulk.table.name)
-    if bulk.key is None:
-        columns = ", ".join(quote(c) for c in bulk.columns)
-        sql = f"INSERT INTO {table} ({columns}) SELECT * FROM unnest({arrays})"  # noqa: S608 - schema names
-    else:
-        sets = ", ".join(f"{quote(c)} = v.p{i}" for i, c in enumerate(bulk.columns, 1))
-        names = ", ".join(f"p{i}" for i in range(len(bulk.names)))
-        sql = (f"UPDATE {table} SET {sets} FROM unnest({arrays}) AS v({names}) "  # noqa: S608 - schema names
-               f"WHERE {table}.{quote(bulk.key)} = v.p0")
-    return sql, _processors(dialect, bulk)
-
-
-def _fast(conn: Connection) -> str | None:
-    """The database's name when it has a fast path here, else None (the general path)."""
-    name = conn.dialect.name
-    return name if name in _FAST_DIALECTS else None
-
-
-class _Writer:
-    """Writes bulk rows on one connection; one per batch, whose converted values it remembers
-    (a report's instant is its event's, its audit row's and its notification's timestamp)."""
-
-    def __init__(self, conn: Connection) -> None:
-        self._conn = conn
-        self._fast = _fast(conn)
-        self._converted: dict[tuple[_Processor, Any], Any] = {}
-
-    def write(self, bulk: _Bulk, rows: Sequence[tuple[Any, ...]]) -> None:
-        if not rows:
-            return
-        dialect = self._conn.dialect
-        if not self._fast:
-            self._conn.execute(_statement(bulk), [{f"p{i}": v for i, v in enumerate(row)} for row in rows])
-        elif self._fast == "sqlite":
-            sql, order, processors = _sqlite_plan(dialect, bulk)
-            columns = [self._convert(processors[j], [row[i] for row in rows]) for j, i in enumerate(order)]
-            self._conn.exec_driver_sql(sql, list(zip(*columns, strict=True)))
-        else:
-            sql, processors = _postgres_plan(dialect, bulk)
-            self._conn.exec_driver_sql(sql, {
-                f"p{i}": self._convert(processors[i], [row[i] for row in rows]) for i in range(len(processors))
-            })
-
-    def _convert(self, processor: _Processor, values: list[Any]) -> list[Any]:
-        if processor is None:
-            return values
-        seen = self._converted
-        out = []
-        for value in values:
-            key = (processor, value)
-            converted = seen.get(key, seen)
-            if converted is seen:
-                converted = seen[key] = processor(value)
-            out.append(converted)
-        return out
 
 
 def lock_provider_ids(conn: Connection, provider_ids: Iterable[str | None]) -> None:
@@ -271,8 +146,8 @@ class _Moves:
         if new in FINAL and writes_back:
             self._write_backs.append((nid, at))
 
-    def write(self, conn: Connection, writer: _Writer) -> None:
-        shapes: dict[_Bulk, list[tuple[Any, ...]]] = {}
+    def write(self, conn: Connection, writer: Writer) -> None:
+        shapes: dict[Bulk, list[tuple[Any, ...]]] = {}
         for move in self._by_id.values():
             shapes.setdefault(_MOVE_SHAPES[len(move)], []).append(move)
         for shape, rows in shapes.items():
@@ -322,17 +197,16 @@ def apply(conn: Connection, keys: KeyRing, events: Sequence[StatusEvent]) -> lis
                           writes_back=match.write_back_source is not None)
         results[i] = result
         status = new.value if result is ApplyResult.APPLIED and new else current
-        entry = audit_row(
+        entries.append(audit_tuple(audit_row(
             at, "orphan" if result is ApplyResult.ORPHAN else "status", nid=match.id if match else None,
             flow=match.flow if match else None, status=status, provider_id=event.provider_id,
             provider_status=event.provider_status, code=event.error_code, result=result.value,
-        )
-        entries.append(tuple(entry[k] for k in _AUDIT_KEYS))
-    writer = _Writer(conn)
+        )))
+    writer = Writer(conn)
     writer.write(_EVENTS, stored)
     writer.write(_ATTEMPT_STATUS, list(attempt_status.items()))
     moves.write(conn, writer)
-    writer.write(_AUDIT, entries)
+    writer.write(AUDIT, entries)
     return results
 
 
@@ -340,7 +214,7 @@ def _known_keys(conn: Connection, dedupe: Sequence[str]) -> set[str]:
     if not dedupe:
         return set()
     keys = {"keys": sorted(set(dedupe))}
-    if _fast(conn) == "postgresql":
+    if fast_dialect(conn) == "postgresql":
         return set(conn.exec_driver_sql(_PG_KNOWN_KEYS_SQL, keys).scalars())
     return set(conn.execute(_KNOWN_KEYS_SQL, keys).scalars())
 
@@ -351,7 +225,7 @@ def _matches(conn: Connection, pids: Sequence[str]) -> dict[str, _Match]:
         return {}
     found: dict[str, _Match] = {}
     params = {"pids": list(pids)}
-    rows = (conn.exec_driver_sql(_PG_MATCH_SQL, params) if _fast(conn) == "postgresql"
+    rows = (conn.exec_driver_sql(_PG_MATCH_SQL, params) if fast_dialect(conn) == "postgresql"
             else conn.execute(_MATCH_SQL, params))
     for r in rows:
         if r.pid not in found or found[r.pid].attempt_id < r.attempt_id:
@@ -421,7 +295,7 @@ def adopt_orphans(conn: Connection, taken: Mapping[str, tuple[int, str, Status, 
         conn.execute(_ADOPTED_ATTEMPT_SQL, [
             {"nid": nid, "pid": pid, "ps": ps} for (nid, pid), ps in attempt_status.items()
         ])
-    moves.write(conn, _Writer(conn))
+    moves.write(conn, Writer(conn))
     return adopted
 
 

@@ -41,7 +41,8 @@ from ml_connector.errors import ConfigError
 from ml_connector.store import attempts as attempt_results
 from ml_connector.store import migrate as migrations
 from ml_connector.store import polls, reports, writebacks
-from ml_connector.store.auditrows import CHUNK, audit_row, chunks
+from ml_connector.store.auditrows import AUDIT, CHUNK, audit_row, audit_tuple, chunks
+from ml_connector.store.bulk import Bulk, Writer
 from ml_connector.store.crypto import KeyMismatchError, KeyRing
 from ml_connector.store.engine import make_engine, reading, writing
 from ml_connector.store.locks import FileFlowLock, FlowLock, PgFlowLock
@@ -85,14 +86,9 @@ _CLAIM_SQL = (
     .limit(bindparam("limit"))
     .with_for_update(skip_locked=True)
 )
-_LEASE_SQL = (
-    update(n)
-    .where(n.c.id == bindparam("b_id"))
-    .values(status=Status.SENDING.value, lease_owner=bindparam("b_owner"),
-            lease_until=bindparam("b_until", type_=UtcDateTime()), attempts_made=n.c.attempts_made + 1,
-            updated_at=bindparam("b_now", type_=UtcDateTime()),
-            in_doubt_since=bindparam("b_since", type_=UtcDateTime()))
-)
+_LEASE = Bulk(n, ("status", "lease_owner", "lease_until", "attempts_made", "updated_at", "in_doubt_since"),
+              keys=("id",))
+_ATTEMPT_STARTED = Bulk(a, ("notification_id", "attempt_no", "started_at"))
 _KEY_CHECK = "key_check"
 _KEY_CHECK_LABEL = "ml-connector master key check v1"
 #: A result row of any shape.
@@ -203,18 +199,18 @@ class SqlStore:
             if not rows:
                 return []
             since = self._in_doubt_since(conn, rows)
-            until = now + lease
-            conn.execute(_LEASE_SQL, [
-                {"b_id": r.id, "b_since": since.get(r.id), "b_owner": worker, "b_until": until, "b_now": now}
-                for r in rows
+            until, sending = now + lease, Status.SENDING.value
+            writer = Writer(conn)  # the rows are locked: their counts can be set, not incremented
+            writer.write(_LEASE, [
+                (r.id, sending, worker, until, r.attempts_made + 1, now, since.get(r.id)) for r in rows
             ])
-            conn.execute(a.insert(), [
-                {"notification_id": r.id, "attempt_no": r.attempts_made + 1, "started_at": now} for r in rows
-            ])
-            conn.execute(audit.insert(), [
-                audit_row(now, "claimed", nid=r.id, flow=r.flow, status=Status.SENDING.value, worker=worker,
-                           attempt_no=r.attempts_made + 1, in_doubt=r.id in since,
-                           lease_expired_for=r.lease_owner if r.status == Status.SENDING.value else None)
+            writer.write(_ATTEMPT_STARTED, [(r.id, r.attempts_made + 1, now) for r in rows])
+            writer.write(AUDIT, [
+                audit_tuple(audit_row(
+                    now, "claimed", nid=r.id, flow=r.flow, status=sending, worker=worker,
+                    attempt_no=r.attempts_made + 1, in_doubt=r.id in since,
+                    lease_expired_for=r.lease_owner if r.status == sending else None,
+                ))
                 for r in rows
             ])
         return [self._claimed(r, since.get(r.id)) for r in rows]
