@@ -21,6 +21,7 @@ import base64
 import hashlib
 import hmac
 from collections.abc import Iterable, Mapping, Sequence
+from itertools import chain
 from urllib.parse import parse_qs, urlsplit
 
 __all__ = [
@@ -59,6 +60,10 @@ def _grouped(params: Params) -> dict[str, set[str]]:
 
 
 def _signing_string(url: str, params: Params) -> str:
+    if not isinstance(params, Mapping):
+        # Distinct (name, value) pairs in tuple order are the names sorted, each with its values
+        # sorted: the same text as grouping first, at a fraction of the cost (every callback).
+        return url + "".join(chain.from_iterable(sorted(set(params))))
     groups = _grouped(params)
     parts = [url]
     for name in sorted(groups):
@@ -70,8 +75,8 @@ def _signing_string(url: str, params: Params) -> str:
 
 def compute_signature(auth_token: str, url: str, params: Params = ()) -> str:
     """The base64 HMAC-SHA1 Twilio would send for `params` posted to exactly `url`."""
-    mac = hmac.new(auth_token.encode("utf-8"), _signing_string(url, params).encode("utf-8"), hashlib.sha1)
-    return base64.b64encode(mac.digest()).decode("ascii")
+    mac = hmac.digest(auth_token.encode("utf-8"), _signing_string(url, params).encode("utf-8"), hashlib.sha1)
+    return base64.b64encode(mac).decode("ascii")
 
 
 def _split_authority(url: str) -> tuple[str, str, str, str] | None:
