@@ -7,9 +7,13 @@ One run: the Twilio simulator starts in its own process; for each store the real
 (SQL source poller, dispatcher, webhook server on loopback) turns `--rows` queue rows into
 messages and waits until every notification is delivered, each through two signed status
 callbacks (sent, delivered). Then the simulator is reset and twilio-python sends
-`--baseline-rows` of the same rows sequentially. The clock starts when the connector starts
-polling (store migrations and config loading are outside it) and stops when the last
-notification is delivered.
+`--baseline-rows` of the same rows sequentially. Last, "HTTP only": the connector's own Twilio
+client (aiohttp) creates the same messages at the same concurrency with nothing around it, the
+callbacks answered 200 by a server that stores nothing: what the simulator and the two HTTP
+stacks allow on this machine, the practical ceiling of the connector's figure.
+
+The clock starts when the connector starts polling (store migrations and config loading are
+outside it) and stops when the last notification is delivered.
 """
 
 from __future__ import annotations
@@ -24,10 +28,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 from baseline import run_baseline
 from common import (
+    ACCOUNT_SID,
+    AUTH_TOKEN,
+    SENDER,
     Stopwatch,
     audit_kinds,
     audited_notifications,
@@ -47,10 +55,13 @@ from common import (
 )
 
 from ml_connector.app import Connector
+from ml_connector.channels.http import AiohttpTransport
+from ml_connector.channels.twilio_api import TwilioClient
 from ml_connector.config import load_config
 from ml_connector.demo import free_port
 from ml_connector.runtime import loop
 from ml_connector.store.crypto import create_key_file
+from ml_connector.web.server import serving
 
 FINAL = ("delivered", "undelivered", "failed", "dead")
 
@@ -162,6 +173,34 @@ async def _run_connector(config_path: Path, store: str, store_url: str, twilio_u
     return result
 
 
+async def _answer_ok(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Status callbacks answered 200 and dropped: the HTTP-only run's webhook endpoint."""
+    if scope["type"] != "http":
+        return
+    while (await receive()).get("more_body"):
+        pass
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"0")]})
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def http_only(twilio_url: str, rows: list[tuple[str, str]], concurrency: int) -> float:
+    """Seconds for the connector's Twilio client to create `rows` at `concurrency`, nothing else."""
+    client = TwilioClient(ACCOUNT_SID, auth_token=AUTH_TOKEN, base_url=twilio_url, transport=AiohttpTransport())
+    slots = asyncio.Semaphore(concurrency)
+
+    async def create(to: str, body: str, callback: str) -> None:
+        async with slots:
+            await client.create_message(to=to, from_=SENDER, body=body, status_callback=callback)
+
+    try:
+        async with serving(_answer_ok, "127.0.0.1", free_port()) as base:
+            started = time.perf_counter()
+            await asyncio.gather(*(create(to, body, f"{base}/twilio/status") for to, body in rows))
+            return time.perf_counter() - started
+    finally:
+        await client.aclose()
+
+
 async def main(args: argparse.Namespace) -> None:
     print(machine())
     bound = args.concurrency / args.latency if args.latency else None
@@ -180,7 +219,11 @@ async def main(args: argparse.Namespace) -> None:
         sim_post(twilio_url, "reset", {})
         baseline_rows = queue_rows(directory / "erp.db", args.baseline_rows)
         baseline_seconds = await asyncio.to_thread(run_baseline, twilio_url, baseline_rows)
+        sim_post(twilio_url, "reset", {})
+        all_rows = queue_rows(directory / "erp.db", args.rows)
+        http_seconds = await http_only(twilio_url, all_rows, args.concurrency)
     baseline_rate = len(baseline_rows) / baseline_seconds
+    http_rate = len(all_rows) / http_seconds
 
     print(f"\nlatency {args.latency * 1000:.0f} ms, account concurrency {args.concurrency}, rows {args.rows}"
           + (f", bound concurrency/latency = {bound:,.0f}/s" if bound else ""))
@@ -196,6 +239,9 @@ async def main(args: argparse.Namespace) -> None:
                       f"{versus:.0%}"])
     table.append(["twilio-python sequential (create only)", len(baseline_rows), "", "", f"{baseline_seconds:.1f} s",
                   f"{baseline_rate:,.1f}", "1.0x", f"{baseline_rate / bound:.1%}" if bound else ""])
+    table.append([f"HTTP only: aiohttp client at C={args.concurrency}, callbacks answered, nothing stored",
+                  len(all_rows), "", f"{http_seconds:.1f} s", "", f"{http_rate:,.0f}",
+                  f"{http_rate / baseline_rate:.1f}x", f"{http_rate / (bound or 2000):.0%}"])
     print_table(headers, table)
     print_table(["run", "connector CPU", "simulator CPU", "connector CPU per message", "simulator CPU per message",
                  "cores busy (of 2)"], [
