@@ -465,11 +465,42 @@ class _Entity:
 
 @dataclass(frozen=True, slots=True)
 class _Page:
-    """One page: its records, how many rows the database returned, and where the next starts."""
+    """One page: its records, how many rows the database returned, and where the next starts.
 
-    records: list[Record]
+    The records are three parallel lists, made Records one by one as the consumer takes them: a
+    backfill creates millions, and a page of Records (each one tracked by the garbage collector)
+    lived long enough to reach the oldest generation and set off a full collection every few
+    dozen pages. Keys, instants and (untracked) dicts of plain values cost the collector nothing.
+    """
+
+    keys: list[str]
+    times: list[datetime]  # changed_at, aware UTC
+    datas: list[dict[str, Any]]
     rows: int
     cursor: tuple[Any, Any] | None  # raw (changed_at, key) of the last row, as stored
+
+
+@dataclass(frozen=True, slots=True)
+class _PageQueries:
+    """An entity's two page queries, built once: a backfill runs them thousands of times, and
+    building a statement costs as much as reading a few hundred rows."""
+
+    first: sa.Select[Any]  # binds mlc_start (the window's start) and mlc_hi
+    after: sa.Select[Any]  # binds mlc_start (the cursor's changed_at), mlc_hi and mlc_key
+
+    @classmethod
+    def build(cls, entity: _Entity, clock: _Clock, selected: Sequence[ColumnElement[Any]]) -> _PageQueries:
+        changed, key = entity.changed, entity.key
+        # Bound as the clock's type, as a window bound is (`_Clock.bind`); the key as its column's.
+        start = sa.bindparam("mlc_start", type_=_BIND_TYPES[clock.kind]())
+        hi = sa.bindparam("mlc_hi", type_=_BIND_TYPES[clock.kind]())
+        base = sa.select(*selected).order_by(changed, key).limit(entity.spec.page_size)
+        # After the first page the range starts at the cursor itself (never before the window's
+        # start): the OR is only a filter, so without this every page would walk the index from
+        # the window's start, and a backfill would cost O(rows^2).
+        after = sa.or_(changed > start, sa.and_(changed == start, key > sa.bindparam("mlc_key")))
+        return cls(first=base.where(changed >= start, changed < hi),
+                   after=base.where(changed >= start, changed < hi, after))
 
 
 def _match(available: Sequence[str], wanted: str, entity: str, label: str) -> str:
@@ -512,6 +543,7 @@ class SqlSource:
     _entities: dict[str, _Entity] = field(init=False, default_factory=dict)
     _clocks: dict[str, _Clock] = field(init=False, default_factory=dict)
     _key_types: dict[str, type] = field(init=False, default_factory=dict)
+    _pages: dict[str, _PageQueries] = field(init=False, default_factory=dict)
     _lock: asyncio.Lock = field(init=False, default_factory=asyncio.Lock)
 
     def __post_init__(self) -> None:
@@ -553,13 +585,16 @@ class SqlSource:
         if clock is None:  # a query with no timestamped rows yet
             return
         lo, hi = clock.bounds(since, until)
+        queries = self._pages.get(entity)
+        if queries is None:
+            queries = self._pages[entity] = _PageQueries.build(resolved, clock, self._selected(resolved))
         cursor: tuple[Any, Any] | None = None
         while True:
-            page = partial(self._page, entity=resolved, clock=clock, lo=lo, hi=hi, after=cursor)
+            page = partial(self._page, entity=resolved, queries=queries, lo=lo, hi=hi, after=cursor)
             found = await self._run(f"fetch {entity}", page)
-            for record in found.records:
-                if since <= record.changed_at < until:
-                    yield record
+            for key, changed_at, data in zip(found.keys, found.times, found.datas, strict=True):
+                if since <= changed_at < until:
+                    yield Record(entity, key, changed_at, data)
             if found.rows < resolved.spec.page_size:
                 return
             if found.cursor == cursor:
@@ -708,28 +743,17 @@ class SqlSource:
         self,
         conn: Connection,
         entity: _Entity,
-        clock: _Clock,
+        queries: _PageQueries,
         lo: Any,
         hi: Any,
         after: tuple[Any, Any] | None,
     ) -> _Page:
-        changed, key = entity.changed, entity.key
-        # After the first page the range starts at the cursor itself (never before `lo`): the OR
-        # below is only a filter, so without this every page would walk the index from the
-        # window's start, and a backfill would cost O(rows^2).
-        start = clock.bind(after[0] if after is not None else lo)
-        where = [changed >= start, changed < clock.bind(hi)]
-        if after is not None:
-            where.append(sa.or_(changed > start, sa.and_(changed == start, key > after[1])))
-        stmt = (
-            sa.select(*self._selected(entity))
-            .where(*where)
-            .order_by(changed, key)
-            .limit(entity.spec.page_size)
-        )
-        rows = conn.execute(stmt).all()
+        if after is None:
+            rows = conn.execute(queries.first, {"mlc_start": lo, "mlc_hi": hi}).all()
+        else:
+            rows = conn.execute(queries.after, {"mlc_start": after[0], "mlc_hi": hi, "mlc_key": after[1]}).all()
         cursor = (rows[-1][-1], rows[-1][-2]) if rows else None
-        return _Page(self._records(entity, rows), len(rows), cursor)
+        return _Page(*self._converted(entity, rows), len(rows), cursor)
 
     def _one(self, conn: Connection, entity: _Entity, key: Any) -> list[Record]:
         stmt = (
@@ -749,7 +773,14 @@ class SqlSource:
         ]
 
     def _records(self, entity: _Entity, rows: Sequence[sa.Row[Any]]) -> list[Record]:
-        """Rows (the entity's columns, then key and changed_at) as records.
+        """Rows (the entity's columns, then key and changed_at) as records."""
+        keys, times, datas = self._converted(entity, rows)
+        return [Record(entity.name, *parts) for parts in zip(keys, times, datas, strict=True)]
+
+    def _converted(
+        self, entity: _Entity, rows: Sequence[sa.Row[Any]]
+    ) -> tuple[list[str], list[datetime], list[dict[str, Any]]]:
+        """Rows (the entity's columns, then key and changed_at) as records' keys, times and data.
 
         The hot loop of every poll: a row whose values all need no conversion is turned into a
         dict by C-level calls only; others convert just the values that need it.
@@ -757,7 +788,9 @@ class SqlSource:
         names, tz, changed_name, entity_name = entity.names, self._tz, entity.changed_name, entity.name
         read_time = self._to_utc
         width = len(names)
-        records: list[Record] = []
+        keys: list[str] = []
+        times: list[datetime] = []
+        datas: list[dict[str, Any]] = []
         for row in rows:
             raw_key, raw_changed = row[width], row[width + 1]
             changed_at = read_time(raw_changed)
@@ -766,15 +799,17 @@ class SqlSource:
                     f"entity {entity_name!r}: row with key {raw_key!r} has changed_at {raw_changed!r}, "
                     "which is not a date/time"
                 )
-            data = dict(zip(names, row, strict=False))  # stops before the key and changed_at copies
+            # Stops before the key and changed_at copies; no `strict=` (a keyword makes zip ~50% slower).
+            data = dict(zip(names, row))  # noqa: B905
             if not _AS_IS.issuperset(map(type, row)):
                 for name, value in data.items():  # replacing values while iterating is allowed
                     if type(value) not in _AS_IS and name != changed_name:
                         data[name] = plain_value(value, tz)
             data[changed_name] = changed_at
-            key = str(raw_key) if type(raw_key) is int else key_text(raw_key)
-            records.append(Record(entity_name, key, changed_at, data))
-        return records
+            keys.append(str(raw_key) if type(raw_key) is int else key_text(raw_key))
+            times.append(changed_at)
+            datas.append(data)
+        return keys, times, datas
 
     # -- error boundary ---------------------------------------------------------------------
 
