@@ -14,11 +14,8 @@ KEY_VERSION = b"mlc-notification-v1"
 
 
 def _length_prefixed(parts: tuple[str, ...]) -> bytes:
-    out = bytearray(KEY_VERSION)
-    for part in parts:
-        data = part.encode("utf-8")
-        out += len(data).to_bytes(8, "big") + data
-    return bytes(out)
+    encoded = [part.encode("utf-8") for part in parts]
+    return KEY_VERSION + b"".join([len(data).to_bytes(8, "big") + data for data in encoded])
 
 
 def notification_key(

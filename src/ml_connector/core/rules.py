@@ -401,10 +401,32 @@ def event_version(changed_at: datetime, values: Mapping[str, Any]) -> str:
     # is not zero-padded below 1000, and the text must never change (it is in stored keys).
     when = (utc.isoformat(timespec="microseconds")[:26] + "Z" if utc.year >= 1000
             else utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
-    canonical = _CANONICAL.encode({str(k): _jsonable(v) for k, v in values.items()})
-    digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
-    return f"{when}#{digest}"
+    return f"{when}#{_values_digest(values)}"
+
+
+def _values_digest(values: Mapping[str, Any]) -> str:
+    """sha256 of the values' canonical JSON, first 16 hex digits.
+
+    Remembered for values of exact types str, int, bool and None: records that fire usually
+    share their watched values (e.g. {"status": "APPROVED"}), and for these types equal keys
+    mean equal JSON (True and 1, or 0.0 and -0.0, would not: floats are never remembered, and
+    the type is part of the key). Bounded: cleared when full.
+    """
+    items = tuple((k, type(v), v) for k, v in values.items())
+    memo = items if all(type(k) is str and t in _MEMO_TYPES for k, t, _ in items) else None
+    found = _DIGESTS.get(memo) if memo is not None else None
+    if found is None:
+        canonical = _CANONICAL.encode({str(k): _jsonable(v) for k, v in values.items()})
+        found = hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
+        if memo is not None:
+            if len(_DIGESTS) >= _MEMO_SIZE:
+                _DIGESTS.clear()
+            _DIGESTS[memo] = found
+    return found
 
 
 #: json.dumps(sort_keys=True, separators=(",", ":")) builds this encoder on every call.
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+_MEMO_TYPES = frozenset({str, int, bool, type(None)})
+_MEMO_SIZE = 4096
+_DIGESTS: dict[tuple[Any, ...], str] = {}
