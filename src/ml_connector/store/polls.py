@@ -7,11 +7,14 @@ of records) and has nothing to do with dispatching or provider reports.
 from __future__ import annotations
 
 import json
+import weakref
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Connection, Insert, Table, bindparam, select
+from sqlalchemy import Connection, Dialect, Insert, String, Table, bindparam, cast, func, select
 
 from ml_connector.core.lifecycle import FINAL
 from ml_connector.core.models import Status, require_aware
@@ -82,7 +85,7 @@ def commit(conn: Connection, keys: KeyRing, insert: InsertFactory, commit: PollC
             inserted=len(ids), duplicates=len(commit.notifications) - len(ids), states=len(states),
         ))
     if entries:
-        conn.execute(audit.insert(), entries)
+        _executemany(conn, "audit", audit.insert(), entries)
     return [nid for nid, _ in ids]
 
 
@@ -138,22 +141,181 @@ def _insert_notifications(conn: Connection, insert: InsertFactory, rows: list[di
     if not new:
         return {}
     stmt: Insert = insert(notifications).on_conflict_do_nothing(index_elements=[notifications.c.idempotency_key])
-    conn.execute(stmt, new)
+    _executemany(conn, "notifications", stmt, new)
     ids: dict[str, int] = {}
+    one_row = conn.dialect.name == "sqlite"
     for chunk in chunks([row["idempotency_key"] for row in new]):
         params = {"keys": list(chunk), "now": new[0]["created_at"]}
-        ids.update({key: nid for key, nid in conn.execute(_NEW_IDS_SQL, params)})
+        if one_row and not any("," in key or ":" in key for key in chunk):
+            ids.update(_split_ids(conn.execute(_NEW_IDS_ONE_ROW_SQL, params).scalar_one()))
+        else:
+            ids.update({key: nid for key, nid in conn.execute(_NEW_IDS_SQL, params)})
     return ids
+
+
+#: `_NEW_IDS_SQL` as one row of "key:id,key:id...": SQLite's driver releases and retakes the GIL
+#: for every row it steps, and each retake waits for the poller's busy main thread (see
+#: `_executemany`); one row is one wait. Keys are keyed-hash hex, free of "," and ":".
+_NEW_IDS_ONE_ROW_SQL = select(
+    func.group_concat(notifications.c.idempotency_key + ":" + cast(notifications.c.id, String))
+).where(
+    notifications.c.idempotency_key.in_(bindparam("keys", expanding=True)),
+    notifications.c.created_at == bindparam("now", type_=UtcDateTime()),
+)
+
+
+def _split_ids(text: str | None) -> dict[str, int]:
+    pairs = (item.rpartition(":") for item in text.split(",")) if text else ()
+    return {key: int(nid) for key, _, nid in pairs}
 
 
 def _advance_watermark(conn: Connection, insert: InsertFactory, commit: PollCommit, now: datetime) -> bool:
     """Upsert the watermark unless the stored one is later: watermarks never go backwards."""
-    stmt = insert(watermarks).values(
-        flow=commit.flow, kind=commit.watermark_kind, value=commit.watermark, updated_at=now
-    )
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[watermarks.c.flow, watermarks.c.kind],
-        set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at},
-        where=watermarks.c.value < stmt.excluded.value,
-    )
-    return conn.execute(stmt.returning(watermarks.c.flow)).first() is not None
+    params = {"w_flow": commit.flow, "w_kind": commit.watermark_kind, "w_value": commit.watermark, "w_now": now}
+    return conn.execute(_watermark_upsert(insert), params).first() is not None
+
+
+#: insert factory (one per dialect) -> the watermark upsert, built once: with its values inline
+#: it was built, and its cache key computed, on every commit (a tenth of a commit's Python work).
+_WATERMARK_UPSERTS: dict[InsertFactory, Any] = {}
+
+
+def _watermark_upsert(insert: InsertFactory) -> Any:
+    stmt = _WATERMARK_UPSERTS.get(insert)
+    if stmt is None:
+        c = watermarks.c
+        values = insert(watermarks).values(
+            flow=bindparam("w_flow", type_=c.flow.type), kind=bindparam("w_kind", type_=c.kind.type),
+            value=bindparam("w_value", type_=c.value.type), updated_at=bindparam("w_now", type_=c.updated_at.type),
+        )
+        stmt = _WATERMARK_UPSERTS[insert] = values.on_conflict_do_update(
+            index_elements=[c.flow, c.kind],
+            set_={"value": values.excluded.value, "updated_at": values.excluded.updated_at},
+            where=c.value < values.excluded.value,
+        ).returning(c.flow)
+    return stmt
+
+
+# ------------------------------------------------------------------------- executemany, prepared
+#
+# SQLAlchemy processes every parameter of every row generically (about 30 us a notification, as
+# much as SQLite's own work). And on SQLite, the driver releases the GIL around each row's step
+# and must take it back afterwards: while the poller's main thread is busy judging the next batch,
+# each take-back waits for a switch interval (5 ms), so a commit of 200 rows sent as executemany
+# (or read back row by row) crawls until the main thread stops to wait for it. Here an INSERT is
+# compiled once per dialect and key set; SQLite gets all the rows in one statement (its one-row
+# text with the placeholders repeated, checked against SQLAlchemy's own multi-row INSERT), other
+# databases the driver's executemany.
+# The values reaching the database are the ones SQLAlchemy would send, processed by the same
+# bind processors (tests/store/test_poll_executemany.py).
+
+#: Most rows in one multi-row INSERT: with the 23 notification columns, far below SQLite's 32,766
+#: parameters (3.32+; 999 before).
+_MOST_ROWS = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """An INSERT compiled for one dialect and one set of keys, with the bind processors
+    SQLAlchemy would apply, found once instead of for every row."""
+
+    sql: str  # one row's statement, as SQLAlchemy's executemany sends it
+    names: tuple[str, ...]  # one row's keys, in the statement's parameter order
+    positional: bool  # the driver takes tuples (qmark, numeric), else dicts
+    converted: tuple[tuple[int, Callable[[Any], Any]], ...]  # (index in names, bind processor)
+    #: Rows per statement (1: executemany), and the statement's text around its rows'
+    #: placeholders: `head + ", ".join([row] * n) + tail` is the INSERT of n rows.
+    most_rows: int = 1
+    head: str = ""
+    row: str = ""
+    tail: str = ""
+
+    @classmethod
+    def compile(cls, dialect: Dialect, stmt: Insert, keys: Sequence[str]) -> _Prepared:
+        compiled = stmt.compile(dialect=dialect, column_keys=list(keys), for_executemany=True)
+        names = tuple(compiled.positiontup or ()) if compiled.positional else tuple(compiled.bind_names.values())
+        converted = []
+        for index, name in enumerate(names):
+            # The processor SQLAlchemy itself applies to this parameter (TypeDecorators included).
+            process = compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
+            if process is not None:
+                converted.append((index, process))
+        prepared = cls(compiled.string, names, compiled.positional, tuple(converted))
+        most = _most_rows(dialect, len(names))
+        return prepared._multirow(dialect, stmt, keys, most) if most > 1 else prepared
+
+    def _multirow(self, dialect: Dialect, stmt: Insert, keys: Sequence[str], most: int) -> _Prepared:
+        """This INSERT for many rows at once, if SQLAlchemy's own two-row INSERT is the one-row
+        statement with its placeholders repeated (checked here, once); else unchanged."""
+        row = "(" + ", ".join(["?"] * len(self.names)) + ")"
+        if self.sql.count(row) != 1:
+            return self
+        head, _, tail = self.sql.partition(row)
+        columns = stmt.table.c
+        two = stmt.values([{k: bindparam(f"{k}__{i}", type_=columns[k].type) for k in keys} for i in range(2)])
+        compiled = two.compile(dialect=dialect)
+        order = tuple(compiled.positiontup or ())
+        if compiled.string != f"{head}{row}, {row}{tail}" or order != tuple(
+            f"{name}__{i}" for i in range(2) for name in self.names
+        ):
+            return self
+        return replace(self, most_rows=most, head=head, row=row, tail=tail)
+
+    def values(self, rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
+        """Each row's values in parameter order, processed."""
+        take = itemgetter(*self.names)
+        single = len(self.names) == 1
+        out: list[tuple[Any, ...]] = []
+        for row in rows:
+            values = (take(row),) if single else take(row)
+            if self.converted:
+                changed = list(values)
+                for index, process in self.converted:
+                    changed[index] = process(changed[index])
+                values = tuple(changed)
+            out.append(values)
+        return out
+
+    def run(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        values = self.values(rows)
+        if self.most_rows > 1:
+            for at in range(0, len(values), self.most_rows):
+                part = values[at : at + self.most_rows]
+                sql = self.head + ", ".join([self.row] * len(part)) + self.tail
+                conn.exec_driver_sql(sql, tuple(v for row in part for v in row))
+        elif self.positional:
+            conn.exec_driver_sql(self.sql, values)
+        else:
+            conn.exec_driver_sql(self.sql, [dict(zip(self.names, row, strict=True)) for row in values])
+
+
+#: dialect -> (statement label, keys) -> prepared INSERT. Weak: a disposed store's dialect goes.
+_PREPARED: weakref.WeakKeyDictionary[Dialect, dict[tuple[str, tuple[str, ...]], _Prepared]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _most_rows(dialect: Dialect, columns: int) -> int:
+    """Rows per multi-row INSERT on SQLite (qmark); 1 (executemany) elsewhere."""
+    if dialect.name != "sqlite" or dialect.paramstyle != "qmark":
+        return 1
+    version = getattr(dialect.dbapi, "sqlite_version_info", (3, 32))
+    limit = 32_766 if version >= (3, 32) else 999
+    return max(1, min(_MOST_ROWS, limit // max(columns, 1)))
+
+
+def _executemany(conn: Connection, label: str, stmt: Insert, rows: Sequence[Mapping[str, Any]]) -> None:
+    """`conn.execute(stmt, rows)` for a hot INSERT: same rows, same order, same values.
+
+    `label` names `stmt` in the cache (the statement must not vary otherwise); every row has the
+    same keys. On SQLite the rows go in one statement (up to `_MOST_ROWS` rows each), elsewhere
+    in one executemany.
+    """
+    if not rows:
+        return
+    keys = tuple(rows[0])
+    cache = _PREPARED.setdefault(conn.dialect, {})
+    prepared = cache.get((label, keys))
+    if prepared is None:
+        prepared = cache[(label, keys)] = _Prepared.compile(conn.dialect, stmt, keys)
+    prepared.run(conn, rows)
