@@ -7,13 +7,22 @@ the old watermark, and idempotency keys make the re-poll insert nothing twice (i
 Hot path (a backfill reads millions of rows): the trigger is compiled once; a trigger with no
 `becomes`/`changed` reads and stores no last-seen state, since nothing can depend on it; and a
 batch commits while the next one is read and judged (commits still one at a time, in order).
+
+Re-reads: every main poll reads the overlap with the window before it again (late commits,
+clock skew), so a busy flow would judge each record version several times, each time resolving
+recipients, rendering the body and computing keys only for the store to find them all there.
+The poller remembers the events (record key, event version) of its last complete main poll and
+skips those. That memory is only a shortcut: after a restart, a takeover by another process or
+for older events, the work is done again and the store's keys deduplicate it (invariant 2).
+So an event's recipients are those resolved when it first fired; reading the same record
+version again does not add a notification because a looked-up phone number changed meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -57,6 +66,7 @@ class PollReport:
     until: datetime | None = None
     read: int = 0
     fired: int = 0
+    known: int = 0       # of those fired, events this process had already stored: skipped
     inserted: int = 0
     failed: int = 0
     inserted_ids: list[int] = field(default_factory=list)
@@ -73,6 +83,7 @@ class Poller:
         self._clock = clock
         self._batch_size = batch_size
         self._trigger = rules.compile_trigger(flow.spec.trigger)
+        self._stored_events: frozenset[tuple[str, str]] = frozenset()  # see the module docstring
 
     async def _started_at(self) -> datetime:
         """When this flow first ran: records changed before it are baseline, not events."""
@@ -100,65 +111,107 @@ class Poller:
         report = PollReport(self.flow.name, kind, window.since, window.until)
         resolver = RecipientResolver(self.flow.source, self.flow.default_region)
         commits = _Commits(self._commit, report)
-        batch: list[Record] = []
-        newest: datetime | None = None
+        records = self.flow.source.fetch(self.flow.spec.entity, window.since, window.until)
         try:
-            async for record in self.flow.source.fetch(self.flow.spec.entity, window.since, window.until):
-                batch.append(record)
-                if len(batch) >= self._batch_size:
-                    newest = batch[-1].changed_at
-                    await self._judge_and_commit(
-                        batch, started, resolver, commits, kind, newest if kind == MAIN else None
-                    )
-                    batch = []
-            if batch:
-                newest = batch[-1].changed_at
+            if self._trigger.stateful:
+                newest, last = await self._poll_transitions(records, started, resolver, commits, kind)
+            else:
+                newest, last = await self._poll_values(records, resolver, commits, kind)
+            # The last batch (perhaps empty) commits with the poll's final watermark.
             final = watermark.advance(saved, window, newest) if kind == MAIN else now
-            await self._judge_and_commit(batch, started, resolver, commits, kind, final)
+            await self._commit_fired(*last, resolver, commits, kind, final)
             await commits.drain()
         finally:
             await commits.settle()
+        if kind == MAIN:  # every commit succeeded; the next main window overlaps this one
+            self._stored_events = frozenset(commits.events)
         return report
 
-    async def _judge_and_commit(
+    async def _poll_transitions(
+        self, records: AsyncIterator[Record], started: datetime, resolver: RecipientResolver, commits: _Commits,
+        kind: str,
+    ) -> tuple[datetime | None, _Judged]:
+        """Batches of records judged against their last-seen state, all but the last committed.
+
+        Returns the newest change time read, and the last batch (judged, not committed).
+        """
+        batch: list[Record] = []
+        newest: datetime | None = None
+        async for record in records:
+            batch.append(record)
+            if len(batch) >= self._batch_size:
+                newest = record.changed_at
+                await commits.drain()  # the batch before must be stored: it is the last-seen state
+                fired, states = await self._judge_transitions(batch, started)
+                await self._commit_fired(
+                    len(batch), fired, states, resolver, commits, kind, newest if kind == MAIN else None
+                )
+                batch = []
+        if not batch:
+            return newest, (0, [], [])
+        await commits.drain()
+        fired, states = await self._judge_transitions(batch, started)
+        return batch[-1].changed_at, (len(batch), fired, states)
+
+    async def _poll_values(
+        self, records: AsyncIterator[Record], resolver: RecipientResolver, commits: _Commits, kind: str
+    ) -> tuple[datetime | None, _Judged]:
+        """A trigger without `becomes`/`changed`: each record is judged as it arrives.
+
+        The outcome depends on the record alone: neither last-seen values nor the first-sighting
+        policy can change it (see `CompiledTrigger.stateful`), so none are read or stored, and a
+        record that does not fire is let go at once (a backfill reads millions: holding each
+        batch's records until its end only made them outlive the young garbage collections).
+        Should the trigger later gain a transition, records judged here have no last-seen values
+        and are first sightings for it. Batches (and their commits) are as many records as
+        `batch_size`, as with transitions; the last one is returned, judged, not committed.
+        """
+        trigger, size = self._trigger, self._batch_size
+        evaluate, snapshot = trigger.evaluate, trigger.snapshot
+        fired: list[tuple[Record, dict[str, Any]]] = []
+        count = 0
+        newest: datetime | None = None
+        record: Record | None = None
+        async for record in records:
+            if evaluate(record.data, None, "skip"):
+                fired.append((record, snapshot(record.data)))
+            count += 1
+            if count >= size:
+                newest = record.changed_at
+                await self._commit_fired(count, fired, [], resolver, commits, kind, newest if kind == MAIN else None)
+                fired, count = [], 0
+        if count and record is not None:
+            newest = record.changed_at
+        return newest, (count, fired, [])
+
+    async def _commit_fired(
         self,
-        batch: list[Record],
-        started: datetime,
+        read: int,
+        fired: list[tuple[Record, dict[str, Any]]],
+        states: list[RecordState],
         resolver: RecipientResolver,
         commits: _Commits,
         kind: str,
         new_watermark: datetime | None,
     ) -> None:
-        """Judge a batch against last-seen state and commit it with the watermark, atomically.
+        """Commit a judged batch (`read` records) with the watermark, atomically.
 
         The commit runs on while the next batch is read and judged; commits stay in order.
         """
         flow, report = self.flow, commits.report
         now = self._clock()
-        if self._trigger.stateful:
-            await commits.drain()  # the batch before must be stored: it is the last-seen state
-            fired, states = await self._judge_transitions(batch, started)
-        else:
-            fired, states = self._judge_values(batch), []
-        report.read += len(batch)
+        report.read += read
         report.fired += len(fired)
         notifications: list[NewNotification] = []
         for record, snapshot in fired:
-            notifications.extend(await self._notifications_for(record, snapshot, resolver, now))
+            event = (record.key, rules.event_version(record.changed_at, snapshot))
+            commits.events.add(event)
+            if event in self._stored_events:
+                report.known += 1
+                continue
+            notifications.extend(await self._notifications_for(record, event[1], resolver, now))
         await commits.drain()
         commits.start(PollCommit(flow.name, kind, new_watermark, states, notifications, now))
-
-    def _judge_values(self, batch: list[Record]) -> list[tuple[Record, dict[str, Any]]]:
-        """A trigger without `becomes`/`changed`: the outcome depends on the record alone.
-
-        Neither last-seen values nor the first-sighting policy can change it (see
-        `CompiledTrigger.stateful`), so none are read or stored: a backfill of a million rows
-        costs no state row per record. Should the trigger later gain a transition, records
-        judged here have no last-seen values and are first sightings for it.
-        """
-        trigger = self._trigger
-        return [(record, trigger.snapshot(record.data)) for record in batch
-                if trigger.evaluate(record.data, None, "skip")]
 
     async def _judge_transitions(
         self, batch: list[Record], started: datetime
@@ -189,10 +242,9 @@ class Poller:
         return fired, states
 
     async def _notifications_for(
-        self, record: Record, snapshot: Mapping[str, Any], resolver: RecipientResolver, now: datetime
+        self, record: Record, version: str, resolver: RecipientResolver, now: datetime
     ) -> list[NewNotification]:
         flow = self.flow
-        version = rules.event_version(record.changed_at, snapshot)
         body = flow.template.render(template_context(flow.name, record))  # TemplateError stops the flow
         segments = segment_info(body).segments
         result: list[NewNotification] = []
@@ -236,6 +288,10 @@ def template_context(flow: str, record: Record) -> dict[str, Any]:
     return context
 
 
+#: A judged batch: records read, the records that fire (with their snapshots), states to store.
+_Judged = tuple[int, list[tuple[Record, dict[str, Any]]], list[RecordState]]
+
+
 class _Commits:
     """A poll's batch commits, run one at a time, in order, each overlapping the next batch's work.
 
@@ -247,6 +303,7 @@ class _Commits:
 
     def __init__(self, commit: Callable[[PollCommit], Awaitable[list[int]]], report: PollReport) -> None:
         self.report = report
+        self.events: set[tuple[str, str]] = set()  # (record key, event version) of this poll's batches
         self._commit = commit
         self._running: asyncio.Task[None] | None = None
 
