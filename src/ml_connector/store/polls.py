@@ -7,23 +7,22 @@ of records) and has nothing to do with dispatching or provider reports.
 from __future__ import annotations
 
 import json
-import weakref
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
 from datetime import datetime
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Connection, Dialect, Insert, String, Table, bindparam, cast, func, select
+from sqlalchemy import Connection, String, Table, bindparam, cast, func, select
 
 from ml_connector.core.lifecycle import FINAL
 from ml_connector.core.models import Status, require_aware
 from ml_connector.store import writebacks
-from ml_connector.store.auditrows import audit_row, chunks
+from ml_connector.store.auditrows import AUDIT, audit_row, audit_tuple, chunks
+from ml_connector.store.bulk import Bulk, Writer
 from ml_connector.store.crypto import KeyRing
 from ml_connector.store.port import NewNotification, PollCommit
 from ml_connector.store.scrub import mask_numbers
-from ml_connector.store.tables import audit, notifications, record_state, watermarks
+from ml_connector.store.tables import notifications, record_state, watermarks
 from ml_connector.store.types import UtcDateTime
 
 InsertFactory = Callable[[Table], Any]
@@ -67,7 +66,8 @@ def commit(conn: Connection, keys: KeyRing, insert: InsertFactory, commit: PollC
             ),
             list(states.values()),
         )
-    inserted = _insert_notifications(conn, insert, rows)
+    writer = Writer(conn)
+    inserted = _insert_notifications(conn, writer, rows)
     ids = [(inserted[row["idempotency_key"]], x) for row, x in zip(rows, unique, strict=True)
            if row["idempotency_key"] in inserted]
     entries = [_created_audit(nid, x, now) for nid, x in ids]
@@ -84,8 +84,7 @@ def commit(conn: Connection, keys: KeyRing, insert: InsertFactory, commit: PollC
             watermark=commit.watermark.isoformat() if moved and commit.watermark else None,
             inserted=len(ids), duplicates=len(commit.notifications) - len(ids), states=len(states),
         ))
-    if entries:
-        _executemany(conn, "audit", audit.insert(), entries)
+    writer.write(AUDIT, [audit_tuple(entry) for entry in entries])
     return [nid for nid, _ in ids]
 
 
@@ -106,6 +105,17 @@ def _notification_row(keys: KeyRing, x: NewNotification, now: datetime) -> dict[
     }
 
 
+#: The columns `_notification_row` fills, as bulk writes take them (store.bulk).
+_NOTIFICATION_COLUMNS = (
+    "idempotency_key", "flow", "entity", "record_key", "event_version", "channel", "account", "sender",
+    "recipient_enc", "recipient_hash", "recipient_field", "body_enc", "status", "reason", "attempts_made",
+    "max_attempts", "attempt_budget", "segments", "write_back_source", "next_attempt_at", "record_changed_at",
+    "created_at", "updated_at",
+)
+_NOTIFICATIONS = Bulk(notifications, _NOTIFICATION_COLUMNS, unique=("idempotency_key",))
+_NOTIFICATION_VALUES = itemgetter(*_NOTIFICATION_COLUMNS)
+
+
 def _created_audit(nid: int, x: NewNotification, now: datetime) -> dict[str, Any]:
     return audit_row(
         now, "created", nid=nid, flow=x.flow, status=x.status.value, entity=x.entity,
@@ -123,7 +133,7 @@ _NEW_IDS_SQL = select(notifications.c.idempotency_key, notifications.c.id).where
 )
 
 
-def _insert_notifications(conn: Connection, insert: InsertFactory, rows: list[dict[str, Any]]) -> dict[str, int]:
+def _insert_notifications(conn: Connection, writer: Writer, rows: list[dict[str, Any]]) -> dict[str, int]:
     """Insert, skipping idempotency keys already stored; key -> id of the rows really inserted.
 
     Three plain statements rather than one INSERT ... RETURNING over the batch: for RETURNING,
@@ -140,8 +150,7 @@ def _insert_notifications(conn: Connection, insert: InsertFactory, rows: list[di
     new = [row for row in rows if row["idempotency_key"] not in known]
     if not new:
         return {}
-    stmt: Insert = insert(notifications).on_conflict_do_nothing(index_elements=[notifications.c.idempotency_key])
-    _executemany(conn, "notifications", stmt, new)
+    writer.write(_NOTIFICATIONS, [_NOTIFICATION_VALUES(row) for row in new])
     ids: dict[str, int] = {}
     one_row = conn.dialect.name == "sqlite"
     for chunk in chunks([row["idempotency_key"] for row in new]):
@@ -155,7 +164,7 @@ def _insert_notifications(conn: Connection, insert: InsertFactory, rows: list[di
 
 #: `_NEW_IDS_SQL` as one row of "key:id,key:id...": SQLite's driver releases and retakes the GIL
 #: for every row it steps, and each retake waits for the poller's busy main thread (see
-#: `_executemany`); one row is one wait. Keys are keyed-hash hex, free of "," and ":".
+#: store.bulk); one row is one wait. Keys are keyed-hash hex, free of "," and ":".
 _NEW_IDS_ONE_ROW_SQL = select(
     func.group_concat(notifications.c.idempotency_key + ":" + cast(notifications.c.id, String))
 ).where(
@@ -194,128 +203,3 @@ def _watermark_upsert(insert: InsertFactory) -> Any:
             where=c.value < values.excluded.value,
         ).returning(c.flow)
     return stmt
-
-
-# ------------------------------------------------------------------------- executemany, prepared
-#
-# SQLAlchemy processes every parameter of every row generically (about 30 us a notification, as
-# much as SQLite's own work). And on SQLite, the driver releases the GIL around each row's step
-# and must take it back afterwards: while the poller's main thread is busy judging the next batch,
-# each take-back waits for a switch interval (5 ms), so a commit of 200 rows sent as executemany
-# (or read back row by row) crawls until the main thread stops to wait for it. Here an INSERT is
-# compiled once per dialect and key set; SQLite gets all the rows in one statement (its one-row
-# text with the placeholders repeated, checked against SQLAlchemy's own multi-row INSERT), other
-# databases the driver's executemany.
-# The values reaching the database are the ones SQLAlchemy would send, processed by the same
-# bind processors (tests/store/test_poll_executemany.py).
-
-#: Most rows in one multi-row INSERT: with the 23 notification columns, far below SQLite's 32,766
-#: parameters (3.32+; 999 before).
-_MOST_ROWS = 1000
-
-
-@dataclass(frozen=True, slots=True)
-class _Prepared:
-    """An INSERT compiled for one dialect and one set of keys, with the bind processors
-    SQLAlchemy would apply, found once instead of for every row."""
-
-    sql: str  # one row's statement, as SQLAlchemy's executemany sends it
-    names: tuple[str, ...]  # one row's keys, in the statement's parameter order
-    positional: bool  # the driver takes tuples (qmark, numeric), else dicts
-    converted: tuple[tuple[int, Callable[[Any], Any]], ...]  # (index in names, bind processor)
-    #: Rows per statement (1: executemany), and the statement's text around its rows'
-    #: placeholders: `head + ", ".join([row] * n) + tail` is the INSERT of n rows.
-    most_rows: int = 1
-    head: str = ""
-    row: str = ""
-    tail: str = ""
-
-    @classmethod
-    def compile(cls, dialect: Dialect, stmt: Insert, keys: Sequence[str]) -> _Prepared:
-        compiled = stmt.compile(dialect=dialect, column_keys=list(keys), for_executemany=True)
-        names = tuple(compiled.positiontup or ()) if compiled.positional else tuple(compiled.bind_names.values())
-        converted = []
-        for index, name in enumerate(names):
-            # The processor SQLAlchemy itself applies to this parameter (TypeDecorators included).
-            process = compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect)
-            if process is not None:
-                converted.append((index, process))
-        prepared = cls(compiled.string, names, compiled.positional, tuple(converted))
-        most = _most_rows(dialect, len(names))
-        return prepared._multirow(dialect, stmt, keys, most) if most > 1 else prepared
-
-    def _multirow(self, dialect: Dialect, stmt: Insert, keys: Sequence[str], most: int) -> _Prepared:
-        """This INSERT for many rows at once, if SQLAlchemy's own two-row INSERT is the one-row
-        statement with its placeholders repeated (checked here, once); else unchanged."""
-        row = "(" + ", ".join(["?"] * len(self.names)) + ")"
-        if self.sql.count(row) != 1:
-            return self
-        head, _, tail = self.sql.partition(row)
-        columns = stmt.table.c
-        two = stmt.values([{k: bindparam(f"{k}__{i}", type_=columns[k].type) for k in keys} for i in range(2)])
-        compiled = two.compile(dialect=dialect)
-        order = tuple(compiled.positiontup or ())
-        if compiled.string != f"{head}{row}, {row}{tail}" or order != tuple(
-            f"{name}__{i}" for i in range(2) for name in self.names
-        ):
-            return self
-        return replace(self, most_rows=most, head=head, row=row, tail=tail)
-
-    def values(self, rows: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
-        """Each row's values in parameter order, processed."""
-        take = itemgetter(*self.names)
-        single = len(self.names) == 1
-        out: list[tuple[Any, ...]] = []
-        for row in rows:
-            values = (take(row),) if single else take(row)
-            if self.converted:
-                changed = list(values)
-                for index, process in self.converted:
-                    changed[index] = process(changed[index])
-                values = tuple(changed)
-            out.append(values)
-        return out
-
-    def run(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-        values = self.values(rows)
-        if self.most_rows > 1:
-            for at in range(0, len(values), self.most_rows):
-                part = values[at : at + self.most_rows]
-                sql = self.head + ", ".join([self.row] * len(part)) + self.tail
-                conn.exec_driver_sql(sql, tuple(v for row in part for v in row))
-        elif self.positional:
-            conn.exec_driver_sql(self.sql, values)
-        else:
-            conn.exec_driver_sql(self.sql, [dict(zip(self.names, row, strict=True)) for row in values])
-
-
-#: dialect -> (statement label, keys) -> prepared INSERT. Weak: a disposed store's dialect goes.
-_PREPARED: weakref.WeakKeyDictionary[Dialect, dict[tuple[str, tuple[str, ...]], _Prepared]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _most_rows(dialect: Dialect, columns: int) -> int:
-    """Rows per multi-row INSERT on SQLite (qmark); 1 (executemany) elsewhere."""
-    if dialect.name != "sqlite" or dialect.paramstyle != "qmark":
-        return 1
-    version = getattr(dialect.dbapi, "sqlite_version_info", (3, 32))
-    limit = 32_766 if version >= (3, 32) else 999
-    return max(1, min(_MOST_ROWS, limit // max(columns, 1)))
-
-
-def _executemany(conn: Connection, label: str, stmt: Insert, rows: Sequence[Mapping[str, Any]]) -> None:
-    """`conn.execute(stmt, rows)` for a hot INSERT: same rows, same order, same values.
-
-    `label` names `stmt` in the cache (the statement must not vary otherwise); every row has the
-    same keys. On SQLite the rows go in one statement (up to `_MOST_ROWS` rows each), elsewhere
-    in one executemany.
-    """
-    if not rows:
-        return
-    keys = tuple(rows[0])
-    cache = _PREPARED.setdefault(conn.dialect, {})
-    prepared = cache.get((label, keys))
-    if prepared is None:
-        prepared = cache[(label, keys)] = _Prepared.compile(conn.dialect, stmt, keys)
-    prepared.run(conn, rows)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import hmac
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,7 +24,6 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Row,
-    Table,
     and_,
     bindparam,
     func,
@@ -33,7 +32,6 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 
 from ml_connector.core.lifecycle import REPLAYABLE
 from ml_connector.core.models import Status, StatusEvent, require_aware
@@ -42,7 +40,7 @@ from ml_connector.store import attempts as attempt_results
 from ml_connector.store import migrate as migrations
 from ml_connector.store import polls, reports, writebacks
 from ml_connector.store.auditrows import AUDIT, CHUNK, audit_row, audit_tuple, chunks
-from ml_connector.store.bulk import Bulk, Writer
+from ml_connector.store.bulk import DIALECT_INSERTS, Bulk, Writer
 from ml_connector.store.crypto import KeyMismatchError, KeyRing
 from ml_connector.store.engine import make_engine, reading, writing
 from ml_connector.store.locks import FileFlowLock, FlowLock, PgFlowLock
@@ -70,7 +68,6 @@ from ml_connector.store.types import UtcDateTime
 
 n, a, de = notifications, attempts, delivery_events
 
-_INSERTS: Mapping[str, Callable[[Table], Any]] = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 #: Due rows (and rows whose worker's lease ran out: those come back in doubt), oldest first;
 #: built once, as a claim runs several times a second.
 _CLAIM_SQL = (
@@ -102,7 +99,7 @@ class SqlStore:
         self._engine = make_engine(url)
         self._keys = keyring
         self._dialect = self._engine.dialect.name
-        self._insert = _INSERTS[self._dialect]
+        self._insert = DIALECT_INSERTS[self._dialect]
         self._fence: FlowLock | None = None
         try:
             if migrate:
