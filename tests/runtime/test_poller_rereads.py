@@ -36,6 +36,18 @@ def resolved(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 RECENT = 3600 - 50
 
 
+def with_lookback(source: ListSource, store: SqlStore) -> Poller:
+    """`poller(...)`'s flow, with a daily lookback poll (overlap 1 min, clock at T0 + 1 h)."""
+    spec = FlowSpec.model_validate({
+        "source": "erp", "entity": "po", "trigger": TRIGGER, "first_sighting": "fire",
+        "schedule": {"every": "1m", "overlap": "1m", "clock_skew": "0s", "baseline": "1d", "max_window": "2d",
+                     "lookback": {"every": "1h", "window": "1d"}},
+        "recipients": [{"static": ["+14155552671"]}], "sender": "demo.ops", "template": "PO {{ id }}",
+    })
+    flow = FlowRuntime(FLOW, spec, source, compile_template(FLOW, "PO {{ id }}"), "demo", "+15005550006", "US")
+    return Poller(flow, SpyStore(store), lambda: T0 + timedelta(hours=1))  # type: ignore[arg-type]
+
+
 def approved(source: ListSource, *keys: str) -> None:
     for i, key in enumerate(keys):
         source.add(key, RECENT + i, status="APPROVED")
@@ -109,14 +121,7 @@ async def test_a_lookback_poll_skips_known_events_without_replacing_them(
     source = ListSource()
     approved(source, "1", "2")
     await started_at(store, T0)
-    spec = FlowSpec.model_validate({
-        "source": "erp", "entity": "po", "trigger": TRIGGER, "first_sighting": "fire",
-        "schedule": {"every": "1m", "overlap": "1m", "clock_skew": "0s", "baseline": "1d", "max_window": "2d",
-                     "lookback": {"every": "1h", "window": "1d"}},
-        "recipients": [{"static": ["+14155552671"]}], "sender": "demo.ops", "template": "PO {{ id }}",
-    })
-    flow = FlowRuntime(FLOW, spec, source, compile_template(FLOW, "PO {{ id }}"), "demo", "+15005550006", "US")
-    flow_poller = Poller(flow, SpyStore(store), lambda: T0 + timedelta(hours=1))  # type: ignore[arg-type]
+    flow_poller = with_lookback(source, store)
     await flow_poller.poll()
 
     lookback = await flow_poller.poll(LOOKBACK)
@@ -125,3 +130,19 @@ async def test_a_lookback_poll_skips_known_events_without_replacing_them(
     assert (lookback.known, lookback.inserted) == (2, 0)
     assert (main.known, main.inserted) == (2, 0)
     assert resolved == ["1", "2"]
+
+
+async def test_only_events_the_next_main_poll_reads_again_are_remembered(
+    store: SqlStore, resolved: list[str]
+) -> None:
+    source = ListSource()
+    source.add("old", 60, status="APPROVED")  # long before the watermark less the overlap (1 min)
+    approved(source, "recent")
+    await started_at(store, T0)
+    flow_poller = with_lookback(source, store)
+    await flow_poller.poll()
+
+    lookback = await flow_poller.poll(LOOKBACK)  # reads both again: only the recent one is known
+
+    assert (lookback.fired, lookback.known, lookback.inserted) == (2, 1, 0)
+    assert resolved == ["old", "recent", "old"]

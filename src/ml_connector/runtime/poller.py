@@ -11,9 +11,11 @@ batch commits while the next one is read and judged (commits still one at a time
 Re-reads: every main poll reads the overlap with the window before it again (late commits,
 clock skew), so a busy flow would judge each record version several times, each time resolving
 recipients, rendering the body and computing keys only for the store to find them all there.
-The poller remembers the events (record key, event version) of its last complete main poll and
-skips those. That memory is only a shortcut: after a restart, a takeover by another process or
-for older events, the work is done again and the store's keys deduplicate it (invariant 2).
+The poller remembers the events (record key, event version) of its last complete main poll
+that the next one will read again (changed at most `overlap` before the watermark it saved:
+a backfill remembers minutes, not its millions) and skips those. That memory is only a
+shortcut: after a restart, a takeover by another process or for older events, the work is
+done again and the store's keys deduplicate it (invariant 2).
 So an event's recipients are those resolved when it first fired; reading the same record
 version again does not add a notification because a looked-up phone number changed meanwhile.
 """
@@ -24,7 +26,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from ml_connector.core import rules, watermark
@@ -110,7 +112,7 @@ class Poller:
             )
         report = PollReport(self.flow.name, kind, window.since, window.until)
         resolver = RecipientResolver(self.flow.source, self.flow.default_region)
-        commits = _Commits(self._commit, report)
+        commits = _Commits(self._commit, report, spec.overlap if kind == MAIN else None)
         records = self.flow.source.fetch(self.flow.spec.entity, window.since, window.until)
         try:
             if self._trigger.stateful:
@@ -124,6 +126,7 @@ class Poller:
         finally:
             await commits.settle()
         if kind == MAIN:  # every commit succeeded; the next main window overlaps this one
+            commits.forget_before(final)
             self._stored_events = frozenset(commits.events)
         return report
 
@@ -205,13 +208,15 @@ class Poller:
         notifications: list[NewNotification] = []
         for record, snapshot in fired:
             event = (record.key, rules.event_version(record.changed_at, snapshot))
-            commits.events.add(event)
+            commits.events[event] = record.changed_at
             if event in self._stored_events:
                 report.known += 1
                 continue
             notifications.extend(await self._notifications_for(record, event[1], resolver, now))
         await commits.drain()
         commits.start(PollCommit(flow.name, kind, new_watermark, states, notifications, now))
+        if new_watermark is not None:
+            commits.forget_before(new_watermark)
 
     async def _judge_transitions(
         self, batch: list[Record], started: datetime
@@ -301,9 +306,13 @@ class _Commits:
     and a commit starts only after the one before it succeeded.
     """
 
-    def __init__(self, commit: Callable[[PollCommit], Awaitable[list[int]]], report: PollReport) -> None:
+    def __init__(self, commit: Callable[[PollCommit], Awaitable[list[int]]], report: PollReport,
+                 overlap: timedelta | None) -> None:
         self.report = report
-        self.events: set[tuple[str, str]] = set()  # (record key, event version) of this poll's batches
+        #: (record key, event version) -> changed_at, of this poll's events the next main poll
+        #: reads again (None: a lookback poll, remembered by nobody).
+        self.events: dict[tuple[str, str], datetime] = {}
+        self._overlap = overlap
         self._commit = commit
         self._running: asyncio.Task[None] | None = None
 
@@ -317,6 +326,14 @@ class _Commits:
         self.report.inserted += len(inserted)
         self.report.inserted_ids.extend(inserted)
         self.report.failed += sum(1 for n in commit.notifications if n.status is Status.FAILED)
+
+    def forget_before(self, watermark: datetime) -> None:
+        """Drop events the next main poll will not read: it starts `overlap` before `watermark`."""
+        if self._overlap is None:
+            self.events.clear()
+            return
+        cutoff = watermark - self._overlap
+        self.events = {event: at for event, at in self.events.items() if at >= cutoff}
 
     async def drain(self) -> None:
         """Wait for the commit in flight; its error (if any) is raised here."""
