@@ -41,7 +41,9 @@ from common import (
 
 from ml_connector.app import Connector
 from ml_connector.config import load_config
+from ml_connector.runtime.loop import run
 from ml_connector.store.crypto import create_key_file
+from ml_connector.web.server import freeze_long_lived_objects
 
 
 def peak_rss_mb() -> float:
@@ -66,6 +68,7 @@ async def poll_once(directory: Path, store_url: str, page_size: int) -> tuple[in
     config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     create_key_file(directory / "ml-connector.key")
     connector = Connector(load_config(config_path, {}))
+    freeze_long_lived_objects()  # as `ml-connector run` does once the connector is built
     try:
         cpu_before, started = os.times(), time.perf_counter()
         report = await connector.pollers[FLOW].poll()
@@ -97,7 +100,7 @@ def main() -> None:
         before = peak_rss_mb()
         store_url = (stack.enter_context(postgres_schema()) if args.store == "postgres"
                      else f"sqlite:///{directory / 'store.db'}")
-        read, inserted, seconds, cpu = asyncio.run(poll_once(directory, store_url, args.page_size))
+        read, inserted, seconds, cpu = run(poll_once(directory, store_url, args.page_size))
         peak = peak_rss_mb()
         engine = store_engine(store_url)
         stored = sum(status_counts(engine).values())

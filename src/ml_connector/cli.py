@@ -338,6 +338,7 @@ def check(ctx: click.Context, as_json: bool) -> None:
 def run(ctx: click.Context, roles: Sequence[str]) -> None:
     """Run pollers, dispatcher and webhook server until SIGINT/SIGTERM (then exit 0)."""
     from ml_connector.app import ROLES
+    from ml_connector.web.server import freeze_long_lived_objects
 
     app = connector(ctx)
     chosen = tuple(dict.fromkeys(roles)) or ROLES
@@ -348,6 +349,7 @@ def run(ctx: click.Context, roles: Sequence[str]) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         say_error(f"ml-connector running ({', '.join(chosen)}); Ctrl-C or SIGTERM stops")
+        freeze_long_lived_objects()  # config, store, sources and clients live as long as the process
         try:
             await app.run(stop, chosen)
         finally:
