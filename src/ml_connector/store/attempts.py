@@ -123,7 +123,7 @@ def finish_all(conn: Connection, results: Sequence[AttemptResult]) -> list[bool]
     if drops:
         conn.execute(_DROP_ATTEMPT_SQL, drops)
     writer.write(_FINISH_ATTEMPT, finished)
-    adopted = reports.adopt_orphans(conn, taken)
+    adopted = reports.adopt_orphans(conn, writer, taken)
     for nid, status in adopted.statuses.items():  # a stale result after this batch finished nid
         for stale in stale_after_finish.get(nid, ()):
             stale["status"] = status.value

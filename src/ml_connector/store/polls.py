@@ -138,7 +138,7 @@ def _insert_notifications(conn: Connection, writer: Writer, rows: list[dict[str,
 
     Three plain statements rather than one INSERT ... RETURNING over the batch: for RETURNING,
     SQLAlchemy renders one statement with a placeholder per value (tens of thousands per batch),
-    which psycopg re-parses on every call; a plain executemany is prepared once. The ids are read
+    which psycopg re-parses on every call; a bulk write (store.bulk) is one statement. The ids are read
     back by key and by this commit's own creation time, so a row another writer inserted meanwhile
     (the poll's lock makes that a misuse) is never taken for ours.
     """

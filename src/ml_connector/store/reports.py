@@ -3,11 +3,10 @@
 A batch of reports (the callbacks that reached one process meanwhile) costs a fixed handful of
 statements, whatever its size: lock the provider ids, find their notifications, find the reports
 already stored, then insert the new reports, move the notifications and write the audit, each as
-one `executemany`. Each report is still judged on its own, in arrival order within its provider
-id, against the status the reports before it in the batch left behind, exactly as if the reports
-had been stored one transaction each (tests/store holds both to the same answers).
-Each kind of write is one bulk call (store.bulk); on PostgreSQL the look-ups take their
-provider ids and keys as one binary array each.
+one bulk write (store.bulk). Each report is still judged on its own, in arrival order within its
+provider id, against the status the reports before it in the batch left behind, exactly as if the
+reports had been stored one transaction each (tests/store holds both to the same answers). On
+PostgreSQL the look-ups take their provider ids and keys as one binary array each.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, bindparam, select
 
 from ml_connector.core.lifecycle import FINAL, RANK, advances, from_provider
 from ml_connector.core.models import Status, StatusEvent
@@ -73,14 +72,8 @@ _ERRORS_SQL = (
            de.c.received_at >= bindparam("since"), de.c.received_at < bindparam("until"))
     .order_by(de.c.id)
 )
-_ADOPT_EVENT_SQL = update(de).where(de.c.id == bindparam("eid")).values(
-    notification_id=bindparam("nid"), result=bindparam("outcome")
-)
-_ADOPTED_ATTEMPT_SQL = (
-    update(a)
-    .where(a.c.notification_id == bindparam("nid"), a.c.provider_id == bindparam("pid"))
-    .values(provider_status=bindparam("ps"))
-)
+_ADOPT_EVENT = Bulk(de, ("notification_id", "result"), keys=("id",))
+_ADOPTED_ATTEMPT = Bulk(a, ("provider_status",), keys=("notification_id", "provider_id"))
 _ORPHANS_SQL = (
     select(de.c.id, de.c.provider_id, de.c.provider_status, de.c.error_code)
     .where(de.c.provider_id.in_(bindparam("pids", expanding=True)), de.c.notification_id.is_(None))
@@ -255,7 +248,9 @@ def _precedence(ev: Any) -> tuple[int, int]:
     return (RANK[mapped] if mapped else -1, ev.id)
 
 
-def adopt_orphans(conn: Connection, taken: Mapping[str, tuple[int, str, Status, datetime]]) -> Adopted:
+def adopt_orphans(
+    conn: Connection, writer: Writer, taken: Mapping[str, tuple[int, str, Status, datetime]]
+) -> Adopted:
     """Apply callbacks that arrived before their sends were committed, lowest status first.
 
     `taken` maps each provider id the provider just took to (notification id, flow, the status
@@ -269,7 +264,7 @@ def adopt_orphans(conn: Connection, taken: Mapping[str, tuple[int, str, Status, 
     for ev in conn.execute(_ORPHANS_SQL, {"pids": sorted(taken)}):
         waiting.setdefault(ev.provider_id, []).append(ev)
     moves = _Moves()
-    claimed: list[dict[str, Any]] = []
+    claimed: list[tuple[Any, ...]] = []
     attempt_status: dict[tuple[int, str], str] = {}
     for provider_id, events in waiting.items():
         nid, flow, status, at = taken[provider_id]
@@ -277,7 +272,7 @@ def adopt_orphans(conn: Connection, taken: Mapping[str, tuple[int, str, Status, 
         for ev in sorted(events, key=_precedence):
             new = from_provider(ev.provider_status)
             outcome = ApplyResult.APPLIED if new and advances(status, new) else ApplyResult.STALE
-            claimed.append({"eid": ev.id, "nid": nid, "outcome": outcome.value})
+            claimed.append((ev.id, nid, outcome.value))
             if new and outcome is ApplyResult.APPLIED:
                 moves.add(nid, new, ev.error_code, None, at, writes_back=True)
                 # The attempt shows what Twilio last said of it, as when the callback is on time.
@@ -289,13 +284,9 @@ def adopt_orphans(conn: Connection, taken: Mapping[str, tuple[int, str, Status, 
                 adopted_orphan=True,
             ))
         adopted.statuses[nid] = status
-    if claimed:
-        conn.execute(_ADOPT_EVENT_SQL, claimed)
-    if attempt_status:
-        conn.execute(_ADOPTED_ATTEMPT_SQL, [
-            {"nid": nid, "pid": pid, "ps": ps} for (nid, pid), ps in attempt_status.items()
-        ])
-    moves.write(conn, Writer(conn))
+    writer.write(_ADOPT_EVENT, claimed)
+    writer.write(_ADOPTED_ATTEMPT, [(nid, pid, ps) for (nid, pid), ps in attempt_status.items()])
+    moves.write(conn, writer)
     return adopted
 
 
