@@ -16,7 +16,6 @@ and above it when the poll's threads overlap (a batch commits while the next one
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import os
 import resource
