@@ -125,8 +125,7 @@ class Poller:
             await commits.drain()
         finally:
             await commits.settle()
-        if kind == MAIN:  # every commit succeeded; the next main window overlaps this one
-            commits.forget_before(final)
+        if kind == MAIN:  # every commit succeeded (the last one pruned to the final watermark)
             self._stored_events = frozenset(commits.events)
         return report
 
