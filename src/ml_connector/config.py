@@ -74,6 +74,10 @@ _ENV_SETTINGS: tuple[EnvSetting, ...] = (
         "MLC_WEBHOOK_PORT",
         "webhook listener port for this process; overrides webhooks.port (several processes on one machine)",
     ),
+    EnvSetting(
+        "MLC_EVENT_LOOP",
+        "event loop: auto (uvloop where installed, the default), uvloop, or asyncio (to rule uvloop out)",
+    ),
 )
 
 

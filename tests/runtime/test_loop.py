@@ -66,3 +66,9 @@ def test_exceptions_propagate_and_the_loop_is_closed() -> None:
     with pytest.raises(ValueError, match="boom"):
         run(fail(), environ={})
     assert loops[0].is_closed()
+
+
+def test_the_loop_variable_is_listed_in_help() -> None:
+    from ml_connector.config import env_settings
+
+    assert LOOP_ENV in [setting.name for setting in env_settings()]
