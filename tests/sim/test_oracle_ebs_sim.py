@@ -561,3 +561,30 @@ async def test_ords_offset_paging_drifts_when_rows_change(client: httpx.AsyncCli
     seen += [i["segment1"] for i in page2["items"]]
     assert "4504" not in seen  # skipped by the shift
     assert seen.count("4502") == 2
+
+
+# -- the XML-to-JSON bridge style ----------------------------------------------------------------
+
+
+async def test_bridged_style_renders_strings_and_nil_objects(make_sim: Callable[..., EbsSim]) -> None:
+    sim = make_sim(json_style="bridged")
+    async with client_for(sim) as client:
+        one = out(await call(client, "get_changed_invoices", {"P_SINCE": SINCE_ALL, "P_MAX_ROWS": 1}))
+        none = out(await call(client, "get_changed_invoices", {"P_SINCE": "2030-01-01T00:00:00"}))
+        page = (await client.get("/ords/xxmlc/ap_invoices/?limit=1", auth=ISGUSER)).json()
+        empty = (await client.get('/ords/xxmlc/ap_invoices/?q={"invoice_id":{"$eq":1}}', auth=ISGUSER)).json()
+    row = one["X_INVOICES"]["X_INVOICES_ITEM"]
+    assert row["INVOICE_ID"] == "10001" and isinstance(row["INVOICE_AMOUNT"], str)
+    assert row["HOLD_COUNT"] == "0"
+    assert row["CANCELLED_DATE"] == {"@xsi:nil": "true"}
+    assert one["X_MSG_DATA"] == {"@xsi:nil": "true"} and one["X_RETURN_STATUS"] == "S"
+    assert none["X_INVOICES"] == {"@xsi:nil": "true"}  # an empty PL/SQL table
+    assert one["@xmlns:xsi"] == "http://www.w3.org/2001/XMLSchema-instance"
+    assert isinstance(page["items"], dict) and page["hasMore"] == "true" and page["limit"] == "1"
+    assert page["items"]["invoice_id"] == "10001"
+    assert empty["items"] == {"@xsi:nil": "true"} and empty["hasMore"] == "false"
+
+
+def test_unknown_json_style_is_refused() -> None:
+    with pytest.raises(ValueError, match="json_style"):
+        EbsSim(json_style="xml")  # type: ignore[arg-type]

@@ -346,3 +346,67 @@ async def test_logout_on_close(make: Any) -> None:
     assert sim.session_count() == 1
     await source.aclose()
     assert sim.session_count() == 0
+
+
+# -- answers through an XML-to-JSON bridge --------------------------------------------------------
+
+
+async def test_bridged_answers_read_like_native_ones(make: Any, tmp_path: Path) -> None:
+    """Empty windows are empty, nil fields None, and numeric strings compare as numbers."""
+    sim, source = make({"json_style": "bridged"})
+    spec = FlowSpec.model_validate({
+        "source": "ebs", "entity": "invoices",
+        "schedule": {"every": "1m", "overlap": "5m"},
+        "trigger": {"all": [{"field": "APPROVAL_STATUS", "becomes": "APPROVED"},
+                            {"field": "INVOICE_AMOUNT", "gte": 100}, {"field": "HOLD_COUNT", "eq": 0},
+                            {"field": "CANCELLED_DATE", "is_null": True}]},
+        "recipients": [{"static": ["+14155552671"]}],
+        "sender": "demo.ops", "template": "{{ INVOICE_NUM }} validated",
+    })
+    flow = FlowRuntime("validated", spec, source, compile_template("validated", spec.template), "demo",
+                       "+15005550006", "US")
+    store = SqlStore(f"sqlite:///{tmp_path / 'store.db'}", KeyRing(b"k" * 32))
+    poller = Poller(flow, store, sim.now_utc)
+    try:
+        await poller.poll()  # the baseline
+        sim.set_clock_offset(60)
+        await poller.poll()  # an empty window: a nil table, not a row without INVOICE_ID
+        sim.set_clock_offset(120)
+        sim.validate_invoice(10007)  # derived: only the distributions move
+        sim.set_clock_offset(180)
+        report = await poller.poll()
+        assert report.inserted == 1
+        (view,) = store.list_notifications(NotificationFilter(flow="validated"))
+        assert view.record_key == "10007"
+    finally:
+        store.close()
+    records = await read(source, "invoices", START - MONTH, sim.now_utc())
+    first = next(r for r in records if r.key == "10001")
+    assert first.data["CANCELLED_DATE"] is None and first.data["INVOICE_ID"] == "10001"
+
+
+async def test_bridged_ords_pages_and_single_rows(make: Any) -> None:
+    sim, source = make({"json_style": "bridged"}, mode="ords", auth="basic", ords_path="/ords/xxmlc",
+                       entities={**ORDS_ENTITIES, "invoices": {**ORDS_ENTITIES["invoices"], "page_size": 1}})
+    records = await read(source, "invoices", START - MONTH, sim.now_utc())
+    assert len(records) == len(sim.tables.invoices)
+    assert await read(source, "invoices", START + MONTH, START + 2 * MONTH) == []
+    found = await source.lookup("invoices", "10002")
+    assert found is not None and found.key == "10002"
+    assert await source.lookup("invoices", "1") is None
+
+
+async def test_nil_message_data_does_not_hide_the_messages() -> None:
+    nil = {"@xsi:nil": "true"}
+    answer = {"OutputParameters": {"X_RETURN_STATUS": "E", "X_MSG_DATA": nil, "X_INVOICES": nil,
+                                   "X_MESSAGES": {"X_MESSAGES_ITEM": {"MESSAGE_TEXT": "Period 03-24 is closed"}}}}
+    config = OracleEbsConfig.model_validate({
+        "type": "oracle_ebs", "base_url": "http://ebs.test", "username": "U", "password": "p",
+        "auth": "basic", "timezone": "America/New_York", "entities": ENTITIES})
+    source = OracleEbsSource("ebs", config, transport=httpx.MockTransport(lambda _: httpx.Response(200, json=answer)))
+    try:
+        with pytest.raises(SourceError) as caught:
+            await read(source, "invoices", START - MONTH, START)
+    finally:
+        await source.aclose()
+    assert str(caught.value).endswith("returned error: Period 03-24 is closed")

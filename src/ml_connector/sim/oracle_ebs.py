@@ -9,6 +9,8 @@ fails against a real one:
   block, ``ctx_*`` query parameters, or ``ctx_*`` headers); the other places are ignored. Missing
   context means no MOAC context: multi-org rows come back empty, not as an error.
 * ``_ITEM`` collections that are an object for one row and a list for several.
+* Optionally (``json_style="bridged"``) the JSON of an XML-to-JSON bridge in front of ISG/ORDS:
+  every scalar a string, null and empty tables as ``{"@xsi:nil": "true"}`` (oracle_ebs_bridge).
 * Invoice validation that moves only the distributions (the service reports the greater date).
 * Future-dated hires, late commits, row locks, web-tier 502/503, truncated payloads.
 * ORDS rendering server-local DATEs with a ``Z`` and comparing ``$date`` filters the same way.
@@ -66,6 +68,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ml_connector.sim.armed import ArmedFaults, OffsetClock
+from ml_connector.sim.oracle_ebs_bridge import bridged
 from ml_connector.sim.oracle_ebs_config import (
     ALL_METHODS,
     DEFAULT_USERS,
@@ -104,6 +107,7 @@ __all__ = [
 
 ContextMode = Literal["body", "query", "header"]
 DateFormat = Literal["iso_offset", "naive"]
+JsonStyle = Literal["native", "bridged"]
 LockTable = Literal["po", "invoice"]
 
 
@@ -142,12 +146,16 @@ class EbsSim:
         cookie_name: str = "VIS",
         ebs_version: str = "12.2.10",
         ords_schema: str = "xxmlc",
+        json_style: JsonStyle = "native",
     ) -> None:
         if context_mode not in ("body", "query", "header"):
             raise ValueError(f"context_mode must be body, query or header, not {context_mode!r}")
         if date_format not in ("iso_offset", "naive"):
             raise ValueError(f"date_format must be iso_offset or naive, not {date_format!r}")
+        if json_style not in ("native", "bridged"):
+            raise ValueError(f"json_style must be native or bridged, not {json_style!r}")
         self.session_ttl = session_ttl
+        self.json_style: JsonStyle = json_style
         self._clock = OffsetClock(clock, "EbsSim")
         self.tz = ZoneInfo(server_tz)
         self.context_mode: ContextMode = context_mode
@@ -432,7 +440,10 @@ class EbsSim:
     def json_response(
         self, payload: object, status: int = 200, media_type: str = "application/json"
     ) -> Response:
-        """Serialise, truncating the body when the malformed-payload fault is armed."""
+        """Serialise (through the XML bridge when ``json_style`` is "bridged"), truncating the body
+        when the malformed-payload fault is armed."""
+        if self.json_style == "bridged":
+            payload = bridged(payload)
         body = json.dumps(payload, separators=(",", ":"))
         if status == 200 and self.take_malformed():
             body = body[: max(1, len(body) // 2)]

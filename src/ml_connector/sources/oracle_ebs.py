@@ -39,6 +39,7 @@ from ml_connector.errors import SourceAuthError, SourceError, SourcePayloadError
 from ml_connector.sources.ebs_clock import format_for_ebs, parse_ebs_date, since_for_request
 from ml_connector.sources.fields import PhoneRegion, TimeZoneName
 from ml_connector.sources.oracle_ebs_auth import EbsAuth
+from ml_connector.sources.oracle_ebs_json import as_flag, as_list, unbridged
 
 log = logging.getLogger(__name__)
 
@@ -337,8 +338,9 @@ class OracleEbsSource:
         raise kind(f"{what}: {explain.format(status=response.status_code)}{detail}", source=self.name)
 
     def _json(self, response: httpx.Response, what: str) -> Any:
+        """The parsed answer, nil objects of an XML-to-JSON bridge already read as None."""
         try:
-            return response.json()
+            return unbridged(response.json())
         except ValueError:
             raise SourcePayloadError(f"{what}: answer is not valid JSON ({len(response.content)} bytes)",
                                      source=self.name) from None
@@ -352,7 +354,7 @@ class OracleEbsSource:
             raise SourceError(f"no entity {entity!r} configured", source=self.name) from None
 
     def _record(self, entity: str, spec: EbsEntity, row: Mapping[str, Any], *, z_is_local: bool) -> Record:
-        if spec.key not in row:
+        if row.get(spec.key) is None or not str(row[spec.key]).strip():
             raise SourcePayloadError(f"{entity}: row without key field {spec.key}", source=self.name)
         try:
             changed = parse_ebs_date(row.get(spec.changed_at), self.zone, z_is_local=z_is_local)
@@ -479,18 +481,25 @@ class OracleEbsSource:
             visited.add(url)
             response = await self._send("GET", url, what=f"ORDS {spec.object}")
             page = self._json(response, f"ORDS {spec.object}")
-            if not isinstance(page, dict) or not isinstance(page.get("items"), list):
-                raise SourcePayloadError(f"ORDS {spec.object}: answer has no items list", source=self.name)
-            yield [self._record(entity, spec, row, z_is_local=True) for row in page["items"]]
+            yield [self._record(entity, spec, row, z_is_local=True) for row in self._ords_items(page, spec)]
             url = self._next_link(page, path, spec)
 
+    def _ords_items(self, page: Any, spec: EbsEntity) -> list[dict[str, Any]]:
+        """The rows of an ORDS collection page (a bridge makes one row a bare object, none a nil)."""
+        if not isinstance(page, dict) or "items" not in page:
+            raise SourcePayloadError(f"ORDS {spec.object}: answer has no items list", source=self.name)
+        rows = as_list(page["items"])
+        if not all(isinstance(row, dict) for row in rows):
+            raise SourcePayloadError(f"ORDS {spec.object}: items are not rows", source=self.name)
+        return rows
+
     def _next_link(self, page: Mapping[str, Any], path: str, spec: EbsEntity) -> str | None:
-        for link in page.get("links") or []:
+        for link in as_list(page.get("links")):
             if isinstance(link, dict) and link.get("rel") == "next" and link.get("href"):
                 href = str(link["href"])
                 base = str(self.config.base_url).rstrip("/")
                 return href[len(base):] if href.startswith(base) else href
-        if page.get("hasMore"):
+        if as_flag(page.get("hasMore")):
             raise SourcePayloadError(f"ORDS {spec.object}: hasMore without a next link", source=self.name)
         return None
 
@@ -500,7 +509,7 @@ class OracleEbsSource:
             q = {spec.key: {"$eq": _typed_key(key)}}
             response = await self._send("GET", f"{self.config.ords_path.rstrip('/')}/{spec.object}/?"
                                         + urlencode({"q": json.dumps(q)}), what=f"ORDS {spec.object}")
-            items = self._json(response, f"ORDS {spec.object}").get("items") or []
+            items = self._ords_items(self._json(response, f"ORDS {spec.object}"), spec)
             return self._record(entity, spec, items[0], z_is_local=True) if items else None
         if spec.lookup is None:
             raise SourceError(f"entity {entity!r} has no `lookup` method configured", source=self.name)
@@ -561,10 +570,9 @@ class OracleEbsSource:
             path = f"{self.config.ords_path.rstrip('/')}/{spec.object}/?limit=1"
             what = f"ORDS {spec.object}"
             page = self._json(await self._send("GET", path, what=what), what)
-            if not isinstance(page, dict) or not isinstance(page.get("items"), list):
-                raise SourcePayloadError(f"ORDS {spec.object}: answer has no items list", source=self.name)
+            items = self._ords_items(page, spec)
             details["object"] = str(spec.object)
-            if not page["items"]:
+            if not items:
                 details["warning"] = f"ORDS {spec.object} returned no rows: is the object the right one?"
         return CheckResult(system="Oracle E-Business Suite", details=details)
 
