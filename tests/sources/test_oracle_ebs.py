@@ -410,3 +410,74 @@ async def test_nil_message_data_does_not_hide_the_messages() -> None:
     finally:
         await source.aclose()
     assert str(caught.value).endswith("returned error: Period 03-24 is closed")
+
+
+# -- write-back as configuration ------------------------------------------------------------------
+
+
+def _delivery(**overrides: Any) -> Delivery:
+    base: dict[str, Any] = {
+        "notification_id": 1, "flow": "invoice_validated", "entity": "invoices", "record_key": "10003",
+        "provider_id": "SM" + "b" * 32, "status": Status.DELIVERED, "error_code": None,
+        "error_message": None, "created_at": START, "finished_at": START + timedelta(seconds=7)}
+    return Delivery(**{**base, **overrides})
+
+
+async def test_write_back_parameter_names_and_fields_are_configuration(make: Any) -> None:
+    from ml_connector.sim.oracle_ebs import ServiceNames
+
+    names = ServiceNames(audit_alias="xx_twilio_log", methods={"record_delivery": "log_sms"}, params={
+        "source_table": "P_TABLE_NAME", "source_id": "P_PK_VALUE", "message_sid": "P_TWILIO_SID",
+        "status": "P_DELIVERY_STATUS", "sent_at": "P_CREATED", "final_at": "P_COMPLETED"})
+    sim, source = make({"names": names}, write_back={
+        "service": "xx_twilio_log", "method": "log_sms",
+        "params": {"P_TABLE_NAME": "source_table", "P_PK_VALUE": "record_key", "P_TWILIO_SID": "message_sid",
+                   "P_DELIVERY_STATUS": "status", "P_CREATED": "sent_at", "P_COMPLETED": "final_at"},
+        "status_codes": {"delivered": "D"}})
+    await source.write_back(_delivery())
+    (row,) = sim.audit_rows()
+    assert (row["source_table"], row["source_id"], row["message_sid"], row["status"]) == (
+        "AP_INVOICES_ALL", "10003", "SM" + "b" * 32, "D")
+    assert (row["sent_at"], row["final_at"]) == ("2024-03-05T10:00:00", "2024-03-05T10:00:07")
+
+
+async def test_write_back_date_format_and_missing_values_left_out() -> None:
+    sent: list[dict[str, Any]] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        import json
+        sent.append(json.loads(request.content)["RECORD_DELIVERY_Input"]["InputParameters"])
+        return httpx.Response(200, json={"OutputParameters": {"X_RETURN_STATUS": "S"}})
+
+    config = OracleEbsConfig.model_validate({
+        "type": "oracle_ebs", "base_url": "http://ebs.test", "username": "U", "password": "p",
+        "auth": "basic", "timezone": "America/New_York", "entities": ENTITIES,
+        "write_back": {"date_format": "%d-%b-%Y %H:%M:%S"}})
+    source = OracleEbsSource("ebs", config, transport=httpx.MockTransport(answer))
+    try:
+        await source.write_back(_delivery(provider_id=None, status=Status.FAILED,
+                                          error_message="no usable phone number"))
+    finally:
+        await source.aclose()
+    assert sent == [{"P_SOURCE_TABLE": "AP_INVOICES_ALL", "P_SOURCE_ID": "10003", "P_STATUS": "FAILED",
+                     "P_SENT_AT": "05-Mar-2024 10:00:00", "P_FINAL_AT": "05-Mar-2024 10:00:07"}]
+
+
+async def test_failed_before_twilio_is_written_back_with_what_it_has(make: Any) -> None:
+    no_sid = _delivery(provider_id=None, status=Status.FAILED)
+    lenient, source = make({"audit_required": frozenset()})
+    await source.write_back(no_sid)
+    assert [(r["status"], r["message_sid"]) for r in lenient.audit_rows()] == [("FAILED", None)]
+    strict, source = make(write_back={"params": {
+        "P_SOURCE_TABLE": "source_table", "P_SOURCE_ID": "record_key", "P_STATUS": "status",
+        "P_MESSAGE_SID": {"field": "message_sid", "default": "NOT SENT"}}})
+    await source.write_back(no_sid)
+    assert [(r["status"], r["message_sid"]) for r in strict.audit_rows()] == [("FAILED", "NOT SENT")]
+
+
+def test_write_back_statuses_must_be_final() -> None:
+    with pytest.raises(ValueError, match="only final statuses"):
+        OracleEbsConfig.model_validate({
+            "type": "oracle_ebs", "base_url": "http://ebs.test", "username": "U", "password": "p",
+            "timezone": "America/New_York", "entities": ENTITIES,
+            "write_back": {"statuses": ["delivered", "sent"]}})

@@ -1,7 +1,20 @@
 """Record final delivery statuses back in the ERP, from their own queue.
 
 Write-back never blocks sending: it has its own table, its own retries with backoff, and an ERP
-that is down only delays the write-backs. Each one shows in the audit (done, retried, given up).
+that is down only delays the write-backs. Each one shows in the audit (done, retried, skipped,
+given up).
+
+What a failure means decides how long it is retried:
+
+| the ERP...                                   | error                         | retried                     |
+| -------------------------------------------- | ----------------------------- | --------------------------- |
+| is down, busy or locked                      | retriable (SourceUnavailable) | by the policy (hours)       |
+| refuses our credentials or session           | SourceAuthError               | by the policy: an admin fix |
+| answers that the write-back is invalid ("E") | other SourceError             | `rejected_tries`, then gave |
+|                                              |                               | up with the ERP's message   |
+
+A source that records only some statuses says so with `writes_back(delivery)`; the others are
+marked skipped, not done.
 """
 
 from __future__ import annotations
@@ -11,13 +24,30 @@ import logging
 import random
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
+from typing import Protocol, runtime_checkable
 
+from ml_connector.core.models import Delivery
 from ml_connector.core.retry import RetryPolicy
-from ml_connector.errors import MlcError
+from ml_connector.errors import MlcError, SourceAuthError
 from ml_connector.sources.base import Source, WriteBack
 from ml_connector.store.port import Store, WriteBackTask
 
 log = logging.getLogger(__name__)
+
+#: Tries for a write-back the ERP refuses as invalid, unless the source says otherwise.
+REJECTED_TRIES = 3
+
+
+@runtime_checkable
+class SelectiveWriteBack(Protocol):
+    """A source that records only some final statuses."""
+
+    def writes_back(self, delivery: Delivery) -> bool: ...
+
+
+def _is_rejection(exc: MlcError) -> bool:
+    """The ERP understood the call and refused it: retrying the same values rarely helps."""
+    return not exc.retriable and not isinstance(exc, SourceAuthError)
 
 
 class WriteBackRunner:
@@ -33,6 +63,7 @@ class WriteBackRunner:
         batch_size: int = 50,
         idle_poll: timedelta = timedelta(seconds=1),
         rand: Callable[[], float] = random.random,
+        rejected_tries: int = REJECTED_TRIES,
     ) -> None:
         self._store = store
         self._sources = sources
@@ -43,6 +74,7 @@ class WriteBackRunner:
         self._batch = batch_size
         self._idle = idle_poll
         self._rand = rand
+        self._rejected_tries = rejected_tries
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -53,31 +85,52 @@ class WriteBackRunner:
                 except TimeoutError:
                     pass
 
-    async def run_once(self) -> int:
+    async def run_once(self, limit: int | None = None) -> int:
         tasks = await asyncio.to_thread(
-            self._store.claim_write_backs, self._worker, self._clock(), self._lease, self._batch
+            self._store.claim_write_backs, self._worker, self._clock(), self._lease, limit or self._batch
         )
         for task in tasks:
             await self._one(task)
         return len(tasks)
 
+    def _tries_for(self, source: object) -> int:
+        tries = getattr(source, "rejected_tries", self._rejected_tries)
+        return tries if isinstance(tries, int) and tries >= 1 else self._rejected_tries
+
+    async def _finish(self, task: WriteBackTask, *, ok: bool, error: str | None,
+                      next_attempt_at: datetime | None = None, skipped: bool = False) -> None:
+        await asyncio.to_thread(self._store.finish_write_back, task.id, ok=ok, error=error,
+                                next_attempt_at=next_attempt_at, now=self._clock(), skipped=skipped)
+
     async def _one(self, task: WriteBackTask) -> None:
         source = self._sources.get(task.source)
         if not isinstance(source, WriteBack):
-            await asyncio.to_thread(
-                self._store.finish_write_back, task.id, ok=False,
-                error=f"source {task.source!r} cannot record deliveries", next_attempt_at=None, now=self._clock(),
-            )
+            await self._finish(task, ok=False, error=f"source {task.source!r} cannot record deliveries")
+            return
+        if isinstance(source, SelectiveWriteBack) and not source.writes_back(task.delivery):
+            await self._finish(task, ok=True, skipped=True,
+                               error=f"{task.source} does not record {task.delivery.status} deliveries")
             return
         try:
             await source.write_back(task.delivery)
         except MlcError as exc:
+            await self._failed(task, source, exc)
+            return
+        await self._finish(task, ok=True, error=None)
+
+    async def _failed(self, task: WriteBackTask, source: object, exc: MlcError) -> None:
+        error = str(exc)
+        retry_at: datetime | None = None
+        if _is_rejection(exc):
+            tries = self._tries_for(source)
+            if task.attempt_no < tries:
+                retry_at = self._clock() + self._policy.decide(task.attempt_no, None, self._rand).delay
+            else:
+                error = f"refused by {task.source} {task.attempt_no} time(s), given up: {exc}"
+        else:
             decision = self._policy.decide(task.attempt_no, None, self._rand)
             retry_at = self._clock() + decision.delay if decision.retry else None
-            log.warning("write-back of notification %s to %s failed (attempt %s): %s",
-                        task.delivery.notification_id, task.source, task.attempt_no, exc)
-            await asyncio.to_thread(self._store.finish_write_back, task.id, ok=False, error=str(exc),
-                                    next_attempt_at=retry_at, now=self._clock())
-            return
-        await asyncio.to_thread(self._store.finish_write_back, task.id, ok=True, error=None,
-                                next_attempt_at=None, now=self._clock())
+        log.warning("write-back of notification %s to %s failed (attempt %s%s): %s",
+                    task.delivery.notification_id, task.source, task.attempt_no,
+                    "" if retry_at else ", given up", exc)
+        await self._finish(task, ok=False, error=error, next_attempt_at=retry_at)

@@ -47,6 +47,9 @@ Choices where no source says what EBS does (documented so adapters can be checke
   every date-track row whose LAST_UPDATE_DATE qualifies is returned. A phone change updates
   PER_PHONES only, so it does not surface in ``get_changed_people``.
 * ``record_delivery`` inserts one audit row per call (no de-duplication, as a plain INSERT).
+  P_SOURCE_TABLE, P_SOURCE_ID and P_STATUS are required, and so is every optional column named in
+  ``audit_required`` (by default ``message_sid``: the shop's audit table has MESSAGE_SID NOT
+  NULL); a missing one is ``X_RETURN_STATUS`` "E" "<P_NAME> is required.".
 """
 
 from __future__ import annotations
@@ -147,6 +150,7 @@ class EbsSim:
         ebs_version: str = "12.2.10",
         ords_schema: str = "xxmlc",
         json_style: JsonStyle = "native",
+        audit_required: frozenset[str] = frozenset({"message_sid"}),
     ) -> None:
         if context_mode not in ("body", "query", "header"):
             raise ValueError(f"context_mode must be body, query or header, not {context_mode!r}")
@@ -156,6 +160,7 @@ class EbsSim:
             raise ValueError(f"json_style must be native or bridged, not {json_style!r}")
         self.session_ttl = session_ttl
         self.json_style: JsonStyle = json_style
+        self.audit_required = frozenset(audit_required)
         self._clock = OffsetClock(clock, "EbsSim")
         self.tz = ZoneInfo(server_tz)
         self.context_mode: ContextMode = context_mode
@@ -416,7 +421,7 @@ class EbsSim:
         user: str,
         source_table: str,
         source_id: str,
-        message_sid: str,
+        message_sid: str | None,
         status: str,
         error_code: str | None,
         sent_at: datetime | None,

@@ -128,7 +128,7 @@ class AuditRow:
     audit_id: int
     source_table: str
     source_id: str
-    message_sid: str
+    message_sid: str | None
     status: str
     error_code: str | None
     sent_at: datetime | None

@@ -211,13 +211,17 @@ def _person(sim: EbsSim, ctx: AppContext, p: Params) -> dict[str, Json]:
 
 
 def _record_delivery(sim: EbsSim, ctx: AppContext, p: Params) -> dict[str, Json]:
+    """The audit INSERT; the NOT NULL columns (``sim.audit_required``) are checked first."""
+    def text(logical: str) -> str | None:
+        return p.required(logical) if logical in sim.audit_required else p.text(logical)
+
     audit_id = sim.record_delivery(
         user=ctx.user.name,
         source_table=p.required("source_table"),
         source_id=p.required("source_id"),
-        message_sid=p.required("message_sid"),
+        message_sid=text("message_sid"),
         status=p.required("status"),
-        error_code=p.text("error_code"),
+        error_code=text("error_code"),
         sent_at=p.date("sent_at"),
         final_at=p.date("final_at"),
     )

@@ -40,6 +40,7 @@ from ml_connector.sources.ebs_clock import format_for_ebs, parse_ebs_date, since
 from ml_connector.sources.fields import PhoneRegion, TimeZoneName
 from ml_connector.sources.oracle_ebs_auth import EbsAuth
 from ml_connector.sources.oracle_ebs_json import as_flag, as_list, unbridged
+from ml_connector.sources.oracle_ebs_writeback import EbsWriteBack, write_back_params
 
 log = logging.getLogger(__name__)
 
@@ -119,12 +120,6 @@ class EbsEntity(_Model):
     #: derived `EFFECTIVE_NOW` ('Y'/'N') that a trigger can watch (`becomes: 'Y'`).
     effective_start: str | None = None
     effective_end: str | None = None
-
-
-class EbsWriteBack(_Model):
-    enabled: bool = True
-    service: str = "xx_mlc_audit"
-    method: str = "record_delivery"
 
 
 class OracleEbsConfig(_Model):
@@ -576,20 +571,22 @@ class OracleEbsSource:
                 details["warning"] = f"ORDS {spec.object} returned no rows: is the object the right one?"
         return CheckResult(system="Oracle E-Business Suite", details=details)
 
+    def writes_back(self, delivery: Delivery) -> bool:
+        """Whether this delivery's status is one the shop records (`write_back.statuses`)."""
+        return self.config.write_back.wants(delivery)
+
+    @property
+    def rejected_tries(self) -> int:
+        """Tries before a write-back the audit service refuses as invalid is given up."""
+        return self.config.write_back.rejected_tries
+
     async def write_back(self, delivery: Delivery) -> None:
+        """Record one final status through the shop's audit method (names from `write_back`)."""
         wb = self.config.write_back
-        if not wb.enabled:
+        if not wb.wants(delivery):
             return
         spec = self._entity(delivery.entity)
-        params = {
-            "P_SOURCE_TABLE": spec.table or delivery.entity.upper(),
-            "P_SOURCE_ID": delivery.record_key,
-            "P_MESSAGE_SID": delivery.provider_id or "",
-            "P_STATUS": str(delivery.status).upper(),
-            "P_ERROR_CODE": delivery.error_code if delivery.error_code is not None else "",
-            "P_SENT_AT": format_for_ebs(delivery.created_at, self.zone),
-            "P_FINAL_AT": format_for_ebs(delivery.finished_at, self.zone),
-        }
+        params = write_back_params(wb, delivery, spec.table or delivery.entity.upper(), self.zone)
         await self.call(wb.service, wb.method, params, self.config.context.merged(spec.context))
 
     async def aclose(self) -> None:
