@@ -3,6 +3,7 @@ source does not record are skipped, and a graceful stop drains what is due."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -132,3 +133,86 @@ async def test_a_twilio_outcome_is_written_with_its_sid_and_code(store: SqlStore
     await runner(store, source, clock).run_once()
     (row,) = sim.audit_rows()
     assert (row["status"], row["message_sid"], row["error_code"]) == ("UNDELIVERED", sid, "30003")
+
+
+# -- at shutdown ------------------------------------------------------------------------------
+
+
+async def test_a_graceful_stop_writes_back_what_is_due(store: SqlStore, ebs: Any, clock: ManualClock) -> None:
+    sim, source = ebs({"audit_required": frozenset()})
+    failed_without_sid(store)
+    stop = asyncio.Event()
+    stop.set()  # the final status was recorded just before the stop
+    await runner(store, source, clock).run(stop)
+    assert [r["status"] for r in sim.audit_rows()] == ["FAILED"]
+
+
+class Hanging(httpx.AsyncBaseTransport):
+    """An ERP that never answers (until released)."""
+
+    def __init__(self, app: httpx.AsyncBaseTransport) -> None:
+        self.app = app
+        self.release = asyncio.Event()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        await self.release.wait()
+        return await self.app.handle_async_request(request)
+
+
+async def test_what_the_grace_period_cannot_drain_is_sent_at_the_next_start(
+        store: SqlStore, clock: ManualClock) -> None:
+    sim = EbsSim(clock=clock, audit_required=frozenset())
+    config = OracleEbsConfig.model_validate({
+        "type": "oracle_ebs", "base_url": "http://ebs.test", "username": "ISGUSER", "password": "welcome1",
+        "auth": "basic", "timezone": "America/New_York", "retry_delay": 0, "entities": ENTITIES})
+    hanging = Hanging(httpx.ASGITransport(sim.create_app()))
+    slow = OracleEbsSource("ebs", config, transport=hanging, clock=clock)
+    failed_without_sid(store, 1)
+    failed_without_sid(store, 2)
+    stop = asyncio.Event()
+    stop.set()
+    try:
+        await runner(store, slow, clock, drain_for=timedelta(milliseconds=50)).run(stop)  # returns: bounded
+    finally:
+        hanging.release.set()
+        await slow.aclose()
+    assert sim.audit_rows() == []
+    # The next start: the cut-off call's lease runs out and both are sent.
+    clock.advance(timedelta(minutes=2))
+    restarted = OracleEbsSource("ebs", config, transport=httpx.ASGITransport(sim.create_app()), clock=clock)
+    try:
+        await runner(store, restarted, clock).run(stop)
+    finally:
+        await restarted.aclose()
+    assert sorted(r["source_id"] for r in sim.audit_rows()) == ["1", "2"]
+
+
+async def test_connector_stop_drains_write_backs_after_the_other_roles(tmp_path: Path) -> None:
+    """`Connector.run`: write-back stops last and drains, so a status recorded at the stop lands."""
+    import yaml
+
+    from ml_connector.app import Connector, Overrides
+    from ml_connector.channels.http import AsgiTransport
+    from ml_connector.config import load_config
+    from ml_connector.demo import demo_config
+    from ml_connector.sim.twilio import TwilioSim
+    from ml_connector.store.crypto import create_key_file
+
+    sim = EbsSim(audit_required=frozenset())
+    config = demo_config(tmp_path, "http://127.0.0.1:1", 8080, ebs_url="http://ebs.test")
+    path = tmp_path / "ml-connector.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    create_key_file(tmp_path / "ml-connector.key")
+    connector = Connector(load_config(path, {}), env={}, overrides=Overrides(
+        twilio_transport=AsgiTransport(TwilioSim().create_app()), worker="test",
+        source_context={"transports": {"ebs": httpx.ASGITransport(sim.create_app())}}))
+    try:
+        note = notification(1, flow="ebs_invoice_validated", entity="invoices", status=Status.FAILED,
+                            reason="no usable phone number", write_back="ebs", next_attempt_at=T0)
+        connector.store.commit_poll(poll(note, flow="ebs_invoice_validated"))
+        stop = asyncio.Event()
+        stop.set()
+        await connector.run(stop, ("dispatcher",))
+    finally:
+        await connector.aclose()
+    assert [(r["source_table"], r["status"]) for r in sim.audit_rows()] == [("AP_INVOICES_ALL", "FAILED")]

@@ -15,6 +15,12 @@ What a failure means decides how long it is retried:
 
 A source that records only some statuses says so with `writes_back(delivery)`; the others are
 marked skipped, not done.
+
+At a graceful stop the runner first writes back what is due, for at most `drain_for` (the
+shutdown grace period, `dispatcher.shutdown_grace`): a final status reached just before the stop
+is recorded in the ERP now, not at the next start. What is left (the ERP slow or down, retries
+not yet due) stays queued in the store and is sent at the next start; a call cut off by the end
+of the grace period is handed out again once its lease has run out.
 """
 
 from __future__ import annotations
@@ -64,6 +70,7 @@ class WriteBackRunner:
         idle_poll: timedelta = timedelta(seconds=1),
         rand: Callable[[], float] = random.random,
         rejected_tries: int = REJECTED_TRIES,
+        drain_for: timedelta = timedelta(seconds=10),
     ) -> None:
         self._store = store
         self._sources = sources
@@ -75,8 +82,10 @@ class WriteBackRunner:
         self._idle = idle_poll
         self._rand = rand
         self._rejected_tries = rejected_tries
+        self._drain_for = drain_for
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Write back until `stop` is set, then drain what is due (see the module docstring)."""
         while not stop.is_set():
             done = await self.run_once()
             if not done:
@@ -84,6 +93,23 @@ class WriteBackRunner:
                     await asyncio.wait_for(stop.wait(), self._idle.total_seconds())
                 except TimeoutError:
                     pass
+        await self.drain()
+
+    async def drain(self) -> int:
+        """Write back everything due now, one at a time, within `drain_for`; how many were handled."""
+        handled = 0
+
+        async def due_now() -> None:
+            nonlocal handled
+            while await self.run_once(limit=1):
+                handled += 1
+
+        try:
+            await asyncio.wait_for(due_now(), self._drain_for.total_seconds())
+        except TimeoutError:
+            log.warning("shutdown: write-backs still due after %.0f s stay queued and are sent at the next "
+                        "start (%s handled)", self._drain_for.total_seconds(), handled)
+        return handled
 
     async def run_once(self, limit: int | None = None) -> int:
         tasks = await asyncio.to_thread(
