@@ -588,3 +588,26 @@ async def test_bridged_style_renders_strings_and_nil_objects(make_sim: Callable[
 def test_unknown_json_style_is_refused() -> None:
     with pytest.raises(ValueError, match="json_style"):
         EbsSim(json_style="xml")  # type: ignore[arg-type]
+
+
+HR_CONTEXT = {"Responsibility": "US_HRMS_MANAGER", "RespApplication": "PER"}
+
+
+async def test_people_with_nested_phones_and_a_key_filter(make_sim: Callable[..., EbsSim]) -> None:
+    sim = make_sim(nested_phones=True)
+    async with client_for(sim) as client:
+        one = out(await call(client, "get_changed_people", {"P_SINCE": "2000-01-01T00:00:00", "P_PERSON_ID": 101},
+                             header=HR_CONTEXT))
+        everyone = out(await call(client, "get_changed_people", {"P_SINCE": "2000-01-01T00:00:00"},
+                                  header=HR_CONTEXT))
+    (pat,) = rows(one, "X_PEOPLE")
+    assert [p["PHONE_TYPE"] for p in pat["PHONES"]["PHONES_ITEM"]] == ["M", "W1"]
+    by_id = {r["PERSON_ID"]: r for r in rows(everyone, "X_PEOPLE")}
+    assert by_id[102]["PHONES"]["PHONES_ITEM"]["PHONE_TYPE"] == "M"  # one phone: a bare object
+    assert by_id[106]["PHONES"] == {}  # starts tomorrow: no phone current today
+    assert len(by_id) > 1
+
+
+async def test_people_rows_carry_no_phones_by_default(client: httpx.AsyncClient) -> None:
+    everyone = out(await call(client, "get_changed_people", {"P_SINCE": "2000-01-01T00:00:00"}, header=HR_CONTEXT))
+    assert all("PHONES" not in r for r in rows(everyone, "X_PEOPLE"))

@@ -481,3 +481,69 @@ def test_write_back_statuses_must_be_final() -> None:
             "type": "oracle_ebs", "base_url": "http://ebs.test", "username": "U", "password": "p",
             "timezone": "America/New_York", "entities": ENTITIES,
             "write_back": {"statuses": ["delivered", "sent"]}})
+
+
+# -- phones nested in the record -------------------------------------------------------------------
+
+
+PEOPLE_NESTED: dict[str, Any] = {
+    "method": "get_changed_people", "output": "X_PEOPLE", "key": "PERSON_ID", "context": HR,
+    "effective_start": "EFFECTIVE_START_DATE", "effective_end": "EFFECTIVE_END_DATE",
+    "pivot": {"collection": "PHONES"},
+}
+
+
+@pytest.mark.parametrize("style", ["native", "bridged"])
+async def test_phones_nested_in_the_entitys_own_rows_are_recipient_fields(make: Any, style: str) -> None:
+    from ml_connector.core.flowspec import FieldRecipient
+    from ml_connector.runtime.recipients import RecipientResolver
+
+    sim, source = make({"nested_phones": True, "json_style": style},
+                       entities={**ENTITIES, "people": PEOPLE_NESTED})
+    sim.hire("No", "Phone", start=sim.today())
+    people = {r.key: r for r in await read(source, "people", START - timedelta(days=3000), START + MONTH)}
+    assert people["101"].data["PHONE_M"] == "(312) 555-0142" and people["101"].data["PHONE_W1"]
+    assert "PHONES" not in people["101"].data
+    assert people["102"].data["PHONE_M"] == "+44 20 7946 0958"  # one phone: a bare object
+    assert not any(name.startswith("PHONE_") for name in people["201"].data)  # none: empty or nil
+    resolver = RecipientResolver(source, "US")
+    spec = [FieldRecipient(field=["PHONE_M", "PHONE_W1"])]
+    (pat,) = await resolver.resolve(spec, people["101"])
+    assert (pat.field, pat.phone) == ("PHONE_M", "+13125550142")
+    (sam,) = await resolver.resolve(spec, people["103"])  # M is empty, W1 is "ext 4411 only"
+    assert sam.phone is None and "PHONE_M: empty" in str(sam.reason)
+
+
+@pytest.mark.parametrize("param", [{"param": "P_PERSON_ID"}, {}], ids=["key-filter", "no-filter"])
+async def test_lookup_through_the_changed_since_method(make: Any, param: dict[str, str]) -> None:
+    people = {**PEOPLE_NESTED, "lookup": {"via": "changed_since", **param}}
+    _, source = make({"nested_phones": True}, entities={**ENTITIES, "people": people})
+    buyer = await source.lookup("people", "101")
+    assert buyer is not None and buyer.data["PHONE_M"] == "(312) 555-0142"
+    leaver = await source.lookup("people", "105")  # two date-track rows: the one in effect now
+    assert leaver is not None and leaver.data["CURRENT_EMPLOYEE_FLAG"] is None
+    assert await source.lookup("people", "999") is None
+
+
+async def test_lookup_key_filter_is_sent_and_fewer_rows_are_read(make: Any) -> None:
+    filtered = {**PEOPLE_NESTED, "page_size": 2, "lookup": {"via": "changed_since", "param": "P_PERSON_ID"}}
+    unfiltered = {**filtered, "lookup": {"via": "changed_since"}}
+    _, narrow = make({"nested_phones": True}, entities={**ENTITIES, "people": filtered})
+    _, wide = make({"nested_phones": True}, entities={**ENTITIES, "people": unfiltered})
+    await narrow.lookup("people", "101")
+    await wide.lookup("people", "101")
+    assert narrow.calls < wide.calls
+
+
+def test_lookup_config_says_what_is_missing() -> None:
+    def config(lookup: dict[str, Any]) -> None:
+        OracleEbsConfig.model_validate({
+            "type": "oracle_ebs", "base_url": "http://ebs.test", "username": "U", "password": "p",
+            "timezone": "America/New_York", "entities": {"people": {**PEOPLE_NESTED, "lookup": lookup}}})
+
+    with pytest.raises(ValueError, match="via: changed_since"):
+        config({"param": "P_PERSON_ID"})
+    with pytest.raises(ValueError, match="leave out `method`"):
+        config({"via": "changed_since", "method": "get_person"})
+    with pytest.raises(ValueError, match="YYYY-MM-DDTHH:MM:SS"):
+        config({"via": "changed_since", "since": "01-JAN-1900"})

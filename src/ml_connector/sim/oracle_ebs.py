@@ -45,7 +45,10 @@ Choices where no source says what EBS does (documented so adapters can be checke
 * A locked row within the requested page: ``X_RETURN_STATUS`` "E" naming the record, no rows.
 * People (PER_ALL_PEOPLE_F) are not multi-org striped, so they come back without MOAC context;
   every date-track row whose LAST_UPDATE_DATE qualifies is returned. A phone change updates
-  PER_PHONES only, so it does not surface in ``get_changed_people``.
+  PER_PHONES only, so it does not surface in ``get_changed_people``. ``P_PERSON_ID``, when sent,
+  narrows ``get_changed_people`` to one person. With ``nested_phones=True`` its rows carry the
+  person's current phones nested (``"PHONES": {"PHONES_ITEM": ...}``, one phone as a bare object,
+  none as ``{}``), as shops whose package returns the person and phones in one row do.
 * ``record_delivery`` inserts one audit row per call (no de-duplication, as a plain INSERT).
   P_SOURCE_TABLE, P_SOURCE_ID and P_STATUS are required, and so is every optional column named in
   ``audit_required`` (by default ``message_sid``: the shop's audit table has MESSAGE_SID NOT
@@ -151,6 +154,7 @@ class EbsSim:
         ords_schema: str = "xxmlc",
         json_style: JsonStyle = "native",
         audit_required: frozenset[str] = frozenset({"message_sid"}),
+        nested_phones: bool = False,
     ) -> None:
         if context_mode not in ("body", "query", "header"):
             raise ValueError(f"context_mode must be body, query or header, not {context_mode!r}")
@@ -161,6 +165,7 @@ class EbsSim:
         self.session_ttl = session_ttl
         self.json_style: JsonStyle = json_style
         self.audit_required = frozenset(audit_required)
+        self.nested_phones = nested_phones
         self._clock = OffsetClock(clock, "EbsSim")
         self.tz = ZoneInfo(server_tz)
         self.context_mode: ContextMode = context_mode

@@ -169,13 +169,26 @@ def _po_item(sim: EbsSim, po: PurchaseOrder) -> dict[str, Json]:
 
 
 def _changed_people(sim: EbsSim, ctx: AppContext, p: Params) -> dict[str, Json]:
-    """Every date-track row changed since; PER_ALL_PEOPLE_F is not striped by operating unit."""
+    """Every date-track row changed since; PER_ALL_PEOPLE_F is not striped by operating unit.
+
+    ``P_PERSON_ID``, when given, narrows the rows to one person (the package's optional filter).
+    With ``nested_phones`` each row carries the person's phones current today as a nested table.
+    """
+    person_id = p.integer("person_id")
     rows = [
         (r.last_update_date, (r.person_id, r.effective_start_date.toordinal()), r)
-        for r in sim.tables.people
+        for r in sim.tables.people if person_id is None or r.person_id == person_id
     ]
     page = _page(rows, _window(p))
-    return {"X_PEOPLE": item_table("X_PEOPLE", [_person_item(sim, r) for r in page])}
+    items: list[Json] = []
+    today = sim.today()
+    for r in page:
+        item = _person_item(sim, r)
+        if sim.nested_phones:
+            phones = sorted(sim.tables.phones_on(r.person_id, today), key=lambda ph: ph.phone_id)
+            item["PHONES"] = item_table("PHONES", [_phone_item(sim, ph) for ph in phones])
+        items.append(item)
+    return {"X_PEOPLE": item_table("X_PEOPLE", items)}
 
 
 def _person_item(sim: EbsSim, r: PersonRow) -> dict[str, Json]:

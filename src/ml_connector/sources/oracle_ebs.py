@@ -36,7 +36,7 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr, model_
 
 from ml_connector.core.models import CheckResult, Delivery, Record
 from ml_connector.errors import SourceAuthError, SourceError, SourcePayloadError, SourceUnavailable
-from ml_connector.sources.ebs_clock import format_for_ebs, parse_ebs_date, since_for_request
+from ml_connector.sources.ebs_clock import format_for_ebs, local_to_utc, parse_ebs_date, since_for_request
 from ml_connector.sources.fields import PhoneRegion, TimeZoneName
 from ml_connector.sources.oracle_ebs_auth import EbsAuth
 from ml_connector.sources.oracle_ebs_json import as_flag, as_list, unbridged
@@ -76,24 +76,50 @@ class EbsParams(_Model):
 
 
 class EbsLookup(_Model):
-    """How to fetch one record by key (e.g. a buyer's person record with phones)."""
+    """How to fetch one record by key (e.g. a buyer's person record with phones).
 
-    method: str
-    param: str
-    output: str
+    `via: method` (the default) calls a get-one method (`method`, key in `param`, record in
+    `output`). Shops that deployed none use `via: changed_since`: the entity's own changed-since
+    method, read from `since`, with the key in `param` when the method takes such a filter, and
+    the rows filtered by key here in any case (without `param` a lookup reads the whole entity;
+    lookups are cached per poll).
+    """
+
+    via: Literal["method", "changed_since"] = "method"
+    method: str | None = None
+    param: str | None = None
+    output: str | None = None
     service: str | None = None
     #: A collection pivoted into fields, e.g. X_PHONES rows -> PHONE_M, PHONE_W1, PHONE_H1.
     pivot: EbsPivot | None = None
     #: An "E" answer whose message matches this means "no such record": lookup returns None.
     not_found: str = r"(?i)\bno\b.*\b(found|exists?|is effective)\b|not found"
+    #: `via: changed_since`: the "since" sent, server-local (early enough for every record).
+    since: str = "1900-01-01T00:00:00"
+
+    @model_validator(mode="after")
+    def _complete(self) -> EbsLookup:
+        if self.via == "method" and not (self.method and self.param and self.output):
+            raise ValueError("a lookup via a get-one method needs `method`, `param` and `output` "
+                             "(or `via: changed_since` to use the entity's changed-since method)")
+        if self.via == "changed_since" and (self.method or self.output):
+            raise ValueError("`via: changed_since` uses the entity's own method and output: "
+                             "leave out `method` and `output`")
+        try:
+            datetime.strptime(self.since, "%Y-%m-%dT%H:%M:%S")
+        except ValueError:
+            raise ValueError(f"since {self.since!r}: expected YYYY-MM-DDTHH:MM:SS") from None
+        return self
 
 
 class EbsPivot(_Model):
-    """Rows of type/value pairs turned into fields of the looked-up record.
+    """Rows of type/value pairs turned into fields of a record (PHONE_M, PHONE_W1, ...).
 
-    The rows come from the sibling OUT parameter `collection` (a PL/SQL procedure returning the
-    person and its phones as two tables), or, failing that, from a field of that name nested in
-    the record itself.
+    On a lookup the rows come from the sibling OUT parameter `collection` (a PL/SQL procedure
+    returning the person and its phones as two tables), or, failing that, from a field of that
+    name nested in the record itself. On an entity (`pivot:` next to `key:`) they come from the
+    nested field of each row, e.g. `PHONES: {"PHONES_ITEM": [...]}` (one phone may be a bare
+    object), so `recipients: [{field: [PHONE_M, PHONE_W1]}]` works on the entity itself.
     """
 
     collection: str = "X_PHONES"
@@ -116,6 +142,8 @@ class EbsEntity(_Model):
     context: EbsContext | None = None
     table: str | None = None          # EBS table named in write-back, e.g. AP_INVOICES_ALL
     lookup: EbsLookup | None = None
+    #: A nested collection of each row pivoted into fields (e.g. PHONES -> PHONE_M, PHONE_W1).
+    pivot: EbsPivot | None = None
     #: Date-tracked rows become current at midnight without any update: fields for the
     #: derived `EFFECTIVE_NOW` ('Y'/'N') that a trigger can watch (`becomes: 'Y'`).
     effective_start: str | None = None
@@ -157,6 +185,9 @@ class OracleEbsConfig(_Model):
 EbsLookup.model_rebuild()
 
 _LOCKED = re.compile(r"lock", re.IGNORECASE)
+
+#: The "until" of a lookup through the changed-since method: every row, whatever its date.
+_END_OF_TIME = datetime(9999, 1, 1, tzinfo=UTC)
 
 #: How far back check() looks for one row to prove the service sees data.
 CHECK_LOOKBACK = timedelta(days=366)
@@ -360,6 +391,8 @@ class OracleEbsSource:
                                      source=self.name)
         data = dict(row)
         data.pop("links", None)
+        if spec.pivot:
+            data.update(_pivoted(spec.pivot, {}, data))
         if spec.effective_start:
             data["EFFECTIVE_NOW"] = self._effective_now(row, spec, z_is_local)
         return Record(entity=entity, key=str(row[spec.key]).strip(), changed_at=changed, data=data)
@@ -385,10 +418,10 @@ class OracleEbsSource:
         async for record in records:
             yield record
 
-    async def _in_window(self, entity: str, spec: EbsEntity, since: datetime,
-                         until: datetime) -> AsyncIterator[Record]:
+    async def _in_window(self, entity: str, spec: EbsEntity, since: datetime, until: datetime,
+                         extra: Mapping[str, Any] | None = None) -> AsyncIterator[Record]:
         pages = self._ords_pages(entity, spec, since) if self.config.mode == "ords" \
-            else self._isg_pages(entity, spec, since)
+            else self._isg_pages(entity, spec, since, extra or {})
         seen: set[tuple[str, datetime, str | None]] = set()
         async for records in pages:
             inside = sorted((r for r in records if since <= r.changed_at < until),
@@ -434,7 +467,8 @@ class OracleEbsSource:
         for record in sorted(chosen, key=lambda r: (r.changed_at, r.key)):
             yield record
 
-    async def _isg_pages(self, entity: str, spec: EbsEntity, since: datetime) -> AsyncIterator[list[Record]]:
+    async def _isg_pages(self, entity: str, spec: EbsEntity, since: datetime,
+                         extra: Mapping[str, Any]) -> AsyncIterator[list[Record]]:
         ctx = self.config.context.merged(spec.context)
         service = spec.service or self.config.service
         assert spec.method and spec.output  # noqa: S101 - guaranteed by the config validator
@@ -448,6 +482,7 @@ class OracleEbsSource:
                 params[spec.params.org] = ctx.org_id
             if spec.params.offset:
                 params[spec.params.offset] = offset
+            params.update(extra)
             output = await self.call(service, spec.method, params, ctx)
             rows = items_of(output.get(spec.output), spec.output)
             records = [self._record(entity, spec, row, z_is_local=False) for row in rows]
@@ -509,6 +544,9 @@ class OracleEbsSource:
         if spec.lookup is None:
             raise SourceError(f"entity {entity!r} has no `lookup` method configured", source=self.name)
         look = spec.lookup
+        if look.via == "changed_since":
+            return await self._lookup_by_changes(entity, spec, look, key)
+        assert look.method and look.param and look.output  # noqa: S101 - guaranteed by the config validator
         ctx = self.config.context.merged(spec.context)
         service = look.service or spec.service or self.config.service
         try:
@@ -523,9 +561,22 @@ class OracleEbsSource:
         row = dict(rows[0])
         if look.pivot:
             row.update(_pivoted(look.pivot, output, row))
+        elif spec.pivot:
+            row.update(_pivoted(spec.pivot, {}, row))
         if spec.changed_at not in row:
             row[spec.changed_at] = format_for_ebs(self._clock(), self.zone)
         return self._record(entity, spec, row, z_is_local=False)
+
+    async def _lookup_by_changes(self, entity: str, spec: EbsEntity, look: EbsLookup, key: str) -> Record | None:
+        """One record through the changed-since method: every row of `key` since `look.since`,
+        filtered here (a service may ignore the key filter), date-track rows collapsed."""
+        wanted = key.strip()
+        since = local_to_utc(datetime.strptime(look.since, "%Y-%m-%dT%H:%M:%S"), self.zone)
+        extra = {look.param: _typed_key(wanted)} if look.param else {}
+        matches = [r async for r in self._in_window(entity, spec, since, _END_OF_TIME, extra) if r.key == wanted]
+        if spec.effective_start:
+            matches = [r async for r in self._collapsed(_replayed(matches), spec)]
+        return matches[-1] if matches else None
 
     async def check(self) -> CheckResult:
         """Log in and read one row of the first entity; say so when nothing at all is visible.
@@ -608,6 +659,11 @@ def _pivoted(pivot: EbsPivot, output: Mapping[str, Any], row: dict[str, Any]) ->
         if kind:
             fields.setdefault(f"{pivot.prefix}{kind}", item.get(pivot.value))
     return {name: value for name, value in fields.items() if name not in row}
+
+
+async def _replayed(records: list[Record]) -> AsyncIterator[Record]:
+    for record in records:
+        yield record
 
 
 def _typed_key(key: str) -> int | str:
