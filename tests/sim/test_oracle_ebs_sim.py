@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -611,3 +611,33 @@ async def test_people_with_nested_phones_and_a_key_filter(make_sim: Callable[...
 async def test_people_rows_carry_no_phones_by_default(client: httpx.AsyncClient) -> None:
     everyone = out(await call(client, "get_changed_people", {"P_SINCE": "2000-01-01T00:00:00"}, header=HR_CONTEXT))
     assert all("PHONES" not in r for r in rows(everyone, "X_PEOPLE"))
+
+
+async def test_supplier_bank_account_change_surfaces_through_the_site(
+        client: httpx.AsyncClient, sim: EbsSim, clock: ManualClock) -> None:
+    before = out(await call(client, "get_changed_supplier_sites", {"P_SINCE": SINCE_ALL}))
+    sites = {r["VENDOR_SITE_ID"]: r for r in rows(before, "X_SITES")}
+    assert 7004 not in sites  # org 458: outside PAYABLES_MANAGER's operating unit
+    account = sim.tables.site_account(sim.tables.sites[7003])
+    assert account is not None and sites[7003]["MASKED_BANK_ACCOUNT_NUM"].endswith(account.bank_account_num[-4:])
+    assert set(sites[7003]["MASKED_BANK_ACCOUNT_NUM"][:-4]) == {"X"}
+    site_date = sim.tables.sites[7003].last_update_date
+    clock.advance(timedelta(minutes=5))
+    since = sim.now_local().strftime("%Y-%m-%dT%H:%M:%S")
+    result = await client.post("/_sim/change_bank_account", json={
+        "vendor_site_id": 7003, "bank_name": "Elsewhere Bank", "account_num": "99887766"})
+    assert result.status_code == 200
+    after = rows(out(await call(client, "get_changed_supplier_sites", {"P_SINCE": since})), "X_SITES")
+    assert [(r["VENDOR_SITE_ID"], r["BANK_NAME"], r["MASKED_BANK_ACCOUNT_NUM"]) for r in after] == [
+        (7003, "Elsewhere Bank", "XXXX7766")]
+    assert after[0]["EXT_BANK_ACCOUNT_ID"] != sites[7003]["EXT_BANK_ACCOUNT_ID"]
+    assert sim.tables.sites[7003].last_update_date == site_date  # only IBY's rows moved
+
+
+async def test_supplier_site_address_change(client: httpx.AsyncClient, sim: EbsSim, clock: ManualClock) -> None:
+    clock.advance(timedelta(minutes=5))
+    since = sim.now_local().strftime("%Y-%m-%dT%H:%M:%S")
+    sim.change_supplier_site(7001, address_line1="1 Harbor Way")
+    (row,) = rows(out(await call(client, "get_changed_supplier_sites", {"P_SINCE": since})), "X_SITES")
+    assert (row["VENDOR_SITE_ID"], row["ADDRESS_LINE1"], row["VENDOR_NAME"]) == (7001, "1 Harbor Way",
+                                                                                  "Northwind Traders")

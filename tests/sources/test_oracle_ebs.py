@@ -547,3 +547,43 @@ def test_lookup_config_says_what_is_missing() -> None:
         config({"via": "changed_since", "method": "get_person"})
     with pytest.raises(ValueError, match="YYYY-MM-DDTHH:MM:SS"):
         config({"via": "changed_since", "since": "01-JAN-1900"})
+
+
+# -- supplier changes (examples/oracle-ebs.yaml) --------------------------------------------------
+
+
+async def test_example_supplier_flow_alerts_ap_on_bank_account_and_site_changes(tmp_path: Path) -> None:
+    from ml_connector.config import load_config
+
+    example = Path(__file__).parents[2] / "examples" / "oracle-ebs.yaml"
+    config = load_config(example, {})
+    section = config.sources["ebs"]
+    assert isinstance(section, OracleEbsConfig)
+    spec = config.flows["supplier_changed"]
+    clock = ManualClock(START)
+    sim = EbsSim(clock=clock)
+    source = OracleEbsSource("ebs", section, transport=httpx.ASGITransport(sim.create_app()), clock=clock)
+    flow = FlowRuntime("supplier_changed", spec, source, compile_template("supplier_changed", spec.template),
+                       "demo", "+15005550006", "US")
+    store = SqlStore(f"sqlite:///{tmp_path / 'store.db'}", KeyRing(b"k" * 32))
+    poller = Poller(flow, store, clock)
+    try:
+        await poller.poll()  # the baseline: nothing is news
+        assert store.list_notifications(NotificationFilter(flow="supplier_changed")) == []
+        clock.advance(timedelta(minutes=5))
+        sim.change_bank_account(7003, bank_name="Elsewhere Bank", account_num="99887766")
+        clock.advance(timedelta(minutes=5))
+        await poller.poll()
+        clock.advance(timedelta(minutes=5))
+        sim.change_supplier_site(7001, address_line1="1 Harbor Way")
+        clock.advance(timedelta(minutes=5))
+        await poller.poll()
+        await poller.poll(LOOKBACK)  # re-reading the day notifies nothing again
+        views = store.list_notifications(NotificationFilter(flow="supplier_changed"))
+        assert sorted(v.record_key for v in views) == ["7001", "7003"]
+        bodies = {v.record_key: v.body for v in views}
+        assert "Elsewhere Bank XXXX7766" in str(bodies["7003"]) and "99887766" not in str(bodies["7003"])
+        assert "1 Harbor Way" in str(bodies["7001"])
+    finally:
+        store.close()
+        await source.aclose()

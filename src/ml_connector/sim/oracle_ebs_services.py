@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, TypeVar
 
 from ml_connector.sim.oracle_ebs_config import AppContext
-from ml_connector.sim.oracle_ebs_data import Invoice, PersonRow, Phone, PurchaseOrder
+from ml_connector.sim.oracle_ebs_data import Invoice, PersonRow, Phone, PurchaseOrder, SupplierSite
 
 if TYPE_CHECKING:
     from ml_connector.sim.oracle_ebs import EbsSim
@@ -168,6 +168,38 @@ def _po_item(sim: EbsSim, po: PurchaseOrder) -> dict[str, Json]:
     }
 
 
+def _changed_supplier_sites(sim: EbsSim, ctx: AppContext, p: Params) -> dict[str, Json]:
+    """Supplier sites whose site, supplier or bank account changed since (MOAC-striped by org)."""
+    t = sim.tables
+    orgs = _orgs(ctx, p)
+    rows = [(t.site_change_date(site), (site.vendor_site_id, 0), site) for site in t.sites.values()
+            if site.org_id in orgs]
+    page = _page(rows, _window(p))
+    return {"X_SITES": item_table("X_SITES", [_site_item(sim, site) for site in page])}
+
+
+def _masked(number: str) -> str:
+    """IBY's MASKED_BANK_ACCOUNT_NUM: all but the last four digits hidden."""
+    return "X" * max(0, len(number) - 4) + number[-4:]
+
+
+def _site_item(sim: EbsSim, site: SupplierSite) -> dict[str, Json]:
+    t, d = sim.tables, sim.format_isg_date
+    supplier = t.suppliers[site.vendor_id]
+    account = t.site_account(site)
+    return {
+        "VENDOR_ID": supplier.vendor_id, "VENDOR_NAME": supplier.vendor_name, "SEGMENT1": supplier.segment1,
+        "VENDOR_SITE_ID": site.vendor_site_id, "VENDOR_SITE_CODE": site.vendor_site_code, "ORG_ID": site.org_id,
+        "ADDRESS_LINE1": site.address_line1, "CITY": site.city, "COUNTRY": site.country,
+        "PAY_SITE_FLAG": site.pay_site_flag,
+        "EXT_BANK_ACCOUNT_ID": account.ext_bank_account_id if account else None,
+        "BANK_NAME": account.bank_name if account else None,
+        "MASKED_BANK_ACCOUNT_NUM": _masked(account.bank_account_num) if account else None,
+        "BANK_ACCOUNT_START_DATE": d(account.start_date) if account else None,
+        "LAST_UPDATE_DATE": d(t.site_change_date(site)),
+    }
+
+
 def _changed_people(sim: EbsSim, ctx: AppContext, p: Params) -> dict[str, Json]:
     """Every date-track row changed since; PER_ALL_PEOPLE_F is not striped by operating unit.
 
@@ -256,6 +288,7 @@ SERVICES: Mapping[str, Service] = {
     "changed_invoices": Service(_changed_invoices, ("X_INVOICES",)),
     "changed_pos": Service(_changed_pos, ("X_POS",)),
     "changed_people": Service(_changed_people, ("X_PEOPLE",)),
+    "changed_supplier_sites": Service(_changed_supplier_sites, ("X_SITES",)),
     "person": Service(_person, ("X_PERSON", "X_PHONES")),
     "record_delivery": Service(_record_delivery, ()),
 }
