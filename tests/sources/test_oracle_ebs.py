@@ -587,3 +587,13 @@ async def test_example_supplier_flow_alerts_ap_on_bank_account_and_site_changes(
     finally:
         store.close()
         await source.aclose()
+
+
+def test_nil_objects_are_recognised_only_when_they_hold_nothing() -> None:
+    from ml_connector.sources.oracle_ebs_json import as_flag, as_list, is_nil, unbridged
+
+    assert is_nil({"@xsi:nil": "true"}) and is_nil({"@xsi:nil": "true", "@xmlns:xsi": "http://x"})
+    assert not is_nil({"@xsi:nil": "false"}) and not is_nil({"@xsi:nil": "true", "NAME": "x"}) and not is_nil({})
+    assert unbridged({"A": {"@xsi:nil": "true"}, "B": [{"@xsi:nil": "true"}, "1"]}) == {"A": None, "B": [None, "1"]}
+    assert (as_list(None), as_list({"a": 1}), as_list([1])) == ([], [{"a": 1}], [1])
+    assert (as_flag("false"), as_flag("true"), as_flag(True), as_flag(None)) == (False, True, True, False)
