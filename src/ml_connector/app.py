@@ -148,7 +148,8 @@ class Connector:
         self.status_sweep = StatusSweep(self.store, self.channels, clock=self.clock, settings=SweepSettings(
             stale_after=check_after, every=min(timedelta(minutes=1), max(check_after / 2, timedelta(seconds=1))),
         ))
-        self.write_backs = WriteBackRunner(self.store, self.sources, worker=self.worker, clock=self.clock)
+        self.write_backs = WriteBackRunner(self.store, self.sources, worker=self.worker, clock=self.clock,
+                                           drain_for=config.dispatcher.shutdown_grace)
 
     def _flow_runtimes(self) -> dict[str, FlowRuntime]:
         flows: dict[str, FlowRuntime] = {}
@@ -205,13 +206,15 @@ class Connector:
         """Run the chosen roles until `stop` is set, then shut down cleanly."""
         roles = set(roles)
         tasks: list[asyncio.Task[None]] = []
+        writing_back: asyncio.Task[None] | None = None
+        write_backs_stop = asyncio.Event()
         if "poller" in roles:
             tasks += [asyncio.create_task(self._poll_loop(name, stop)) for name in self.pollers]
         if "dispatcher" in roles:
             tasks.append(asyncio.create_task(self.dispatcher.run(stop)))
             tasks.append(asyncio.create_task(self.status_sweep.run(stop)))
             if any(flow.write_back_source for flow in self.flows.values()):
-                tasks.append(asyncio.create_task(self.write_backs.run(stop)))
+                writing_back = self._write_back_until_drained(stop, write_backs_stop)
         if "web" in roles:
             tasks.append(asyncio.create_task(self._serve_web(stop)))
         try:
@@ -220,6 +223,16 @@ class Connector:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if writing_back is not None:  # last: the final statuses the other roles recorded
+                write_backs_stop.set()
+                await writing_back
+
+    def _write_back_until_drained(self, stop: asyncio.Event, own_stop: asyncio.Event) -> asyncio.Task[None]:
+        """The write-back runner, stopped (`own_stop`) only after the other roles, then draining what
+        is due within `dispatcher.shutdown_grace`; a crash of it stops the process as before."""
+        task = asyncio.create_task(self.write_backs.run(own_stop))
+        task.add_done_callback(lambda done: stop.set() if not done.cancelled() and done.exception() else None)
+        return task
 
     async def _poll_loop(self, name: str, stop: asyncio.Event) -> None:
         """Poll one flow on its schedule while this process holds the flow's lock; else stand by.

@@ -394,8 +394,11 @@ class DispatcherConfig(BaseModel):
     idle_poll: Duration = timedelta(milliseconds=200)
     #: A message this long without its final status callback gets its status fetched from Twilio.
     status_check_after: Duration = timedelta(minutes=10)
+    #: At a graceful stop, how long pending write-backs to the ERP may still be sent; what is
+    #: left stays queued and is sent at the next start.
+    shutdown_grace: Duration = timedelta(seconds=10)
 
-    @field_validator("lease", "idle_poll", "status_check_after")
+    @field_validator("lease", "idle_poll", "status_check_after", "shutdown_grace")
     @classmethod
     def _positive(cls, value: timedelta) -> timedelta:
         if value <= timedelta(0):

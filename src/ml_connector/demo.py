@@ -71,6 +71,8 @@ def ebs_sections(ebs_url: str) -> tuple[dict[str, Any], dict[str, Any]]:
                            "pivot": {"collection": "X_PHONES", "key": "PHONE_TYPE", "value": "PHONE_NUMBER",
                                      "prefix": "PHONE_"}},
             },
+            "supplier_sites": {"method": "get_changed_supplier_sites", "output": "X_SITES", "key": "VENDOR_SITE_ID",
+                               "table": "AP_SUPPLIER_SITES_ALL"},
         },
     }
     common = {"source": "ebs", "schedule": EBS_FAST, "sender": "main.alerts", "timezone": EBS_TZ,
@@ -94,6 +96,14 @@ def ebs_sections(ebs_url: str) -> tuple[dict[str, Any], dict[str, Any]]:
                                 {"field": "CURRENT_EMPLOYEE_FLAG", "eq": "Y"}]},
             "recipients": [{"static": ["+13125550177"]}],
             "template": "{{ FULL_NAME }} (employee {{ EMPLOYEE_NUMBER }}) starts today.",
+        },
+        "ebs_supplier_changed": {
+            **common, "entity": "supplier_sites",
+            "trigger": {"any": [{"field": "EXT_BANK_ACCOUNT_ID", "changed": True},
+                                {"field": "ADDRESS_LINE1", "changed": True}]},
+            "recipients": [{"static": ["+13125550142"]}],
+            "template": "EBS supplier {{ VENDOR_NAME }} site {{ VENDOR_SITE_CODE }} changed: pays to {{ BANK_NAME }} "
+                        "{{ MASKED_BANK_ACCOUNT_NUM }}, remit to {{ ADDRESS_LINE1 }}. Confirm before paying.",
         },
     }
     return source, flows
@@ -351,7 +361,8 @@ async def _wait(stop: asyncio.Event, seconds: float | None) -> None:
 
 
 class EbsEvents:
-    """Business events in the EBS simulator: invoices validated, POs approved, people hired."""
+    """Business events in the EBS simulator: invoices validated, POs approved, people hired,
+    supplier sites and bank accounts changed."""
 
     FIRST = ("Maya", "Ken", "Ines", "Raj", "Zoe", "Omar")
     LAST = ("Lindqvist", "Okafor", "Moreau", "Tanaka", "Novak", "Haddad")
@@ -372,6 +383,7 @@ class EbsEvents:
             (3 if open_pos else 0, lambda: self._approve(rng.choice(open_pos))),
             (1, lambda: self._hire(rng)),
             (1, lambda: self._new_invoice(rng)),
+            (1, lambda: self._supplier_change(rng)),
         ]
         weights = [w for w, _ in choices]
         return [rng.choices([action for _, action in choices], weights)[0]()]
@@ -389,6 +401,17 @@ class EbsEvents:
         self._hires += 1
         self._sim.hire(first, last, start=self._sim.today(), mobile=f"(312) 555-01{50 + self._hires % 40:02d}")
         return f"EBS hired {first} {last}, starting today"
+
+    def _supplier_change(self, rng: random.Random) -> str:
+        site = self._sim.tables.sites[rng.choice(sorted(k for k, v in self._sim.tables.sites.items()
+                                                        if v.org_id == 204))]
+        name = self._sim.tables.suppliers[site.vendor_id].vendor_name
+        if rng.random() < 0.5:
+            self._sim.change_bank_account(site.vendor_site_id, bank_name="Lakeshore Credit Union",
+                                          account_num=f"{rng.randrange(10**9, 10**10)}")
+            return f"EBS supplier {name}: new bank account on site {site.vendor_site_code}"
+        self._sim.change_supplier_site(site.vendor_site_id, address_line1=f"{rng.randrange(1, 999)} Lake St")
+        return f"EBS supplier {name}: site {site.vendor_site_code} address changed"
 
     def _new_invoice(self, rng: random.Random) -> str:
         result = self._sim.add_invoice(org_id=204, amount=round(rng.uniform(200, 9000), 2))

@@ -1,13 +1,19 @@
-"""Oracle EBS harnesses: ISG with an ICX session, ISG with Basic on every call, and ORDS."""
+"""Oracle EBS harnesses: ISG with an ICX session, ISG with Basic on every call, and ORDS.
+
+Each runs in both JSON styles: ISG's own ("native") and that of an XML-to-JSON bridge in front
+of it ("bridged": every scalar a string, null and empty tables as `{"@xsi:nil": "true"}`).
+"""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import httpx
 
-from ml_connector.sim.oracle_ebs import EbsSim
+from ml_connector.sim.oracle_ebs import EbsSim, JsonStyle
 from ml_connector.sources.base import Source
 from ml_connector.sources.oracle_ebs import OracleEbsConfig, OracleEbsSource
 from tests.support.clock import ManualClock
@@ -17,15 +23,29 @@ from .harness import START, LoginCounter, SimulatedErp
 PAYABLES = {"responsibility": "PAYABLES_MANAGER", "application": "SQLAP", "org_id": 204}
 
 
+def ebs_harnesses() -> dict[str, Callable[[], EbsHarness]]:
+    """Every EBS mode, in both JSON styles."""
+    modes: dict[str, dict[str, str]] = {
+        "isg-session": {}, "isg-basic": {"auth": "basic"}, "ords": {"mode": "ords", "auth": "basic"},
+    }
+    made: dict[str, Callable[[], EbsHarness]] = {}
+    for label, options in modes.items():
+        for style in ("native", "bridged"):
+            name = label if style == "native" else f"{label}-bridged"
+            made[f"ebs-{name}"] = functools.partial(EbsHarness, name, json_style=style, **options)
+    return made
+
+
 class EbsHarness(SimulatedErp):
     """EbsSim in-process behind httpx.ASGITransport, with the adapter configured for one mode."""
 
     page_size = 3
 
-    def __init__(self, name: str, *, mode: str = "isg", auth: str = "session") -> None:
+    def __init__(self, name: str, *, mode: str = "isg", auth: str = "session",
+                 json_style: JsonStyle = "native") -> None:
         self.name = name
         self.clock = ManualClock(START)
-        self.sim = EbsSim(clock=self.clock)
+        self.sim = EbsSim(clock=self.clock, json_style=json_style)
         self.app = LoginCounter(self.sim.create_app(), lambda path: path == "/webservices/rest/login")  # type: ignore[arg-type]
         self.mode, self.auth = mode, auth
         self.entity = "invoices"

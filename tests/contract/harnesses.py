@@ -7,14 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .ebs import EbsHarness
+from .ebs import ebs_harnesses
 from .harness import SourceHarness
 from .syspro import SysproHarness
 
 HARNESSES: dict[str, Callable[[], SourceHarness]] = {
-    "ebs-isg-session": lambda: EbsHarness("isg-session"),
-    "ebs-isg-basic": lambda: EbsHarness("isg-basic", auth="basic"),
-    "ebs-ords": lambda: EbsHarness("ords", mode="ords", auth="basic"),
+    **ebs_harnesses(),  # ISG session, ISG Basic, ORDS; each native and XML-bridged
     "syspro-enet": lambda: SysproHarness("enet", mode="enet"),
     "syspro-odata": lambda: SysproHarness("odata", mode="odata"),
 }

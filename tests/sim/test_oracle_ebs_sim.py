@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -561,3 +561,83 @@ async def test_ords_offset_paging_drifts_when_rows_change(client: httpx.AsyncCli
     seen += [i["segment1"] for i in page2["items"]]
     assert "4504" not in seen  # skipped by the shift
     assert seen.count("4502") == 2
+
+
+# -- the XML-to-JSON bridge style ----------------------------------------------------------------
+
+
+async def test_bridged_style_renders_strings_and_nil_objects(make_sim: Callable[..., EbsSim]) -> None:
+    sim = make_sim(json_style="bridged")
+    async with client_for(sim) as client:
+        one = out(await call(client, "get_changed_invoices", {"P_SINCE": SINCE_ALL, "P_MAX_ROWS": 1}))
+        none = out(await call(client, "get_changed_invoices", {"P_SINCE": "2030-01-01T00:00:00"}))
+        page = (await client.get("/ords/xxmlc/ap_invoices/?limit=1", auth=ISGUSER)).json()
+        empty = (await client.get('/ords/xxmlc/ap_invoices/?q={"invoice_id":{"$eq":1}}', auth=ISGUSER)).json()
+    row = one["X_INVOICES"]["X_INVOICES_ITEM"]
+    assert row["INVOICE_ID"] == "10001" and isinstance(row["INVOICE_AMOUNT"], str)
+    assert row["HOLD_COUNT"] == "0"
+    assert row["CANCELLED_DATE"] == {"@xsi:nil": "true"}
+    assert one["X_MSG_DATA"] == {"@xsi:nil": "true"} and one["X_RETURN_STATUS"] == "S"
+    assert none["X_INVOICES"] == {"@xsi:nil": "true"}  # an empty PL/SQL table
+    assert one["@xmlns:xsi"] == "http://www.w3.org/2001/XMLSchema-instance"
+    assert isinstance(page["items"], dict) and page["hasMore"] == "true" and page["limit"] == "1"
+    assert page["items"]["invoice_id"] == "10001"
+    assert empty["items"] == {"@xsi:nil": "true"} and empty["hasMore"] == "false"
+
+
+def test_unknown_json_style_is_refused() -> None:
+    with pytest.raises(ValueError, match="json_style"):
+        EbsSim(json_style="xml")  # type: ignore[arg-type]
+
+
+HR_CONTEXT = {"Responsibility": "US_HRMS_MANAGER", "RespApplication": "PER"}
+
+
+async def test_people_with_nested_phones_and_a_key_filter(make_sim: Callable[..., EbsSim]) -> None:
+    sim = make_sim(nested_phones=True)
+    async with client_for(sim) as client:
+        one = out(await call(client, "get_changed_people", {"P_SINCE": "2000-01-01T00:00:00", "P_PERSON_ID": 101},
+                             header=HR_CONTEXT))
+        everyone = out(await call(client, "get_changed_people", {"P_SINCE": "2000-01-01T00:00:00"},
+                                  header=HR_CONTEXT))
+    (pat,) = rows(one, "X_PEOPLE")
+    assert [p["PHONE_TYPE"] for p in pat["PHONES"]["PHONES_ITEM"]] == ["M", "W1"]
+    by_id = {r["PERSON_ID"]: r for r in rows(everyone, "X_PEOPLE")}
+    assert by_id[102]["PHONES"]["PHONES_ITEM"]["PHONE_TYPE"] == "M"  # one phone: a bare object
+    assert by_id[106]["PHONES"] == {}  # starts tomorrow: no phone current today
+    assert len(by_id) > 1
+
+
+async def test_people_rows_carry_no_phones_by_default(client: httpx.AsyncClient) -> None:
+    everyone = out(await call(client, "get_changed_people", {"P_SINCE": "2000-01-01T00:00:00"}, header=HR_CONTEXT))
+    assert all("PHONES" not in r for r in rows(everyone, "X_PEOPLE"))
+
+
+async def test_supplier_bank_account_change_surfaces_through_the_site(
+        client: httpx.AsyncClient, sim: EbsSim, clock: ManualClock) -> None:
+    before = out(await call(client, "get_changed_supplier_sites", {"P_SINCE": SINCE_ALL}))
+    sites = {r["VENDOR_SITE_ID"]: r for r in rows(before, "X_SITES")}
+    assert 7004 not in sites  # org 458: outside PAYABLES_MANAGER's operating unit
+    account = sim.tables.site_account(sim.tables.sites[7003])
+    assert account is not None and sites[7003]["MASKED_BANK_ACCOUNT_NUM"].endswith(account.bank_account_num[-4:])
+    assert set(sites[7003]["MASKED_BANK_ACCOUNT_NUM"][:-4]) == {"X"}
+    site_date = sim.tables.sites[7003].last_update_date
+    clock.advance(timedelta(minutes=5))
+    since = sim.now_local().strftime("%Y-%m-%dT%H:%M:%S")
+    result = await client.post("/_sim/change_bank_account", json={
+        "vendor_site_id": 7003, "bank_name": "Elsewhere Bank", "account_num": "99887766"})
+    assert result.status_code == 200
+    after = rows(out(await call(client, "get_changed_supplier_sites", {"P_SINCE": since})), "X_SITES")
+    assert [(r["VENDOR_SITE_ID"], r["BANK_NAME"], r["MASKED_BANK_ACCOUNT_NUM"]) for r in after] == [
+        (7003, "Elsewhere Bank", "XXXX7766")]
+    assert after[0]["EXT_BANK_ACCOUNT_ID"] != sites[7003]["EXT_BANK_ACCOUNT_ID"]
+    assert sim.tables.sites[7003].last_update_date == site_date  # only IBY's rows moved
+
+
+async def test_supplier_site_address_change(client: httpx.AsyncClient, sim: EbsSim, clock: ManualClock) -> None:
+    clock.advance(timedelta(minutes=5))
+    since = sim.now_local().strftime("%Y-%m-%dT%H:%M:%S")
+    sim.change_supplier_site(7001, address_line1="1 Harbor Way")
+    (row,) = rows(out(await call(client, "get_changed_supplier_sites", {"P_SINCE": since})), "X_SITES")
+    assert (row["VENDOR_SITE_ID"], row["ADDRESS_LINE1"], row["VENDOR_NAME"]) == (7001, "1 Harbor Way",
+                                                                                  "Northwind Traders")

@@ -346,3 +346,254 @@ async def test_logout_on_close(make: Any) -> None:
     assert sim.session_count() == 1
     await source.aclose()
     assert sim.session_count() == 0
+
+
+# -- answers through an XML-to-JSON bridge --------------------------------------------------------
+
+
+async def test_bridged_answers_read_like_native_ones(make: Any, tmp_path: Path) -> None:
+    """Empty windows are empty, nil fields None, and numeric strings compare as numbers."""
+    sim, source = make({"json_style": "bridged"})
+    spec = FlowSpec.model_validate({
+        "source": "ebs", "entity": "invoices",
+        "schedule": {"every": "1m", "overlap": "5m"},
+        "trigger": {"all": [{"field": "APPROVAL_STATUS", "becomes": "APPROVED"},
+                            {"field": "INVOICE_AMOUNT", "gte": 100}, {"field": "HOLD_COUNT", "eq": 0},
+                            {"field": "CANCELLED_DATE", "is_null": True}]},
+        "recipients": [{"static": ["+14155552671"]}],
+        "sender": "demo.ops", "template": "{{ INVOICE_NUM }} validated",
+    })
+    flow = FlowRuntime("validated", spec, source, compile_template("validated", spec.template), "demo",
+                       "+15005550006", "US")
+    store = SqlStore(f"sqlite:///{tmp_path / 'store.db'}", KeyRing(b"k" * 32))
+    poller = Poller(flow, store, sim.now_utc)
+    try:
+        await poller.poll()  # the baseline
+        sim.set_clock_offset(60)
+        await poller.poll()  # an empty window: a nil table, not a row without INVOICE_ID
+        sim.set_clock_offset(120)
+        sim.validate_invoice(10007)  # derived: only the distributions move
+        sim.set_clock_offset(180)
+        report = await poller.poll()
+        assert report.inserted == 1
+        (view,) = store.list_notifications(NotificationFilter(flow="validated"))
+        assert view.record_key == "10007"
+    finally:
+        store.close()
+    records = await read(source, "invoices", START - MONTH, sim.now_utc())
+    first = next(r for r in records if r.key == "10001")
+    assert first.data["CANCELLED_DATE"] is None and first.data["INVOICE_ID"] == "10001"
+
+
+async def test_bridged_ords_pages_and_single_rows(make: Any) -> None:
+    sim, source = make({"json_style": "bridged"}, mode="ords", auth="basic", ords_path="/ords/xxmlc",
+                       entities={**ORDS_ENTITIES, "invoices": {**ORDS_ENTITIES["invoices"], "page_size": 1}})
+    records = await read(source, "invoices", START - MONTH, sim.now_utc())
+    assert len(records) == len(sim.tables.invoices)
+    assert await read(source, "invoices", START + MONTH, START + 2 * MONTH) == []
+    found = await source.lookup("invoices", "10002")
+    assert found is not None and found.key == "10002"
+    assert await source.lookup("invoices", "1") is None
+
+
+async def test_nil_message_data_does_not_hide_the_messages() -> None:
+    nil = {"@xsi:nil": "true"}
+    answer = {"OutputParameters": {"X_RETURN_STATUS": "E", "X_MSG_DATA": nil, "X_INVOICES": nil,
+                                   "X_MESSAGES": {"X_MESSAGES_ITEM": {"MESSAGE_TEXT": "Period 03-24 is closed"}}}}
+    config = OracleEbsConfig.model_validate({
+        "type": "oracle_ebs", "base_url": "http://ebs.test", "username": "U", "password": "p",
+        "auth": "basic", "timezone": "America/New_York", "entities": ENTITIES})
+    source = OracleEbsSource("ebs", config, transport=httpx.MockTransport(lambda _: httpx.Response(200, json=answer)))
+    try:
+        with pytest.raises(SourceError) as caught:
+            await read(source, "invoices", START - MONTH, START)
+    finally:
+        await source.aclose()
+    assert str(caught.value).endswith("returned error: Period 03-24 is closed")
+
+
+# -- write-back as configuration ------------------------------------------------------------------
+
+
+def _delivery(**overrides: Any) -> Delivery:
+    base: dict[str, Any] = {
+        "notification_id": 1, "flow": "invoice_validated", "entity": "invoices", "record_key": "10003",
+        "provider_id": "SM" + "b" * 32, "status": Status.DELIVERED, "error_code": None,
+        "error_message": None, "created_at": START, "finished_at": START + timedelta(seconds=7)}
+    return Delivery(**{**base, **overrides})
+
+
+async def test_write_back_parameter_names_and_fields_are_configuration(make: Any) -> None:
+    from ml_connector.sim.oracle_ebs import ServiceNames
+
+    names = ServiceNames(audit_alias="xx_twilio_log", methods={"record_delivery": "log_sms"}, params={
+        "source_table": "P_TABLE_NAME", "source_id": "P_PK_VALUE", "message_sid": "P_TWILIO_SID",
+        "status": "P_DELIVERY_STATUS", "sent_at": "P_CREATED", "final_at": "P_COMPLETED"})
+    sim, source = make({"names": names}, write_back={
+        "service": "xx_twilio_log", "method": "log_sms",
+        "params": {"P_TABLE_NAME": "source_table", "P_PK_VALUE": "record_key", "P_TWILIO_SID": "message_sid",
+                   "P_DELIVERY_STATUS": "status", "P_CREATED": "sent_at", "P_COMPLETED": "final_at"},
+        "status_codes": {"delivered": "D"}})
+    await source.write_back(_delivery())
+    (row,) = sim.audit_rows()
+    assert (row["source_table"], row["source_id"], row["message_sid"], row["status"]) == (
+        "AP_INVOICES_ALL", "10003", "SM" + "b" * 32, "D")
+    assert (row["sent_at"], row["final_at"]) == ("2024-03-05T10:00:00", "2024-03-05T10:00:07")
+
+
+async def test_write_back_date_format_and_missing_values_left_out() -> None:
+    sent: list[dict[str, Any]] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        import json
+        sent.append(json.loads(request.content)["RECORD_DELIVERY_Input"]["InputParameters"])
+        return httpx.Response(200, json={"OutputParameters": {"X_RETURN_STATUS": "S"}})
+
+    config = OracleEbsConfig.model_validate({
+        "type": "oracle_ebs", "base_url": "http://ebs.test", "username": "U", "password": "p",
+        "auth": "basic", "timezone": "America/New_York", "entities": ENTITIES,
+        "write_back": {"date_format": "%d-%b-%Y %H:%M:%S"}})
+    source = OracleEbsSource("ebs", config, transport=httpx.MockTransport(answer))
+    try:
+        await source.write_back(_delivery(provider_id=None, status=Status.FAILED,
+                                          error_message="no usable phone number"))
+    finally:
+        await source.aclose()
+    assert sent == [{"P_SOURCE_TABLE": "AP_INVOICES_ALL", "P_SOURCE_ID": "10003", "P_STATUS": "FAILED",
+                     "P_SENT_AT": "05-Mar-2024 10:00:00", "P_FINAL_AT": "05-Mar-2024 10:00:07"}]
+
+
+async def test_failed_before_twilio_is_written_back_with_what_it_has(make: Any) -> None:
+    no_sid = _delivery(provider_id=None, status=Status.FAILED)
+    lenient, source = make({"audit_required": frozenset()})
+    await source.write_back(no_sid)
+    assert [(r["status"], r["message_sid"]) for r in lenient.audit_rows()] == [("FAILED", None)]
+    strict, source = make(write_back={"params": {
+        "P_SOURCE_TABLE": "source_table", "P_SOURCE_ID": "record_key", "P_STATUS": "status",
+        "P_MESSAGE_SID": {"field": "message_sid", "default": "NOT SENT"}}})
+    await source.write_back(no_sid)
+    assert [(r["status"], r["message_sid"]) for r in strict.audit_rows()] == [("FAILED", "NOT SENT")]
+
+
+def test_write_back_statuses_must_be_final() -> None:
+    with pytest.raises(ValueError, match="only final statuses"):
+        OracleEbsConfig.model_validate({
+            "type": "oracle_ebs", "base_url": "http://ebs.test", "username": "U", "password": "p",
+            "timezone": "America/New_York", "entities": ENTITIES,
+            "write_back": {"statuses": ["delivered", "sent"]}})
+
+
+# -- phones nested in the record -------------------------------------------------------------------
+
+
+PEOPLE_NESTED: dict[str, Any] = {
+    "method": "get_changed_people", "output": "X_PEOPLE", "key": "PERSON_ID", "context": HR,
+    "effective_start": "EFFECTIVE_START_DATE", "effective_end": "EFFECTIVE_END_DATE",
+    "pivot": {"collection": "PHONES"},
+}
+
+
+@pytest.mark.parametrize("style", ["native", "bridged"])
+async def test_phones_nested_in_the_entitys_own_rows_are_recipient_fields(make: Any, style: str) -> None:
+    from ml_connector.core.flowspec import FieldRecipient
+    from ml_connector.runtime.recipients import RecipientResolver
+
+    sim, source = make({"nested_phones": True, "json_style": style},
+                       entities={**ENTITIES, "people": PEOPLE_NESTED})
+    sim.hire("No", "Phone", start=sim.today())
+    people = {r.key: r for r in await read(source, "people", START - timedelta(days=3000), START + MONTH)}
+    assert people["101"].data["PHONE_M"] == "(312) 555-0142" and people["101"].data["PHONE_W1"]
+    assert "PHONES" not in people["101"].data
+    assert people["102"].data["PHONE_M"] == "+44 20 7946 0958"  # one phone: a bare object
+    assert not any(name.startswith("PHONE_") for name in people["201"].data)  # none: empty or nil
+    resolver = RecipientResolver(source, "US")
+    spec = [FieldRecipient(field=["PHONE_M", "PHONE_W1"])]
+    (pat,) = await resolver.resolve(spec, people["101"])
+    assert (pat.field, pat.phone) == ("PHONE_M", "+13125550142")
+    (sam,) = await resolver.resolve(spec, people["103"])  # M is empty, W1 is "ext 4411 only"
+    assert sam.phone is None and "PHONE_M: empty" in str(sam.reason)
+
+
+@pytest.mark.parametrize("param", [{"param": "P_PERSON_ID"}, {}], ids=["key-filter", "no-filter"])
+async def test_lookup_through_the_changed_since_method(make: Any, param: dict[str, str]) -> None:
+    people = {**PEOPLE_NESTED, "lookup": {"via": "changed_since", **param}}
+    _, source = make({"nested_phones": True}, entities={**ENTITIES, "people": people})
+    buyer = await source.lookup("people", "101")
+    assert buyer is not None and buyer.data["PHONE_M"] == "(312) 555-0142"
+    leaver = await source.lookup("people", "105")  # two date-track rows: the one in effect now
+    assert leaver is not None and leaver.data["CURRENT_EMPLOYEE_FLAG"] is None
+    assert await source.lookup("people", "999") is None
+
+
+async def test_lookup_key_filter_is_sent_and_fewer_rows_are_read(make: Any) -> None:
+    filtered = {**PEOPLE_NESTED, "page_size": 2, "lookup": {"via": "changed_since", "param": "P_PERSON_ID"}}
+    unfiltered = {**filtered, "lookup": {"via": "changed_since"}}
+    _, narrow = make({"nested_phones": True}, entities={**ENTITIES, "people": filtered})
+    _, wide = make({"nested_phones": True}, entities={**ENTITIES, "people": unfiltered})
+    await narrow.lookup("people", "101")
+    await wide.lookup("people", "101")
+    assert narrow.calls < wide.calls
+
+
+def test_lookup_config_says_what_is_missing() -> None:
+    def config(lookup: dict[str, Any]) -> None:
+        OracleEbsConfig.model_validate({
+            "type": "oracle_ebs", "base_url": "http://ebs.test", "username": "U", "password": "p",
+            "timezone": "America/New_York", "entities": {"people": {**PEOPLE_NESTED, "lookup": lookup}}})
+
+    with pytest.raises(ValueError, match="via: changed_since"):
+        config({"param": "P_PERSON_ID"})
+    with pytest.raises(ValueError, match="leave out `method`"):
+        config({"via": "changed_since", "method": "get_person"})
+    with pytest.raises(ValueError, match="YYYY-MM-DDTHH:MM:SS"):
+        config({"via": "changed_since", "since": "01-JAN-1900"})
+
+
+# -- supplier changes (examples/oracle-ebs.yaml) --------------------------------------------------
+
+
+async def test_example_supplier_flow_alerts_ap_on_bank_account_and_site_changes(tmp_path: Path) -> None:
+    from ml_connector.config import load_config
+
+    example = Path(__file__).parents[2] / "examples" / "oracle-ebs.yaml"
+    config = load_config(example, {})
+    section = config.sources["ebs"]
+    assert isinstance(section, OracleEbsConfig)
+    spec = config.flows["supplier_changed"]
+    clock = ManualClock(START)
+    sim = EbsSim(clock=clock)
+    source = OracleEbsSource("ebs", section, transport=httpx.ASGITransport(sim.create_app()), clock=clock)
+    flow = FlowRuntime("supplier_changed", spec, source, compile_template("supplier_changed", spec.template),
+                       "demo", "+15005550006", "US")
+    store = SqlStore(f"sqlite:///{tmp_path / 'store.db'}", KeyRing(b"k" * 32))
+    poller = Poller(flow, store, clock)
+    try:
+        await poller.poll()  # the baseline: nothing is news
+        assert store.list_notifications(NotificationFilter(flow="supplier_changed")) == []
+        clock.advance(timedelta(minutes=5))
+        sim.change_bank_account(7003, bank_name="Elsewhere Bank", account_num="99887766")
+        clock.advance(timedelta(minutes=5))
+        await poller.poll()
+        clock.advance(timedelta(minutes=5))
+        sim.change_supplier_site(7001, address_line1="1 Harbor Way")
+        clock.advance(timedelta(minutes=5))
+        await poller.poll()
+        await poller.poll(LOOKBACK)  # re-reading the day notifies nothing again
+        views = store.list_notifications(NotificationFilter(flow="supplier_changed"))
+        assert sorted(v.record_key for v in views) == ["7001", "7003"]
+        bodies = {v.record_key: v.body for v in views}
+        assert "Elsewhere Bank XXXX7766" in str(bodies["7003"]) and "99887766" not in str(bodies["7003"])
+        assert "1 Harbor Way" in str(bodies["7001"])
+    finally:
+        store.close()
+        await source.aclose()
+
+
+def test_nil_objects_are_recognised_only_when_they_hold_nothing() -> None:
+    from ml_connector.sources.oracle_ebs_json import as_flag, as_list, is_nil, unbridged
+
+    assert is_nil({"@xsi:nil": "true"}) and is_nil({"@xsi:nil": "true", "@xmlns:xsi": "http://x"})
+    assert not is_nil({"@xsi:nil": "false"}) and not is_nil({"@xsi:nil": "true", "NAME": "x"}) and not is_nil({})
+    assert unbridged({"A": {"@xsi:nil": "true"}, "B": [{"@xsi:nil": "true"}, "1"]}) == {"A": None, "B": [None, "1"]}
+    assert (as_list(None), as_list({"a": 1}), as_list([1])) == ([], [{"a": 1}], [1])
+    assert (as_flag("false"), as_flag("true"), as_flag(True), as_flag(None)) == (False, True, True, False)

@@ -9,7 +9,10 @@ fails against a real one:
   block, ``ctx_*`` query parameters, or ``ctx_*`` headers); the other places are ignored. Missing
   context means no MOAC context: multi-org rows come back empty, not as an error.
 * ``_ITEM`` collections that are an object for one row and a list for several.
-* Invoice validation that moves only the distributions (the service reports the greater date).
+* Optionally (``json_style="bridged"``) the JSON of an XML-to-JSON bridge in front of ISG/ORDS:
+  every scalar a string, null and empty tables as ``{"@xsi:nil": "true"}`` (oracle_ebs_bridge).
+* Invoice validation that moves only the distributions (the service reports the greater date);
+  a supplier's new bank account that moves only IBY's rows, not the supplier site.
 * Future-dated hires, late commits, row locks, web-tier 502/503, truncated payloads.
 * ORDS rendering server-local DATEs with a ``Z`` and comparing ``$date`` filters the same way.
 
@@ -20,7 +23,8 @@ and 458; US_HRMS_MANAGER/PER; every custom method; ORDS privilege), ``NOGRANT``/
 ``/ords/xxmlc/`` (``ap_invoices``, ``po_headers``, ``people``).
 
 Control: the public methods below (``validate_invoice``, ``add_invoice``, ``approve_po``, ``hire``,
-``change_phone``, ``commit``, ``lock``/``unlock``, ``fail_next``, ``malform_next``,
+``change_phone``, ``change_supplier_site``, ``change_bank_account``, ``commit``, ``lock``/``unlock``,
+``fail_next``, ``malform_next``,
 ``expire_sessions``, ``set_clock_offset``, ``audit_rows``), and the same over HTTP at
 ``POST /_sim/<name>`` (see ``oracle_ebs_control``). A mutation called with ``commit=False`` fixes
 its LAST_UPDATE_DATE now and stays invisible until ``commit(txn)``: a late commit.
@@ -43,8 +47,18 @@ Choices where no source says what EBS does (documented so adapters can be checke
 * A locked row within the requested page: ``X_RETURN_STATUS`` "E" naming the record, no rows.
 * People (PER_ALL_PEOPLE_F) are not multi-org striped, so they come back without MOAC context;
   every date-track row whose LAST_UPDATE_DATE qualifies is returned. A phone change updates
-  PER_PHONES only, so it does not surface in ``get_changed_people``.
+  PER_PHONES only, so it does not surface in ``get_changed_people``. ``P_PERSON_ID``, when sent,
+  narrows ``get_changed_people`` to one person. With ``nested_phones=True`` its rows carry the
+  person's current phones nested (``"PHONES": {"PHONES_ITEM": ...}``, one phone as a bare object,
+  none as ``{}``), as shops whose package returns the person and phones in one row do.
+* ``get_changed_supplier_sites`` (``X_SITES``): one row per supplier site (AP_SUPPLIER_SITES_ALL,
+  MOAC-striped by ORG_ID) with its supplier and its current bank account (IBY), the account
+  number masked (``MASKED_BANK_ACCOUNT_NUM``); its LAST_UPDATE_DATE is the greatest of the site,
+  supplier and bank account rows, so a new account (which leaves the site untouched) surfaces.
 * ``record_delivery`` inserts one audit row per call (no de-duplication, as a plain INSERT).
+  P_SOURCE_TABLE, P_SOURCE_ID and P_STATUS are required, and so is every optional column named in
+  ``audit_required`` (by default ``message_sid``: the shop's audit table has MESSAGE_SID NOT
+  NULL); a missing one is ``X_RETURN_STATUS`` "E" "<P_NAME> is required.".
 """
 
 from __future__ import annotations
@@ -66,6 +80,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ml_connector.sim.armed import ArmedFaults, OffsetClock
+from ml_connector.sim.oracle_ebs_bridge import bridged
 from ml_connector.sim.oracle_ebs_config import (
     ALL_METHODS,
     DEFAULT_USERS,
@@ -79,6 +94,7 @@ from ml_connector.sim.oracle_ebs_data import (
     BUSINESS_GROUP_ID,
     END_OF_TIME,
     AuditRow,
+    BankAccount,
     Distribution,
     EbsTables,
     Hold,
@@ -104,6 +120,7 @@ __all__ = [
 
 ContextMode = Literal["body", "query", "header"]
 DateFormat = Literal["iso_offset", "naive"]
+JsonStyle = Literal["native", "bridged"]
 LockTable = Literal["po", "invoice"]
 
 
@@ -142,12 +159,20 @@ class EbsSim:
         cookie_name: str = "VIS",
         ebs_version: str = "12.2.10",
         ords_schema: str = "xxmlc",
+        json_style: JsonStyle = "native",
+        audit_required: frozenset[str] = frozenset({"message_sid"}),
+        nested_phones: bool = False,
     ) -> None:
         if context_mode not in ("body", "query", "header"):
             raise ValueError(f"context_mode must be body, query or header, not {context_mode!r}")
         if date_format not in ("iso_offset", "naive"):
             raise ValueError(f"date_format must be iso_offset or naive, not {date_format!r}")
+        if json_style not in ("native", "bridged"):
+            raise ValueError(f"json_style must be native or bridged, not {json_style!r}")
         self.session_ttl = session_ttl
+        self.json_style: JsonStyle = json_style
+        self.audit_required = frozenset(audit_required)
+        self.nested_phones = nested_phones
         self._clock = OffsetClock(clock, "EbsSim")
         self.tz = ZoneInfo(server_tz)
         self.context_mode: ContextMode = context_mode
@@ -402,13 +427,49 @@ class EbsSim:
 
         return ControlResult(phone_id, self._run(change, commit))
 
+    def change_supplier_site(
+        self, vendor_site_id: int, *, address_line1: str | None = None, city: str | None = None,
+        commit: bool = True,
+    ) -> ControlResult:
+        """A supplier site's remit-to address is changed (the site row and its date move)."""
+        if vendor_site_id not in self.tables.sites:
+            raise KeyError(f"no supplier site {vendor_site_id}")
+        stamp = self.now_local()
+
+        def change() -> None:
+            site = self.tables.sites[vendor_site_id]
+            site.address_line1 = address_line1 if address_line1 is not None else site.address_line1
+            site.city = city if city is not None else site.city
+            site.last_update_date = stamp
+
+        return ControlResult(vendor_site_id, self._run(change, commit))
+
+    def change_bank_account(
+        self, vendor_site_id: int, *, bank_name: str, account_num: str, commit: bool = True
+    ) -> ControlResult:
+        """A new bank account is assigned to a supplier site: the old assignment is end-dated and a
+        new IBY row added; the site row is not touched (its LAST_UPDATE_DATE does not move)."""
+        if vendor_site_id not in self.tables.sites:
+            raise KeyError(f"no supplier site {vendor_site_id}")
+        stamp = self.now_local()
+        account_id = self.tables.next_id("bank_account", 40001)
+
+        def change() -> None:
+            for account in self.tables.bank_accounts:
+                if account.vendor_site_id == vendor_site_id and account.end_date is None:
+                    account.end_date, account.last_update_date = stamp, stamp
+            self.tables.bank_accounts.append(
+                BankAccount(account_id, vendor_site_id, bank_name, account_num, stamp, None, stamp))
+
+        return ControlResult(account_id, self._run(change, commit))
+
     def record_delivery(
         self,
         *,
         user: str,
         source_table: str,
         source_id: str,
-        message_sid: str,
+        message_sid: str | None,
         status: str,
         error_code: str | None,
         sent_at: datetime | None,
@@ -432,7 +493,10 @@ class EbsSim:
     def json_response(
         self, payload: object, status: int = 200, media_type: str = "application/json"
     ) -> Response:
-        """Serialise, truncating the body when the malformed-payload fault is armed."""
+        """Serialise (through the XML bridge when ``json_style`` is "bridged"), truncating the body
+        when the malformed-payload fault is armed."""
+        if self.json_style == "bridged":
+            payload = bridged(payload)
         body = json.dumps(payload, separators=(",", ":"))
         if status == 200 and self.take_malformed():
             body = body[: max(1, len(body) // 2)]

@@ -37,7 +37,8 @@ RESPONSIBILITIES: Mapping[str, Responsibility] = MappingProxyType({
     )
 })
 
-ALL_METHODS = frozenset({"changed_invoices", "changed_pos", "changed_people", "person", "record_delivery"})
+ALL_METHODS = frozenset({"changed_invoices", "changed_pos", "changed_people", "changed_supplier_sites", "person",
+                         "record_delivery"})
 
 DEFAULT_USERS: tuple[EbsUser, ...] = (
     EbsUser("SYSADMIN", "sysadmin", frozenset(RESPONSIBILITIES), ALL_METHODS, True),
@@ -52,6 +53,7 @@ def _default_methods() -> Mapping[str, str]:
         "changed_invoices": "get_changed_invoices",
         "changed_pos": "get_changed_pos",
         "changed_people": "get_changed_people",
+        "changed_supplier_sites": "get_changed_supplier_sites",
         "person": "get_person",
         "record_delivery": "record_delivery",
     })

@@ -48,6 +48,12 @@ _ACTIONS: Mapping[str, Callable[[EbsSim, Args], object]] = {
     "hire": _hire,
     "change_phone": lambda s, a: _result(s.change_phone(
         int(a["person_id"]), str(a["phone_type"]), a.get("number"), commit=_commit_flag(a))),
+    "change_supplier_site": lambda s, a: _result(s.change_supplier_site(
+        int(a["vendor_site_id"]), address_line1=a.get("address_line1"), city=a.get("city"),
+        commit=_commit_flag(a))),
+    "change_bank_account": lambda s, a: _result(s.change_bank_account(
+        int(a["vendor_site_id"]), bank_name=str(a["bank_name"]), account_num=str(a["account_num"]),
+        commit=_commit_flag(a))),
     "commit": lambda s, a: ok(lambda: s.commit(str(a["txn"]))),
     "lock": lambda s, a: ok(lambda: s.lock(a["table"], int(a["key"]), str(a.get("user", "JSMITH")))),
     "unlock": lambda s, a: ok(lambda: s.unlock(a["table"], int(a["key"]))),

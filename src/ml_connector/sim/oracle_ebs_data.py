@@ -122,13 +122,56 @@ class Phone:
 
 
 @dataclass(slots=True)
+class Supplier:
+    """AP_SUPPLIERS (R12; PO_VENDORS before)."""
+
+    vendor_id: int
+    vendor_name: str
+    segment1: str
+    last_update_date: datetime
+
+
+@dataclass(slots=True)
+class SupplierSite:
+    """AP_SUPPLIER_SITES_ALL: striped by operating unit, where the remit-to address lives."""
+
+    vendor_site_id: int
+    vendor_id: int
+    vendor_site_code: str
+    org_id: int
+    address_line1: str
+    city: str
+    country: str
+    pay_site_flag: str
+    creation_date: datetime
+    last_update_date: datetime
+
+
+@dataclass(slots=True)
+class BankAccount:
+    """IBY_EXT_BANK_ACCOUNTS with its assignment to a supplier site (IBY_PMT_INSTR_USES_ALL).
+
+    A new account for a site is a new row and an end-dated old assignment: the site itself is
+    not updated, so its LAST_UPDATE_DATE does not move.
+    """
+
+    ext_bank_account_id: int
+    vendor_site_id: int
+    bank_name: str
+    bank_account_num: str
+    start_date: datetime
+    end_date: datetime | None
+    last_update_date: datetime
+
+
+@dataclass(slots=True)
 class AuditRow:
     """A row written by the ``record_delivery`` write-back service."""
 
     audit_id: int
     source_table: str
     source_id: str
-    message_sid: str
+    message_sid: str | None
     status: str
     error_code: str | None
     sent_at: datetime | None
@@ -176,6 +219,9 @@ class EbsTables:
     people: list[PersonRow] = field(default_factory=list)
     phones: list[Phone] = field(default_factory=list)
     audit: list[AuditRow] = field(default_factory=list)
+    suppliers: dict[int, Supplier] = field(default_factory=dict)
+    sites: dict[int, SupplierSite] = field(default_factory=dict)
+    bank_accounts: list[BankAccount] = field(default_factory=list)
     _next_id: dict[str, int] = field(default_factory=dict)
 
     def next_id(self, sequence: str, start: int) -> int:
@@ -205,6 +251,21 @@ class EbsTables:
         """
         dist_dates = [d.last_update_date for d in self.distributions if d.invoice_id == inv.invoice_id]
         return max([inv.last_update_date, *dist_dates])
+
+    def site_account(self, site: SupplierSite) -> BankAccount | None:
+        """The bank account assigned to the site now (the open assignment)."""
+        current = [a for a in self.bank_accounts if a.vendor_site_id == site.vendor_site_id and a.end_date is None]
+        return max(current, key=lambda a: a.start_date) if current else None
+
+    def site_change_date(self, site: SupplierSite) -> datetime:
+        """GREATEST(site, supplier, bank account rows of the site): the custom package's rule.
+
+        A new bank account touches only IBY's tables, so a service reading the site's date alone
+        would never report it.
+        """
+        dates = [site.last_update_date, self.suppliers[site.vendor_id].last_update_date]
+        dates += [a.last_update_date for a in self.bank_accounts if a.vendor_site_id == site.vendor_site_id]
+        return max(dates)
 
     def person_rows(self, person_id: int) -> list[PersonRow]:
         return sorted(
@@ -241,6 +302,7 @@ def seed_tables(rng: random.Random, now: datetime) -> EbsTables:
     _seed_people(t, now, midnight, ago)
     _seed_invoices(t, rng, ago)
     _seed_pos(t, ago)
+    _seed_suppliers(t, ago)
     return t
 
 
@@ -329,3 +391,18 @@ def _seed_pos(t: EbsTables, ago: _Ago) -> None:
             agent, 5001 + po_id % 5, org, "USD", rev, "OPEN", "N", stamp - timedelta(days=1), stamp,
         )
 
+
+
+def _seed_suppliers(t: EbsTables, ago: _Ago) -> None:
+    """The suppliers the seeded invoices name (VENDOR_ID 5000-5006, VENDOR_SITE_ID 7000-7006)."""
+    names = ("Acme Industrial", "Northwind Traders", "Globex Metals", "Initech Supplies",
+             "Umbrella Logistics", "Stark Fasteners", "Wayne Packaging")
+    cities = ("Chicago", "Milwaukee", "Gary", "Joliet", "Aurora", "Naperville", "Evanston")
+    for n, name in enumerate(names):
+        vendor_id, site_id = 5000 + n, 7000 + n
+        t.suppliers[vendor_id] = Supplier(vendor_id, name, str(1000 + n), ago(400 + n))
+        t.sites[site_id] = SupplierSite(site_id, vendor_id, f"{cities[n].upper()}-1", 458 if n == 4 else 204,
+                                        f"{100 + 11 * n} Main St", cities[n], "US", "Y", ago(400 + n),
+                                        ago(30 + n, 14, 0))
+        t.bank_accounts.append(BankAccount(t.next_id("bank_account", 40001), site_id, "First Lake Bank",
+                                           f"00{n}1{n}45{n}78{n}", ago(400 + n), None, ago(30 + n, 14, 0)))

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, TypeVar
 
 from ml_connector.sim.oracle_ebs_config import AppContext
-from ml_connector.sim.oracle_ebs_data import Invoice, PersonRow, Phone, PurchaseOrder
+from ml_connector.sim.oracle_ebs_data import Invoice, PersonRow, Phone, PurchaseOrder, SupplierSite
 
 if TYPE_CHECKING:
     from ml_connector.sim.oracle_ebs import EbsSim
@@ -168,14 +168,59 @@ def _po_item(sim: EbsSim, po: PurchaseOrder) -> dict[str, Json]:
     }
 
 
+def _changed_supplier_sites(sim: EbsSim, ctx: AppContext, p: Params) -> dict[str, Json]:
+    """Supplier sites whose site, supplier or bank account changed since (MOAC-striped by org)."""
+    t = sim.tables
+    orgs = _orgs(ctx, p)
+    rows = [(t.site_change_date(site), (site.vendor_site_id, 0), site) for site in t.sites.values()
+            if site.org_id in orgs]
+    page = _page(rows, _window(p))
+    return {"X_SITES": item_table("X_SITES", [_site_item(sim, site) for site in page])}
+
+
+def _masked(number: str) -> str:
+    """IBY's MASKED_BANK_ACCOUNT_NUM: all but the last four digits hidden."""
+    return "X" * max(0, len(number) - 4) + number[-4:]
+
+
+def _site_item(sim: EbsSim, site: SupplierSite) -> dict[str, Json]:
+    t, d = sim.tables, sim.format_isg_date
+    supplier = t.suppliers[site.vendor_id]
+    account = t.site_account(site)
+    return {
+        "VENDOR_ID": supplier.vendor_id, "VENDOR_NAME": supplier.vendor_name, "SEGMENT1": supplier.segment1,
+        "VENDOR_SITE_ID": site.vendor_site_id, "VENDOR_SITE_CODE": site.vendor_site_code, "ORG_ID": site.org_id,
+        "ADDRESS_LINE1": site.address_line1, "CITY": site.city, "COUNTRY": site.country,
+        "PAY_SITE_FLAG": site.pay_site_flag,
+        "EXT_BANK_ACCOUNT_ID": account.ext_bank_account_id if account else None,
+        "BANK_NAME": account.bank_name if account else None,
+        "MASKED_BANK_ACCOUNT_NUM": _masked(account.bank_account_num) if account else None,
+        "BANK_ACCOUNT_START_DATE": d(account.start_date) if account else None,
+        "LAST_UPDATE_DATE": d(t.site_change_date(site)),
+    }
+
+
 def _changed_people(sim: EbsSim, ctx: AppContext, p: Params) -> dict[str, Json]:
-    """Every date-track row changed since; PER_ALL_PEOPLE_F is not striped by operating unit."""
+    """Every date-track row changed since; PER_ALL_PEOPLE_F is not striped by operating unit.
+
+    ``P_PERSON_ID``, when given, narrows the rows to one person (the package's optional filter).
+    With ``nested_phones`` each row carries the person's phones current today as a nested table.
+    """
+    person_id = p.integer("person_id")
     rows = [
         (r.last_update_date, (r.person_id, r.effective_start_date.toordinal()), r)
-        for r in sim.tables.people
+        for r in sim.tables.people if person_id is None or r.person_id == person_id
     ]
     page = _page(rows, _window(p))
-    return {"X_PEOPLE": item_table("X_PEOPLE", [_person_item(sim, r) for r in page])}
+    items: list[Json] = []
+    today = sim.today()
+    for r in page:
+        item = _person_item(sim, r)
+        if sim.nested_phones:
+            phones = sorted(sim.tables.phones_on(r.person_id, today), key=lambda ph: ph.phone_id)
+            item["PHONES"] = item_table("PHONES", [_phone_item(sim, ph) for ph in phones])
+        items.append(item)
+    return {"X_PEOPLE": item_table("X_PEOPLE", items)}
 
 
 def _person_item(sim: EbsSim, r: PersonRow) -> dict[str, Json]:
@@ -211,13 +256,17 @@ def _person(sim: EbsSim, ctx: AppContext, p: Params) -> dict[str, Json]:
 
 
 def _record_delivery(sim: EbsSim, ctx: AppContext, p: Params) -> dict[str, Json]:
+    """The audit INSERT; the NOT NULL columns (``sim.audit_required``) are checked first."""
+    def text(logical: str) -> str | None:
+        return p.required(logical) if logical in sim.audit_required else p.text(logical)
+
     audit_id = sim.record_delivery(
         user=ctx.user.name,
         source_table=p.required("source_table"),
         source_id=p.required("source_id"),
-        message_sid=p.required("message_sid"),
+        message_sid=text("message_sid"),
         status=p.required("status"),
-        error_code=p.text("error_code"),
+        error_code=text("error_code"),
         sent_at=p.date("sent_at"),
         final_at=p.date("final_at"),
     )
@@ -239,6 +288,7 @@ SERVICES: Mapping[str, Service] = {
     "changed_invoices": Service(_changed_invoices, ("X_INVOICES",)),
     "changed_pos": Service(_changed_pos, ("X_POS",)),
     "changed_people": Service(_changed_people, ("X_PEOPLE",)),
+    "changed_supplier_sites": Service(_changed_supplier_sites, ("X_SITES",)),
     "person": Service(_person, ("X_PERSON", "X_PHONES")),
     "record_delivery": Service(_record_delivery, ()),
 }

@@ -36,9 +36,11 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr, model_
 
 from ml_connector.core.models import CheckResult, Delivery, Record
 from ml_connector.errors import SourceAuthError, SourceError, SourcePayloadError, SourceUnavailable
-from ml_connector.sources.ebs_clock import format_for_ebs, parse_ebs_date, since_for_request
+from ml_connector.sources.ebs_clock import format_for_ebs, local_to_utc, parse_ebs_date, since_for_request
 from ml_connector.sources.fields import PhoneRegion, TimeZoneName
 from ml_connector.sources.oracle_ebs_auth import EbsAuth
+from ml_connector.sources.oracle_ebs_json import as_flag, as_list, unbridged
+from ml_connector.sources.oracle_ebs_writeback import EbsWriteBack, write_back_params
 
 log = logging.getLogger(__name__)
 
@@ -74,24 +76,50 @@ class EbsParams(_Model):
 
 
 class EbsLookup(_Model):
-    """How to fetch one record by key (e.g. a buyer's person record with phones)."""
+    """How to fetch one record by key (e.g. a buyer's person record with phones).
 
-    method: str
-    param: str
-    output: str
+    `via: method` (the default) calls a get-one method (`method`, key in `param`, record in
+    `output`). Shops that deployed none use `via: changed_since`: the entity's own changed-since
+    method, read from `since`, with the key in `param` when the method takes such a filter, and
+    the rows filtered by key here in any case (without `param` a lookup reads the whole entity;
+    lookups are cached per poll).
+    """
+
+    via: Literal["method", "changed_since"] = "method"
+    method: str | None = None
+    param: str | None = None
+    output: str | None = None
     service: str | None = None
     #: A collection pivoted into fields, e.g. X_PHONES rows -> PHONE_M, PHONE_W1, PHONE_H1.
     pivot: EbsPivot | None = None
     #: An "E" answer whose message matches this means "no such record": lookup returns None.
     not_found: str = r"(?i)\bno\b.*\b(found|exists?|is effective)\b|not found"
+    #: `via: changed_since`: the "since" sent, server-local (early enough for every record).
+    since: str = "1900-01-01T00:00:00"
+
+    @model_validator(mode="after")
+    def _complete(self) -> EbsLookup:
+        if self.via == "method" and not (self.method and self.param and self.output):
+            raise ValueError("a lookup via a get-one method needs `method`, `param` and `output` "
+                             "(or `via: changed_since` to use the entity's changed-since method)")
+        if self.via == "changed_since" and (self.method or self.output):
+            raise ValueError("`via: changed_since` uses the entity's own method and output: "
+                             "leave out `method` and `output`")
+        try:
+            datetime.strptime(self.since, "%Y-%m-%dT%H:%M:%S")
+        except ValueError:
+            raise ValueError(f"since {self.since!r}: expected YYYY-MM-DDTHH:MM:SS") from None
+        return self
 
 
 class EbsPivot(_Model):
-    """Rows of type/value pairs turned into fields of the looked-up record.
+    """Rows of type/value pairs turned into fields of a record (PHONE_M, PHONE_W1, ...).
 
-    The rows come from the sibling OUT parameter `collection` (a PL/SQL procedure returning the
-    person and its phones as two tables), or, failing that, from a field of that name nested in
-    the record itself.
+    On a lookup the rows come from the sibling OUT parameter `collection` (a PL/SQL procedure
+    returning the person and its phones as two tables), or, failing that, from a field of that
+    name nested in the record itself. On an entity (`pivot:` next to `key:`) they come from the
+    nested field of each row, e.g. `PHONES: {"PHONES_ITEM": [...]}` (one phone may be a bare
+    object), so `recipients: [{field: [PHONE_M, PHONE_W1]}]` works on the entity itself.
     """
 
     collection: str = "X_PHONES"
@@ -114,16 +142,12 @@ class EbsEntity(_Model):
     context: EbsContext | None = None
     table: str | None = None          # EBS table named in write-back, e.g. AP_INVOICES_ALL
     lookup: EbsLookup | None = None
+    #: A nested collection of each row pivoted into fields (e.g. PHONES -> PHONE_M, PHONE_W1).
+    pivot: EbsPivot | None = None
     #: Date-tracked rows become current at midnight without any update: fields for the
     #: derived `EFFECTIVE_NOW` ('Y'/'N') that a trigger can watch (`becomes: 'Y'`).
     effective_start: str | None = None
     effective_end: str | None = None
-
-
-class EbsWriteBack(_Model):
-    enabled: bool = True
-    service: str = "xx_mlc_audit"
-    method: str = "record_delivery"
 
 
 class OracleEbsConfig(_Model):
@@ -161,6 +185,9 @@ class OracleEbsConfig(_Model):
 EbsLookup.model_rebuild()
 
 _LOCKED = re.compile(r"lock", re.IGNORECASE)
+
+#: The "until" of a lookup through the changed-since method: every row, whatever its date.
+_END_OF_TIME = datetime(9999, 1, 1, tzinfo=UTC)
 
 #: How far back check() looks for one row to prove the service sees data.
 CHECK_LOOKBACK = timedelta(days=366)
@@ -337,8 +364,9 @@ class OracleEbsSource:
         raise kind(f"{what}: {explain.format(status=response.status_code)}{detail}", source=self.name)
 
     def _json(self, response: httpx.Response, what: str) -> Any:
+        """The parsed answer, nil objects of an XML-to-JSON bridge already read as None."""
         try:
-            return response.json()
+            return unbridged(response.json())
         except ValueError:
             raise SourcePayloadError(f"{what}: answer is not valid JSON ({len(response.content)} bytes)",
                                      source=self.name) from None
@@ -352,7 +380,7 @@ class OracleEbsSource:
             raise SourceError(f"no entity {entity!r} configured", source=self.name) from None
 
     def _record(self, entity: str, spec: EbsEntity, row: Mapping[str, Any], *, z_is_local: bool) -> Record:
-        if spec.key not in row:
+        if row.get(spec.key) is None or not str(row[spec.key]).strip():
             raise SourcePayloadError(f"{entity}: row without key field {spec.key}", source=self.name)
         try:
             changed = parse_ebs_date(row.get(spec.changed_at), self.zone, z_is_local=z_is_local)
@@ -363,6 +391,8 @@ class OracleEbsSource:
                                      source=self.name)
         data = dict(row)
         data.pop("links", None)
+        if spec.pivot:
+            data.update(_pivoted(spec.pivot, {}, data))
         if spec.effective_start:
             data["EFFECTIVE_NOW"] = self._effective_now(row, spec, z_is_local)
         return Record(entity=entity, key=str(row[spec.key]).strip(), changed_at=changed, data=data)
@@ -388,10 +418,10 @@ class OracleEbsSource:
         async for record in records:
             yield record
 
-    async def _in_window(self, entity: str, spec: EbsEntity, since: datetime,
-                         until: datetime) -> AsyncIterator[Record]:
+    async def _in_window(self, entity: str, spec: EbsEntity, since: datetime, until: datetime,
+                         extra: Mapping[str, Any] | None = None) -> AsyncIterator[Record]:
         pages = self._ords_pages(entity, spec, since) if self.config.mode == "ords" \
-            else self._isg_pages(entity, spec, since)
+            else self._isg_pages(entity, spec, since, extra or {})
         seen: set[tuple[str, datetime, str | None]] = set()
         async for records in pages:
             inside = sorted((r for r in records if since <= r.changed_at < until),
@@ -437,7 +467,8 @@ class OracleEbsSource:
         for record in sorted(chosen, key=lambda r: (r.changed_at, r.key)):
             yield record
 
-    async def _isg_pages(self, entity: str, spec: EbsEntity, since: datetime) -> AsyncIterator[list[Record]]:
+    async def _isg_pages(self, entity: str, spec: EbsEntity, since: datetime,
+                         extra: Mapping[str, Any]) -> AsyncIterator[list[Record]]:
         ctx = self.config.context.merged(spec.context)
         service = spec.service or self.config.service
         assert spec.method and spec.output  # noqa: S101 - guaranteed by the config validator
@@ -451,6 +482,7 @@ class OracleEbsSource:
                 params[spec.params.org] = ctx.org_id
             if spec.params.offset:
                 params[spec.params.offset] = offset
+            params.update(extra)
             output = await self.call(service, spec.method, params, ctx)
             rows = items_of(output.get(spec.output), spec.output)
             records = [self._record(entity, spec, row, z_is_local=False) for row in rows]
@@ -479,18 +511,25 @@ class OracleEbsSource:
             visited.add(url)
             response = await self._send("GET", url, what=f"ORDS {spec.object}")
             page = self._json(response, f"ORDS {spec.object}")
-            if not isinstance(page, dict) or not isinstance(page.get("items"), list):
-                raise SourcePayloadError(f"ORDS {spec.object}: answer has no items list", source=self.name)
-            yield [self._record(entity, spec, row, z_is_local=True) for row in page["items"]]
+            yield [self._record(entity, spec, row, z_is_local=True) for row in self._ords_items(page, spec)]
             url = self._next_link(page, path, spec)
 
+    def _ords_items(self, page: Any, spec: EbsEntity) -> list[dict[str, Any]]:
+        """The rows of an ORDS collection page (a bridge makes one row a bare object, none a nil)."""
+        if not isinstance(page, dict) or "items" not in page:
+            raise SourcePayloadError(f"ORDS {spec.object}: answer has no items list", source=self.name)
+        rows = as_list(page["items"])
+        if not all(isinstance(row, dict) for row in rows):
+            raise SourcePayloadError(f"ORDS {spec.object}: items are not rows", source=self.name)
+        return rows
+
     def _next_link(self, page: Mapping[str, Any], path: str, spec: EbsEntity) -> str | None:
-        for link in page.get("links") or []:
+        for link in as_list(page.get("links")):
             if isinstance(link, dict) and link.get("rel") == "next" and link.get("href"):
                 href = str(link["href"])
                 base = str(self.config.base_url).rstrip("/")
                 return href[len(base):] if href.startswith(base) else href
-        if page.get("hasMore"):
+        if as_flag(page.get("hasMore")):
             raise SourcePayloadError(f"ORDS {spec.object}: hasMore without a next link", source=self.name)
         return None
 
@@ -500,11 +539,14 @@ class OracleEbsSource:
             q = {spec.key: {"$eq": _typed_key(key)}}
             response = await self._send("GET", f"{self.config.ords_path.rstrip('/')}/{spec.object}/?"
                                         + urlencode({"q": json.dumps(q)}), what=f"ORDS {spec.object}")
-            items = self._json(response, f"ORDS {spec.object}").get("items") or []
+            items = self._ords_items(self._json(response, f"ORDS {spec.object}"), spec)
             return self._record(entity, spec, items[0], z_is_local=True) if items else None
         if spec.lookup is None:
             raise SourceError(f"entity {entity!r} has no `lookup` method configured", source=self.name)
         look = spec.lookup
+        if look.via == "changed_since":
+            return await self._lookup_by_changes(entity, spec, look, key)
+        assert look.method and look.param and look.output  # noqa: S101 - guaranteed by the config validator
         ctx = self.config.context.merged(spec.context)
         service = look.service or spec.service or self.config.service
         try:
@@ -519,9 +561,22 @@ class OracleEbsSource:
         row = dict(rows[0])
         if look.pivot:
             row.update(_pivoted(look.pivot, output, row))
+        elif spec.pivot:
+            row.update(_pivoted(spec.pivot, {}, row))
         if spec.changed_at not in row:
             row[spec.changed_at] = format_for_ebs(self._clock(), self.zone)
         return self._record(entity, spec, row, z_is_local=False)
+
+    async def _lookup_by_changes(self, entity: str, spec: EbsEntity, look: EbsLookup, key: str) -> Record | None:
+        """One record through the changed-since method: every row of `key` since `look.since`,
+        filtered here (a service may ignore the key filter), date-track rows collapsed."""
+        wanted = key.strip()
+        since = local_to_utc(datetime.strptime(look.since, "%Y-%m-%dT%H:%M:%S"), self.zone)
+        extra = {look.param: _typed_key(wanted)} if look.param else {}
+        matches = [r async for r in self._in_window(entity, spec, since, _END_OF_TIME, extra) if r.key == wanted]
+        if spec.effective_start:
+            matches = [r async for r in self._collapsed(_replayed(matches), spec)]
+        return matches[-1] if matches else None
 
     async def check(self) -> CheckResult:
         """Log in and read one row of the first entity; say so when nothing at all is visible.
@@ -561,27 +616,28 @@ class OracleEbsSource:
             path = f"{self.config.ords_path.rstrip('/')}/{spec.object}/?limit=1"
             what = f"ORDS {spec.object}"
             page = self._json(await self._send("GET", path, what=what), what)
-            if not isinstance(page, dict) or not isinstance(page.get("items"), list):
-                raise SourcePayloadError(f"ORDS {spec.object}: answer has no items list", source=self.name)
+            items = self._ords_items(page, spec)
             details["object"] = str(spec.object)
-            if not page["items"]:
+            if not items:
                 details["warning"] = f"ORDS {spec.object} returned no rows: is the object the right one?"
         return CheckResult(system="Oracle E-Business Suite", details=details)
 
+    def writes_back(self, delivery: Delivery) -> bool:
+        """Whether this delivery's status is one the shop records (`write_back.statuses`)."""
+        return self.config.write_back.wants(delivery)
+
+    @property
+    def rejected_tries(self) -> int:
+        """Tries before a write-back the audit service refuses as invalid is given up."""
+        return self.config.write_back.rejected_tries
+
     async def write_back(self, delivery: Delivery) -> None:
+        """Record one final status through the shop's audit method (names from `write_back`)."""
         wb = self.config.write_back
-        if not wb.enabled:
+        if not wb.wants(delivery):
             return
         spec = self._entity(delivery.entity)
-        params = {
-            "P_SOURCE_TABLE": spec.table or delivery.entity.upper(),
-            "P_SOURCE_ID": delivery.record_key,
-            "P_MESSAGE_SID": delivery.provider_id or "",
-            "P_STATUS": str(delivery.status).upper(),
-            "P_ERROR_CODE": delivery.error_code if delivery.error_code is not None else "",
-            "P_SENT_AT": format_for_ebs(delivery.created_at, self.zone),
-            "P_FINAL_AT": format_for_ebs(delivery.finished_at, self.zone),
-        }
+        params = write_back_params(wb, delivery, spec.table or delivery.entity.upper(), self.zone)
         await self.call(wb.service, wb.method, params, self.config.context.merged(spec.context))
 
     async def aclose(self) -> None:
@@ -603,6 +659,11 @@ def _pivoted(pivot: EbsPivot, output: Mapping[str, Any], row: dict[str, Any]) ->
         if kind:
             fields.setdefault(f"{pivot.prefix}{kind}", item.get(pivot.value))
     return {name: value for name, value in fields.items() if name not in row}
+
+
+async def _replayed(records: list[Record]) -> AsyncIterator[Record]:
+    for record in records:
+        yield record
 
 
 def _typed_key(key: str) -> int | str:

@@ -216,7 +216,8 @@ class Store(Protocol):
         self, worker: str, now: datetime, lease: timedelta, limit: int
     ) -> list[WriteBackTask]: ...
     def finish_write_back(
-        self, task_id: int, *, ok: bool, error: str | None, next_attempt_at: datetime | None, now: datetime
+        self, task_id: int, *, ok: bool, error: str | None, next_attempt_at: datetime | None, now: datetime,
+        skipped: bool = False,
     ) -> None: ...
 
     # -- people --------------------------------------------------------------------------

@@ -295,13 +295,15 @@ class SqlStore:
             return writebacks.claim(conn, worker, now, lease, limit)
 
     def finish_write_back(
-        self, task_id: int, *, ok: bool, error: str | None, next_attempt_at: datetime | None, now: datetime
+        self, task_id: int, *, ok: bool, error: str | None, next_attempt_at: datetime | None, now: datetime,
+        skipped: bool = False,
     ) -> None:
-        """Done, retry at `next_attempt_at`, or give up (None); ignored unless the task is running."""
+        """Done, retry at `next_attempt_at`, give up (None), or skipped (the source does not record
+        this status); ignored unless the task is running."""
         require_aware(now, "finish_write_back(now)")
         with writing(self._engine) as conn:
             entry = writebacks.finish(conn, task_id, ok=ok, error=error, next_attempt_at=next_attempt_at,
-                                      now=now, audit_row=audit_row)
+                                      now=now, audit_row=audit_row, skipped=skipped)
             if entry is not None:
                 conn.execute(audit.insert().values(entry))
 

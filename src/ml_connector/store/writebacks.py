@@ -22,7 +22,7 @@ from ml_connector.store.tables import notifications as n
 from ml_connector.store.tables import write_backs as wb
 from ml_connector.store.types import UtcDateTime
 
-PENDING, RUNNING, DONE, GAVE_UP = "pending", "running", "done", "gave_up"
+PENDING, RUNNING, DONE, GAVE_UP, SKIPPED = "pending", "running", "done", "gave_up", "skipped"
 _COPIED = ("notification_id", "source", "status", "provider_id", "error_code", "error_message", "finished_at",
            "state", "attempts_made", "next_attempt_at", "created_at", "updated_at")
 
@@ -83,9 +83,10 @@ def claim(conn: Connection, worker: str, now: datetime, lease: timedelta, limit:
 
 def finish(
     conn: Connection, task_id: int, *, ok: bool, error: str | None, next_attempt_at: datetime | None,
-    now: datetime, audit_row: AuditRow,
+    now: datetime, audit_row: AuditRow, skipped: bool = False,
 ) -> dict[str, Any] | None:
-    """Mark a running task done, due again, or given up; the audit row to write, None if not running."""
+    """Mark a running task done, due again, given up, or skipped (the source does not record this
+    status); the audit row to write, None if not running."""
     row = conn.execute(
         select(wb.c.id, wb.c.notification_id, wb.c.source, wb.c.status, wb.c.attempts_made, n.c.flow)
         .join(n, n.c.id == wb.c.notification_id)
@@ -94,7 +95,7 @@ def finish(
     ).first()
     if row is None:
         return None
-    state = DONE if ok else (PENDING if next_attempt_at is not None else GAVE_UP)
+    state = SKIPPED if skipped else DONE if ok else (PENDING if next_attempt_at is not None else GAVE_UP)
     conn.execute(
         update(wb).where(wb.c.id == bindparam("b_id")).values(
             state=state, lease_owner=None, lease_until=None, updated_at=now,
@@ -103,7 +104,7 @@ def finish(
         ),
         {"b_id": task_id},
     )
-    outcome = {DONE: "done", PENDING: "retry", GAVE_UP: "gave_up"}[state]
+    outcome = {DONE: "done", PENDING: "retry", GAVE_UP: "gave_up", SKIPPED: "skipped"}[state]
     return audit_row(
         now, "write_back", nid=row.notification_id, flow=row.flow, status=outcome, source=row.source,
         attempt_no=row.attempts_made, delivery_status=row.status, message=error,
