@@ -46,6 +46,7 @@ from ml_connector.core.flowspec import OPERATORS, Duration, FlowSpec, LookupReci
 from ml_connector.core.redact import mask_url
 from ml_connector.errors import ConfigError
 from ml_connector.sources import registry
+from ml_connector.yaml_guard import check_alias_budget
 
 # --------------------------------------------------------------------------------------------
 # Environment settings
@@ -606,6 +607,7 @@ def _parse_yaml(text: str) -> _Parsed:
         node = loader.get_single_node()
         if node is None:
             return _Parsed(None, lines, duplicates)
+        check_alias_budget(node)  # before any walk expands them
         # Index before constructing: construction flattens `<<` merge keys in place.
         lines[()] = node.start_mark.line + 1
         _index(node, (), lines, duplicates, set())
