@@ -341,6 +341,8 @@ class TwilioAccount(BaseModel):
     base_urls: TwilioBaseUrls = TwilioBaseUrls()
     concurrency: int = Field(default=100, ge=1, le=10_000)
     ca_bundle: Path | None = None
+    #: Trust only ca_bundle, not the system and certifi stores it otherwise adds to.
+    ca_bundle_only: bool = False
     verify_tls: bool = True
     senders: dict[str, Sender] = Field(default_factory=dict)
 
@@ -366,6 +368,8 @@ class TwilioAccount(BaseModel):
                 raise ValueError(f"{name} is empty (is its environment variable set?)")
         if self.ca_bundle is not None and not self.verify_tls:
             raise ValueError("ca_bundle is set but verify_tls is false; remove one of them")
+        if self.ca_bundle_only and self.ca_bundle is None:
+            raise ValueError("ca_bundle_only is set but ca_bundle is not: name the CA bundle to trust")
         return self
 
 
