@@ -95,6 +95,7 @@ def build_twilio_clients(config: Config, transport: HttpTransport | None) -> dic
             max_connections=account.concurrency,
             verify=account.verify_tls,
             ca_bundle=str(account.ca_bundle) if account.ca_bundle else None,
+            ca_bundle_only=account.ca_bundle_only,
         )
         clients[name] = TwilioClient(
             account.account_sid,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import exc as sa_exc
@@ -17,6 +17,7 @@ from ml_connector.channels.http import TransportError
 from ml_connector.channels.twilio_api import TwilioApiError
 from ml_connector.core.redact import mask_url
 from ml_connector.errors import MlcError
+from ml_connector.tls import unverified_tls
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +116,14 @@ async def _source(name: str, source: Any) -> CheckLine:
     return CheckLine("source", name, True, (result.system, *details))
 
 
+def _with_tls_warnings(lines: list[CheckLine], config: Any) -> list[CheckLine]:
+    """A system reached without verifying its certificate says so on its own line."""
+    unverified = {(kind, name) for kind, name, _ in unverified_tls(config)}
+    warning = "WARNING: verify_tls is false: the server's certificate is not checked"
+    return [replace(line, details=(*line.details, warning)) if (line.kind, line.name) in unverified else line
+            for line in lines]
+
+
 async def run_checks(connector: Any) -> list[CheckLine]:
     """All checks concurrently; one failing system never hides the others. Closes the connector."""
     try:
@@ -124,6 +133,6 @@ async def run_checks(connector: Any) -> list[CheckLine]:
             for name, client in connector.clients.items()
         ]
         jobs += [_source(name, source) for name, source in connector.sources.items()]
-        return list(await asyncio.gather(*jobs))
+        return _with_tls_warnings(list(await asyncio.gather(*jobs)), connector.config)
     finally:
         await connector.aclose()

@@ -338,10 +338,12 @@ def check(ctx: click.Context, as_json: bool) -> None:
 def run(ctx: click.Context, roles: Sequence[str]) -> None:
     """Run pollers, dispatcher and webhook server until SIGINT/SIGTERM (then exit 0)."""
     from ml_connector.app import ROLES
+    from ml_connector.tls import warn_unverified_tls
     from ml_connector.web.server import freeze_long_lived_objects
 
     app = connector(ctx)
     chosen = tuple(dict.fromkeys(roles)) or ROLES
+    warn_unverified_tls(app.config)
 
     async def main_loop() -> None:
         stop = asyncio.Event()

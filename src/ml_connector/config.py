@@ -46,6 +46,7 @@ from ml_connector.core.flowspec import OPERATORS, Duration, FlowSpec, LookupReci
 from ml_connector.core.redact import mask_url
 from ml_connector.errors import ConfigError
 from ml_connector.sources import registry
+from ml_connector.yaml_guard import check_alias_budget
 
 # --------------------------------------------------------------------------------------------
 # Environment settings
@@ -344,6 +345,8 @@ class TwilioAccount(BaseModel):
     base_urls: TwilioBaseUrls = TwilioBaseUrls()
     concurrency: int = Field(default=100, ge=1, le=10_000)
     ca_bundle: Path | None = None
+    #: Trust only ca_bundle, not the system and certifi stores it otherwise adds to.
+    ca_bundle_only: bool = False
     verify_tls: bool = True
     senders: dict[str, Sender] = Field(default_factory=dict)
 
@@ -369,6 +372,8 @@ class TwilioAccount(BaseModel):
                 raise ValueError(f"{name} is empty (is its environment variable set?)")
         if self.ca_bundle is not None and not self.verify_tls:
             raise ValueError("ca_bundle is set but verify_tls is false; remove one of them")
+        if self.ca_bundle_only and self.ca_bundle is None:
+            raise ValueError("ca_bundle_only is set but ca_bundle is not: name the CA bundle to trust")
         return self
 
 
@@ -613,6 +618,7 @@ def _parse_yaml(text: str) -> _Parsed:
         node = loader.get_single_node()
         if node is None:
             return _Parsed(None, lines, duplicates)
+        check_alias_budget(node)  # before any walk expands them
         # Index before constructing: construction flattens `<<` merge keys in place.
         lines[()] = node.start_mark.line + 1
         _index(node, (), lines, duplicates, set())

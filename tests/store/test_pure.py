@@ -55,8 +55,8 @@ def test_naive_timestamps_are_refused() -> None:
 @pytest.mark.parametrize(
     ("text", "masked"),
     [
-        ("The 'To' number +13125550142 is not a valid phone number.", "The 'To' number +*********42 is not"),
-        ("call (312) 555-0142 now", "call ********42 now"),
+        ("The 'To' number +13125550142 is not a valid phone number.", "The 'To' number +1312•••0142 is not"),
+        ("call (312) 555-0142 now", "call 312•••0142 now"),
         ("error 21211", "error 21211"),
     ],
 )
@@ -93,10 +93,18 @@ def test_finish_plans() -> None:
     assert plan_finish(_result(Outcome.TRANSIENT, next_attempt_at=later), None).status is Status.PENDING
     assert plan_finish(_result(Outcome.TRANSIENT), None).status is Status.DEAD
     failed = plan_finish(_result(Outcome.PERMANENT, error_code=21211, error_message="bad +13125550142"), None)
-    assert failed.status is Status.FAILED and failed.notification["error_message"] == "bad +*********42"
+    assert failed.status is Status.FAILED and failed.notification["error_message"] == "bad +1312•••0142"
     doubt = plan_finish(_result(Outcome.IN_DOUBT, next_attempt_at=later), None)
     assert doubt.notification["in_doubt_since"] == T0 and doubt.notification["next_attempt_at"] == later
     earlier = T0 - timedelta(hours=1)
     assert plan_finish(_result(Outcome.IN_DOUBT), earlier).notification["in_doubt_since"] == earlier
     deferred = plan_finish(_result(Outcome.DEFERRED, next_attempt_at=later), None)
     assert (deferred.status, deferred.attempts_delta, deferred.drop_attempt) == (Status.PENDING, -1, True)
+
+
+def test_stored_errors_keep_urls_and_sids_readable() -> None:
+    """Every digit run was once masked: `POST http://127.0.0.1:***********01/Accounts/AC********89...`."""
+    message = ("POST http://127.0.0.1:8080/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Messages.json: "
+               "ResponseLost for SM0123456789abcdef0123456789abcdef to +13125550142")
+    planned = plan_finish(_result(Outcome.TRANSIENT, next_attempt_at=T0, error_message=message), None)
+    assert planned.notification["error_message"] == message.replace("+13125550142", "+1312•••0142")

@@ -108,3 +108,21 @@ async def test_callback_before_its_send_is_recorded_is_adopted(store: SqlStore) 
     nid = sent_notification(store, orphan_sid)
     view = store.get_notification(nid)
     assert view is not None and view.status is Status.DELIVERED
+
+
+@pytest.mark.parametrize("code", ["1" * 40, "2147483648", "99999999999999999999"])
+async def test_out_of_range_error_code_is_400_and_changes_nothing(store: SqlStore, code: str) -> None:
+    """Such a code once reached the store's integer column: a 500 and a traceback."""
+    nid = sent_notification(store, SID)
+    before = list(store.audit(None, None))
+    assert await post_all(store, callback(SID, "failed", code)) == [400]
+    view = store.get_notification(nid)
+    assert view is not None and view.status is Status.QUEUED
+    assert list(store.audit(None, None)) == before
+
+
+async def test_largest_accepted_error_code_fits_the_store(store: SqlStore) -> None:
+    nid = sent_notification(store, SID)
+    assert await post_all(store, callback(SID, "failed", "999999999")) == [200]
+    view = store.get_notification(nid)
+    assert view is not None and view.status is Status.FAILED and view.error_code == 999_999_999

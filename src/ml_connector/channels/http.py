@@ -31,6 +31,8 @@ from urllib.parse import urlsplit
 import aiohttp
 import httpx
 
+from ml_connector.tls import client_ssl_context, tls_failure
+
 __all__ = [
     "AiohttpTransport",
     "AsgiTransport",
@@ -153,7 +155,11 @@ def _classify(
 
 
 def _describe(exc: BaseException) -> str:
-    """Exception class plus an OS reason, never the exception text (it may quote the URL)."""
+    """Exception class plus an OS reason or the TLS cause, never the exception text (it may quote
+    the URL)."""
+    tls = tls_failure(exc)
+    if tls is not None:
+        return f"{type(exc).__name__}: {tls}"
     reason = ""
     if isinstance(exc, OSError) and exc.strerror:
         reason = f" ({exc.strerror})"
@@ -164,16 +170,19 @@ class AiohttpTransport:
     """Pooled aiohttp transport: keeps throughput at high concurrency.
 
     The session is created on first use inside the running loop (aiohttp binds it to that
-    loop). TLS verification uses the standard library's trust store or `ca_bundle`.
+    loop). TLS verification trusts the system and certifi stores plus `ca_bundle`, or only
+    `ca_bundle` with `ca_bundle_only` (see ml_connector.tls).
     """
 
     def __init__(
-        self, *, max_connections: int = 100, verify: bool = True, ca_bundle: str | None = None
+        self, *, max_connections: int = 100, verify: bool = True, ca_bundle: str | None = None,
+        ca_bundle_only: bool = False,
     ) -> None:
         if max_connections < 1:
             raise ValueError("max_connections must be at least 1")
         self._max_connections = max_connections
-        self._ssl: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca_bundle) if verify else False
+        self._ssl: ssl.SSLContext | bool = client_ssl_context(
+            verify=verify, ca_bundle=ca_bundle, ca_bundle_only=ca_bundle_only)
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 

@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterable
 from urllib.parse import urlsplit, urlunsplit
 
+import phonenumbers
 from phonenumbers import COUNTRY_CODE_TO_REGION_CODE
 
 MASK = "•••"
@@ -34,15 +35,46 @@ SECRET_PARAM_WORDS: tuple[str, ...] = (
 
 _CHANNEL_PREFIX = re.compile(r"^(?P<prefix>[a-z][a-z0-9+.-]*:)(?=\+?\d)", re.IGNORECASE)
 
-#: What looks like a phone number in free text: E.164-ish with separators, a North American
-#: grouped number, or any bare run of 10+ digits. Digits glued to letters (SIDs, hashes) are left.
+#: What looks like a phone number in free text: E.164-ish with separators (also URL-encoded,
+#: "%2B1312..."), a North American grouped number, or a bare run of 10-15 digits (judged by
+#: `_bare_is_phone`). Digits glued to letters or to another number's separators are left alone:
+#: SIDs and hashes, IP addresses and ports, dates, versions in URL paths.
 _PHONE_IN_TEXT = re.compile(
-    r"(?<![\w+])(?:"
-    r"\+\d(?:[\s.\-()]{0,2}\d){7,16}"
-    r"|\(?\d{3}\)?[\s.\-]{1,2}\d{3}[\s.\-]\d{4}"
-    r"|\d{10,}"
-    r")(?!\w)"
+    r"(?<![\w+%])(?<!\d[.:\-])(?:"
+    r"(?P<plus>\+|%2[Bb])\d(?:[\s.\-()]{0,2}\d){7,16}"
+    r"|(?P<grouped>(?:\(\d{3}\)|\d{3})[\s.\-]{1,2}\d{3}[\s.\-]\d{4})"
+    r"|(?P<bare>\d{10,15})"
+    r")(?![\w%]|[.:\-]\d)"
 )
+
+#: A North American number: area code and exchange do not start with 0 or 1.
+_NANP = re.compile(r"1?[2-9]\d{2}[2-9]\d{6}")
+
+
+def _bare_is_phone(digits: str) -> bool:
+    """A bare digit run is masked when it has a phone number's shape.
+
+    Ten digits: the North American plan's shape (so epoch timestamps and SAP's 45000/45001...
+    purchase orders stay readable; a document number of that shape is masked like a phone);
+    eleven to fifteen: that shape after a 1, or a valid international number without its "+".
+    """
+    if _NANP.fullmatch(digits) is not None:
+        return True
+    if len(digits) <= 10:
+        return False
+    try:
+        return bool(phonenumbers.is_valid_number(phonenumbers.parse("+" + digits)))
+    except phonenumbers.NumberParseException:
+        return False
+
+
+def _mask_in_text(match: re.Match[str]) -> str:
+    text = match.group(0)
+    if match.group("bare") is not None and not _bare_is_phone(text):
+        return text
+    if match.group("plus") and match.group("plus") != "+":  # %2B: URL-encoded
+        return match.group("plus") + mask_phone("+" + text[3:])[1:]
+    return mask_phone(text)
 
 
 def _country_code_length(digits: str) -> int:
@@ -138,5 +170,6 @@ def mask_url(url: str) -> str:
 
 
 def scrub_phones(text: str) -> str:
-    """Mask anything in free text that looks like a phone number (E.164, grouped, or 10+ digits)."""
-    return _PHONE_IN_TEXT.sub(lambda m: mask_phone(m.group(0)), text)
+    """Mask the phone numbers in free text (E.164, grouped, or a bare run shaped like one), and
+    nothing else: URLs keep their hosts, ports and paths, SIDs and other numbers stay readable."""
+    return _PHONE_IN_TEXT.sub(_mask_in_text, text)

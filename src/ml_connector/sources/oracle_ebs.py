@@ -41,6 +41,7 @@ from ml_connector.sources.fields import PhoneRegion, TimeZoneName
 from ml_connector.sources.oracle_ebs_auth import EbsAuth
 from ml_connector.sources.oracle_ebs_json import as_flag, as_list, unbridged
 from ml_connector.sources.oracle_ebs_writeback import EbsWriteBack, write_back_params
+from ml_connector.tls import client_ssl_context, tls_failure
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +166,7 @@ class OracleEbsConfig(_Model):
     default_region: PhoneRegion = "US"
     verify_tls: bool = True
     ca_bundle: Path | None = None
+    ca_bundle_only: bool = False  # trust only ca_bundle, not the system and certifi stores too
     timeout: float = 30.0
     retries: int = Field(default=3, ge=0, le=10)
     retry_delay: float = 1.0
@@ -264,7 +266,8 @@ class OracleEbsSource:
         base = str(config.base_url).rstrip("/")
         self.auth = EbsAuth(base, config.username, config.password.get_secret_value(),
                             session=config.auth == "session" and config.mode == "isg", source=name)
-        verify: Any = str(config.ca_bundle) if config.ca_bundle and config.verify_tls else config.verify_tls
+        verify: Any = client_ssl_context(verify=config.verify_tls, ca_bundle=config.ca_bundle,
+                                         ca_bundle_only=config.ca_bundle_only)
         self._http = httpx.AsyncClient(
             base_url=base, auth=self.auth, timeout=config.timeout, transport=transport,
             verify=verify, headers={"Accept": "application/json"},
@@ -332,7 +335,8 @@ class OracleEbsSource:
                 if attempt > self.config.retries:
                     if isinstance(exc, SourceUnavailable):
                         raise
-                    raise SourceUnavailable(f"{what}: cannot reach EBS: {type(exc).__name__}",
+                    raise SourceUnavailable(f"{what}: cannot reach EBS: {type(exc).__name__}"
+                                            + (f" ({tls})" if (tls := tls_failure(exc)) else ""),
                                             source=self.name) from None
                 await asyncio.sleep(self.config.retry_delay * 2 ** (attempt - 1))
                 continue

@@ -64,12 +64,13 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr, field_
 from ml_connector.core.flowspec import Duration
 from ml_connector.core.models import CheckResult, Record
 from ml_connector.core.redact import mask_url
-from ml_connector.errors import SourceError, SourcePayloadError
+from ml_connector.errors import ConfigError, SourceError, SourcePayloadError
 from ml_connector.sources import syspro_wire as wire
 from ml_connector.sources.fields import PhoneRegion, TimeZoneName
 from ml_connector.sources.syspro_change import Mark, RowversionHistory, observed_at, rowversion
 from ml_connector.sources.syspro_enet import REST_PATH, EnetCredentials, EnetSession
 from ml_connector.sources.syspro_odata import ODataReader
+from ml_connector.tls import client_ssl_context
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +177,7 @@ class SysproConfig(_Model):
     default_region: PhoneRegion = "US"
     verify_tls: bool = True
     ca_bundle: Path | None = None
+    ca_bundle_only: bool = False  # trust only ca_bundle, not the system and certifi stores too
     timeout: float = Field(default=30.0, gt=0)
     retries: int = Field(default=3, ge=0, le=10)
     retry_delay: float = Field(default=1.0, ge=0)
@@ -209,15 +211,12 @@ class SysproConfig(_Model):
 
 
 def _tls(config: SysproConfig) -> ssl.SSLContext | bool:
-    """Verification on by default; a site CA bundle (internal CA in front of IIS) when given."""
-    if not config.verify_tls:
-        return False
-    if config.ca_bundle is None:
-        return True
+    """Verification on by default; a site CA bundle (internal CA in front of IIS) added when given."""
     try:
-        return ssl.create_default_context(cafile=str(config.ca_bundle))
-    except (OSError, ssl.SSLError) as exc:
-        raise SourceError(f"ca_bundle {config.ca_bundle}: cannot be read as PEM certificates ({exc})") from None
+        return client_ssl_context(verify=config.verify_tls, ca_bundle=config.ca_bundle,
+                                  ca_bundle_only=config.ca_bundle_only)
+    except ConfigError as exc:
+        raise SourceError(str(exc)) from None
 
 
 def key_forms(key: str, width: int = KEY_WIDTH) -> list[str]:

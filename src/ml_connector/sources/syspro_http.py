@@ -19,6 +19,7 @@ import httpx
 
 from ml_connector.core.redact import mask_url
 from ml_connector.errors import SourceAuthError, SourceError, SourceUnavailable
+from ml_connector.tls import tls_failure
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +71,9 @@ async def get(
         response: httpx.Response | None = None
         try:
             response = await http.get(url, headers=headers)
-        except httpx.HTTPError as exc:  # carries the URL: keep only its type
-            failure = f"cannot reach SYSPRO ({type(exc).__name__})"
+        except httpx.HTTPError as exc:  # carries the URL: keep only its type, or the TLS cause
+            tls = tls_failure(exc)
+            failure = f"cannot reach SYSPRO ({type(exc).__name__}{': ' + tls if tls else ''})"
         if response is not None:
             action = status_action(response.status_code)
             if action == "ok":

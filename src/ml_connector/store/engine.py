@@ -19,6 +19,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from ml_connector.errors import ConfigError
+from ml_connector.store.files import create_private_database
 
 _WRITE = "mlc_write"
 _DRIVERS = {
@@ -77,6 +78,7 @@ def make_engine(url: str) -> Engine:
     """An engine for `url` with the settings above."""
     parsed = parse_url(url)
     if parsed.drivername == "sqlite":
+        create_private_database(parsed.database)  # before SQLite creates it with the umask's mode
         engine = create_engine(parsed, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", _sqlite_begin)

@@ -1,29 +1,18 @@
 """Mask phone numbers inside free text before it is stored in clear (errors, reasons, audit).
 
 Provider error messages quote the number ("The 'To' number +13125550142 is not a valid phone
-number"); stored as is, they would defeat encryption at rest. Runs of 7+ digits (with the usual
-separators) keep only their last two digits.
+number"); stored as is, they would defeat encryption at rest. The masking is core.redact's, the
+one choke point: phone numbers only, so URLs, ports, SIDs and ERP document numbers in a stored
+error stay readable (every digit run was once masked: `127.0.0.1:***********01`).
 """
 
 from __future__ import annotations
 
-import re
-
-_NUMBER = re.compile(r"\+?\(?\d[\d ().\-/]{5,}\d")
-_MIN_DIGITS = 7
-
-
-def _mask(match: re.Match[str]) -> str:
-    text = match.group(0)
-    digits = [c for c in text if c.isdigit()]
-    if len(digits) < _MIN_DIGITS:
-        return text
-    prefix = "+" if text.startswith("+") else ""
-    return prefix + "*" * (len(digits) - 2) + "".join(digits[-2:])
+from ml_connector.core.redact import scrub_phones
 
 
 def mask_numbers(text: str | None) -> str | None:
-    """`text` with every phone-like number masked; None stays None."""
+    """`text` with every phone number masked; None stays None."""
     if text is None:
         return None
-    return _NUMBER.sub(_mask, text)
+    return scrub_phones(text)

@@ -1,10 +1,16 @@
 """The webhook app: Twilio's signed message status callbacks, a health check and metrics.
 
 A status callback is checked in a fixed order and nothing is stored unless it is authentic
-(invariant 6): size, media type, form decoding, signature, required fields, then the report is
+(invariant 6): header and body sizes, media type, the number of fields, form decoding, signature,
+required fields, then the report is
 stored in one short transaction (`Store.apply_statuses`, in a worker thread, together with the
 reports that arrived meanwhile; see runtime.batching). Duplicates and out-of-order reports are the
 store's business (invariant 5); here they are only counted.
+
+The cheap checks come first so that a forged request costs little more than a real one: the
+header block and the field count are measured before anything is decoded, sorted or hashed
+(Twilio's status callbacks have a few dozen fields and a few headers; a 7,000-field body under
+the size limit once cost a hundred times a normal callback before its 403).
 
 The signature is checked against the configured public `status_callback_url`, never the URL
 the request arrived at: a reverse proxy changes scheme, host and port, and Twilio signed what
@@ -52,6 +58,16 @@ _FORM_CHARSETS = frozenset({"utf-8", "utf8", "us-ascii"})
 _RESERVED_PATHS = frozenset({"/healthz", "/metrics"})
 _SIGNATURE_KEY = SIGNATURE_HEADER.lower().encode("latin-1")
 
+#: Form fields a status callback may carry. Twilio sends 10-30 (more with channel extras); an
+#: inbound MMS with ten media items about 50.
+DEFAULT_MAX_FIELDS = 200
+#: Bytes of header names and values, and headers, a callback may carry (a browser sends ~1 KB,
+#: Twilio less; common servers refuse beyond 8-16 KB).
+DEFAULT_MAX_HEADER_BYTES = 16384
+MAX_HEADERS = 100
+#: Twilio error codes have five digits; nine always fit the store's 32-bit integer column.
+MAX_ERROR_CODE_DIGITS = 9
+
 
 class CallbackResult(StrEnum):
     """How one status callback ended; the `result` label of the callbacks counter."""
@@ -61,6 +77,8 @@ class CallbackResult(StrEnum):
     STALE = "stale"
     ORPHAN = "orphan"
     TOO_LARGE = "too_large"
+    TOO_MANY_FIELDS = "too_many_fields"
+    HEADERS_TOO_LARGE = "headers_too_large"
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     MALFORMED = "malformed"                # undecodable before authentication
     UNSIGNED = "unsigned"
@@ -77,12 +95,15 @@ _RESPONSES: Mapping[CallbackResult, tuple[int, str]] = {
     CallbackResult.STALE: (200, ""),
     CallbackResult.ORPHAN: (200, ""),
     CallbackResult.TOO_LARGE: (413, "request body too large\n"),
+    CallbackResult.TOO_MANY_FIELDS: (413, "too many form fields\n"),
+    CallbackResult.HEADERS_TOO_LARGE: (431, "request headers too large\n"),
     CallbackResult.UNSUPPORTED_MEDIA_TYPE: (415, f"expected {FORM_MEDIA_TYPE}\n"),
     CallbackResult.MALFORMED: (400, "malformed form body\n"),
     CallbackResult.UNSIGNED: (403, "forbidden\n"),
     CallbackResult.UNKNOWN_ACCOUNT: (403, "forbidden\n"),
     CallbackResult.BAD_SIGNATURE: (403, "forbidden\n"),
-    CallbackResult.INVALID_FIELDS: (400, "MessageSid and MessageStatus required once; ErrorCode numeric\n"),
+    CallbackResult.INVALID_FIELDS: (400, "MessageSid and MessageStatus required once; "
+                                         f"ErrorCode a number of at most {MAX_ERROR_CODE_DIGITS} digits\n"),
     CallbackResult.STORE_ERROR: (500, "temporarily unable to record the status\n"),
 }
 
@@ -203,6 +224,22 @@ async def _read_capped(receive: Receive, limit: int) -> bytes:
             return bytes(body)
 
 
+def _check_header_size(raw: Sequence[tuple[bytes, bytes]], limit: int) -> None:
+    """Refuse a header block no Twilio callback has, before any header is decoded."""
+    if len(raw) > MAX_HEADERS:
+        raise _Rejected(CallbackResult.HEADERS_TOO_LARGE, f"{len(raw)} headers > {MAX_HEADERS}")
+    size = sum(len(name) + len(value) for name, value in raw)
+    if size > limit:
+        raise _Rejected(CallbackResult.HEADERS_TOO_LARGE, f"headers of {size} bytes > {limit}")
+
+
+def _check_field_count(body: bytes, limit: int) -> None:
+    """Count fields by their separators (one C-level scan) before decoding, sorting or hashing."""
+    fields = body.count(b"&") + 1 if body else 0
+    if fields > limit:
+        raise _Rejected(CallbackResult.TOO_MANY_FIELDS, f"more than {limit} form fields")
+
+
 def _callback_headers(raw: Sequence[tuple[bytes, bytes]]) -> tuple[str | None, str | None, str | None]:
     """Content-Length, Content-Type and X-Twilio-Signature; the first of each when repeated."""
     length = media = signature = None
@@ -267,13 +304,15 @@ def _status_event(pairs: Sequence[tuple[str, str]], received_at: datetime) -> St
         raise _Rejected(CallbackResult.INVALID_FIELDS, "MessageSid or MessageStatus missing or repeated")
     if error_code and not (error_code.isascii() and error_code.isdigit()):
         raise _Rejected(CallbackResult.INVALID_FIELDS, "ErrorCode is not a number")
+    if len(error_code.lstrip("0")) > MAX_ERROR_CODE_DIGITS:
+        raise _Rejected(CallbackResult.INVALID_FIELDS, f"ErrorCode has more than {MAX_ERROR_CODE_DIGITS} digits")
     raw: dict[str, str] = {}
     for name, value in pairs:  # a repeated key keeps its first value
         raw.setdefault(name, value)
     return StatusEvent(
         provider_id=message_sid,
         provider_status=message_status,
-        error_code=int(error_code) if error_code else None,
+        error_code=int(error_code.lstrip("0") or "0") if error_code else None,
         received_at=received_at,
         raw=raw,
     )
@@ -292,13 +331,15 @@ class _StatusCallbacks:
     """The status-callback endpoint as a plain ASGI app: checks, store, metrics, answer."""
 
     def __init__(self, *, batcher: Batcher[StatusEvent, ApplyResult], tokens: Mapping[str, str],
-                 public: _PublicUrl, max_body_bytes: int, now: Callable[[], datetime],
-                 metrics: WebhookMetrics) -> None:
+                 public: _PublicUrl, max_body_bytes: int, max_fields: int, max_header_bytes: int,
+                 now: Callable[[], datetime], metrics: WebhookMetrics) -> None:
         self._batcher = batcher
         self._tokens = tokens
         self._public = public
         self._default_urls = public.signed_urls("")  # the usual case: Twilio adds no query string
         self._max_body_bytes = max_body_bytes
+        self._max_fields = max_fields
+        self._max_header_bytes = max_header_bytes
         self._now = now
         self._metrics = metrics
 
@@ -317,10 +358,13 @@ class _StatusCallbacks:
     async def _handle(self, scope: Scope, receive: Receive) -> CallbackResult:
         pairs: list[tuple[str, str]] = []
         try:
+            _check_header_size(scope["headers"], self._max_header_bytes)
             length, media, signature = _callback_headers(scope["headers"])
             _check_declared_length(length, self._max_body_bytes)
             _check_media_type(media)
-            pairs = _decode_form(await _read_capped(receive, self._max_body_bytes))
+            body = await _read_capped(receive, self._max_body_bytes)
+            _check_field_count(body, self._max_fields)
+            pairs = _decode_form(body)
             query = scope.get("query_string", b"").decode("latin-1")
             urls = self._public.signed_urls(query) if query else self._default_urls
             _authenticate(pairs, signature, self._tokens, urls)
@@ -364,6 +408,8 @@ def create_webhook_app(
     auth_tokens: Mapping[str, str],
     status_callback_url: str,
     max_body_bytes: int = 65536,
+    max_fields: int = DEFAULT_MAX_FIELDS,
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
     clock: Callable[[], datetime] | None = None,
     registry: CollectorRegistry | None = None,
 ) -> WebhookApp:
@@ -372,12 +418,16 @@ def create_webhook_app(
     `auth_tokens` maps each AccountSid to its Auth Token: the callback's own AccountSid picks
     the key. `status_callback_url` is the public URL given to Twilio as StatusCallback; the app
     serves its path (with and without a trailing slash) and validates signatures against it.
-    `clock` stamps `received_at` (aware); `registry` receives the metrics (a fresh one if None).
+    `max_body_bytes`, `max_fields` and `max_header_bytes` bound what one request may cost before
+    it is authenticated. `clock` stamps `received_at` (aware); `registry` receives the metrics (a
+    fresh one if None).
     """
     if not auth_tokens:
         raise ConfigError("webhooks need at least one AccountSid -> Auth Token")
     if max_body_bytes <= 0:
         raise ConfigError(f"max_body_bytes must be positive, got {max_body_bytes}")
+    if max_fields <= 0 or max_header_bytes <= 0:
+        raise ConfigError(f"max_fields and max_header_bytes must be positive, got {max_fields}, {max_header_bytes}")
     public = _PublicUrl.parse(status_callback_url)
     metrics = WebhookMetrics([result.value for result in CallbackResult], registry)
     callbacks = _StatusCallbacks(
@@ -385,6 +435,8 @@ def create_webhook_app(
         tokens=dict(auth_tokens),
         public=public,
         max_body_bytes=max_body_bytes,
+        max_fields=max_fields,
+        max_header_bytes=max_header_bytes,
         now=clock if clock is not None else (lambda: datetime.now(UTC)),
         metrics=metrics,
     )
