@@ -3,7 +3,10 @@
 A claimed row whose earlier attempt never finished (crash, timeout after the request left) is
 in doubt: Twilio's Messages create has no idempotency key, so it is first looked up in Twilio's
 message list and adopted if found; only an authoritative "not found" sends again (invariant 2).
-A look-up that cannot finish leaves the row in doubt, to be looked up again later.
+A look-up that cannot finish leaves the row in doubt, to be looked up again later under its own
+policy (core.retry.LookupPolicy): look-ups are reads, they use none of the retry budget, which
+counts only requests that could have sent a message. When the look-up finds nothing and the
+budget is already spent by earlier sends, the notification ends `dead` instead of sending again.
 
 Every attempt ends before its lease does: pacing waits longer than MAX_PACING_WAIT (or half of
 what is left of the lease) are not waited but deferred, lined up at the sender's rate, and the
@@ -27,7 +30,7 @@ from ml_connector.core.flowspec import RetrySpec
 from ml_connector.core.models import OutboundMessage, SendResult
 from ml_connector.core.redact import mask_phone
 from ml_connector.core.resolution import DELIVERY_CODES, Action
-from ml_connector.core.retry import RetryPolicy
+from ml_connector.core.retry import LOOKUP_FIRST_DELAY, LOOKUP_MAX_DELAY, LookupPolicy, RetryPolicy
 from ml_connector.core.segments import segment_info
 from ml_connector.errors import DeliveryError, InDoubtError, PermanentError, TransientError
 from ml_connector.runtime.batching import Batcher
@@ -36,9 +39,11 @@ from ml_connector.store.port import AttemptResult, Claimed, Outcome, Store
 log = logging.getLogger(__name__)
 
 #: Shortest wait before reconciling a send whose outcome is unknown.
-IN_DOUBT_DELAY = timedelta(seconds=5)
+IN_DOUBT_DELAY = LOOKUP_FIRST_DELAY
 #: Longest wait between two look-ups of a send that stays in doubt.
-IN_DOUBT_MAX_DELAY = timedelta(minutes=10)
+IN_DOUBT_MAX_DELAY = LOOKUP_MAX_DELAY
+#: Look-ups of in-doubt sends, unless the dispatcher is given another policy.
+DEFAULT_LOOKUPS = LookupPolicy()
 #: Margin before the in-doubt attempt's start when searching Twilio's message list.
 RECONCILE_MARGIN = timedelta(minutes=2)
 #: Share of the lease an attempt may use; the rest absorbs clock and scheduling slack.
@@ -82,7 +87,7 @@ def in_doubt_delay(in_doubt_for: timedelta) -> timedelta:
 
     Look-ups thus space out geometrically while Twilio cannot answer, with no counter to keep.
     """
-    return min(IN_DOUBT_MAX_DELAY, max(IN_DOUBT_DELAY, in_doubt_for / 2))
+    return DEFAULT_LOOKUPS.delay(in_doubt_for)
 
 
 def round_attempt(row: Claimed, policy: RetryPolicy) -> int:
@@ -118,8 +123,10 @@ class Dispatcher:
         account_limits: Mapping[str, int] | None = None,
         rand: Callable[[], float] = random.random,
         sleep: Sleep = asyncio.sleep,
+        lookups: LookupPolicy = DEFAULT_LOOKUPS,
     ) -> None:
         self._store = store
+        self._lookups = lookups
         self._channels = channels
         self._pacer = pacer
         self._policies = policies
@@ -286,12 +293,14 @@ class Dispatcher:
         )
 
     def _still_in_doubt(
-        self, row: Claimed, started: datetime, message: str, error_code: int | None = None
+        self, row: Claimed, started: datetime, message: str, error_code: int | None = None,
+        *, outcome: Outcome = Outcome.IN_DOUBT,
     ) -> AttemptResult:
+        """In doubt (a send that may have gone) or LOOKUP_FAILED (only its look-up ran), looked up later."""
         since = row.in_doubt_since or started
         return self._result(
-            row, Outcome.IN_DOUBT, started, error_code=error_code, error_message=message,
-            next_attempt_at=self._clock() + in_doubt_delay(self._clock() - since),
+            row, outcome, started, error_code=error_code, error_message=message,
+            next_attempt_at=self._clock() + self._lookups.delay(self._clock() - since),
         )
 
     async def _process(self, row: Claimed, deadline: float) -> None:
@@ -359,22 +368,37 @@ class Dispatcher:
     async def _reconcile(
         self, row: Claimed, channel: Channel, message: OutboundMessage, started: datetime, deadline: float
     ) -> AttemptResult | None:
-        """The attempt's result when the look-up settles it (adopted, or still unknown); None: send."""
+        """The attempt's result when the look-up settles it; None: not found, send again.
+
+        Settled: adopted; still unknown (LOOKUP_FAILED, which uses none of the budget); or, when
+        nothing was found but earlier sends already spent the budget, dead with that reason.
+        """
         since = (row.in_doubt_since or row.created_at) - RECONCILE_MARGIN
+        limit = min(deadline, asyncio.get_running_loop().time() + self._lookups.timeout.total_seconds())
+        failed = Outcome.LOOKUP_FAILED
         try:
-            async with asyncio.timeout_at(deadline):
+            async with asyncio.timeout_at(limit):
                 found = await self._limited(row.account, channel.find_sent(message, since))
         except TimeoutError:
-            return self._still_in_doubt(row, started, "reconciliation did not finish before the lease ran out")
+            return self._still_in_doubt(row, started, "reconciliation did not finish in time", outcome=failed)
         except DeliveryError as exc:
             # Cannot tell yet: look again later, never send blindly.
             log.warning("notification %s: reconciliation failed, will look again: %s", row.id, exc)
-            return self._still_in_doubt(row, started, f"reconciliation failed: {exc.reason}", error_code=exc.code)
-        if found is None:
-            log.info("notification %s: earlier send not found at the provider; sending again", row.id)
-            return None
-        log.info("notification %s: adopted earlier send %s", row.id, found.provider_id)
-        return self._result(row, Outcome.ADOPTED, started, sent=found)
+            return self._still_in_doubt(row, started, f"reconciliation failed: {exc.reason}", error_code=exc.code,
+                                        outcome=failed)
+        except Exception as exc:  # a bug in the look-up is no reason to send, nor to spend the budget
+            log.exception("notification %s: unexpected error while looking up the earlier send", row.id)
+            return self._still_in_doubt(row, started, f"internal error: {type(exc).__name__}", outcome=failed)
+        if found is not None:
+            log.info("notification %s: adopted earlier send %s", row.id, found.provider_id)
+            return self._result(row, Outcome.ADOPTED, started, sent=found)
+        if row.attempt_no > row.max_attempts:
+            log.warning("notification %s: earlier send not found at the provider and its %s attempt(s) are "
+                        "spent; giving up", row.id, row.max_attempts)
+            return self._result(row, Outcome.TRANSIENT, started, error_message=(
+                "retries exhausted: the last send's outcome was unknown and Twilio's message list does not show it"))
+        log.info("notification %s: earlier send not found at the provider; sending again", row.id)
+        return None
 
     async def _limited(self, account: str, call: Awaitable[_T]) -> _T:
         """Run one provider call within the account's concurrency limit."""
@@ -442,6 +466,7 @@ _FAILURES: tuple[tuple[type[DeliveryError], _Handler], ...] = (
 )
 
 __all__ = [
+    "DEFAULT_LOOKUPS",
     "DEFAULT_POLICY",
     "DEFER_EARLY",
     "IN_DOUBT_DELAY",

@@ -89,6 +89,8 @@ class Outcome(StrEnum):
     PERMANENT = "permanent"    # FAILED with the provider's code and message
     IN_DOUBT = "in_doubt"      # outcome unknown: stays SENDING-in-doubt, reconciled at next claim
     DEFERRED = "deferred"      # not attempted (pacing, quiet hours): back to PENDING at next_attempt_at
+    LOOKUP_FAILED = "lookup_failed"  # only the in-doubt send's look-up ran, and failed: still in doubt,
+                                     # looked up again at next_attempt_at; uses none of the retry budget
 
 
 @dataclass(frozen=True, slots=True)
