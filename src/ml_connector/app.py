@@ -180,6 +180,7 @@ class Connector:
         settings = DispatcherSettings(
             worker=self.worker, concurrency=d.concurrency, lease=d.lease, batch_size=d.batch_size,
             idle_poll=d.idle_poll, status_callback_url=self.config.webhooks.status_callback_url,
+            account_probe_every=d.account_probe_every,
         )
         return Dispatcher(
             self.store, self.channels, Pacer(mps), policies, settings, clock=self.clock,
@@ -187,7 +188,13 @@ class Connector:
         )
 
     def webhook_app(self) -> Any:
+        from prometheus_client import CollectorRegistry
+
+        from ml_connector.web.health import AccountHoldCollector
         from ml_connector.web.webhooks import create_webhook_app
+
+        registry = CollectorRegistry(auto_describe=True)
+        registry.register(AccountHoldCollector(self.dispatcher.holds, list(self.config.twilio.accounts)))
 
         tokens = {
             a.account_sid: a.auth_token.get_secret_value()
@@ -196,7 +203,7 @@ class Connector:
         return create_webhook_app(
             store=self.store, auth_tokens=tokens,
             status_callback_url=self.config.webhooks.status_callback_url or "http://127.0.0.1/twilio/status",
-            max_body_bytes=self.config.webhooks.max_body_bytes, clock=self.clock,
+            max_body_bytes=self.config.webhooks.max_body_bytes, clock=self.clock, registry=registry,
         )
 
     # -- running ---------------------------------------------------------------------------------

@@ -390,8 +390,10 @@ class DispatcherConfig(BaseModel):
     idle_poll: Duration = timedelta(milliseconds=200)
     #: A message this long without its final status callback gets its status fetched from Twilio.
     status_check_after: Duration = timedelta(minutes=10)
+    #: How often an account whose sending is held (Twilio refused its credentials) is probed.
+    account_probe_every: Duration = timedelta(seconds=30)
 
-    @field_validator("lease", "idle_poll", "status_check_after")
+    @field_validator("lease", "idle_poll", "status_check_after", "account_probe_every")
     @classmethod
     def _positive(cls, value: timedelta) -> timedelta:
         if value <= timedelta(0):

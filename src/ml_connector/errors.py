@@ -11,7 +11,9 @@
     └── DeliveryError             a provider call failed
         ├── TransientError        try again later (retry_after seconds if the provider said so)
         ├── PermanentError        will not succeed by retrying (provider code and reason kept)
-        └── InDoubtError          the request may have been accepted; reconcile before resending
+        ├── InDoubtError          the request may have been accepted; reconcile before resending
+        └── AccountError          the account's credentials or standing were refused: hold the
+                                  account's sending until a probe succeeds (retriable once fixed)
 
 Messages never carry secrets: build them from what is safe to show (see `core.redact`).
 """
@@ -110,5 +112,13 @@ class PermanentError(DeliveryError):
 
 class InDoubtError(DeliveryError):
     """The request left and its outcome is unknown: look the message up before sending again."""
+
+    retriable = True
+
+
+class AccountError(DeliveryError):
+    """The provider refused the account itself (bad or rotated credentials, suspended account,
+    test credentials): nothing was sent, and no message of that account can be until the account
+    is fixed. Not the message's fault: its notification waits, using none of its retry budget."""
 
     retriable = True

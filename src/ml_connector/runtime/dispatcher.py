@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from ml_connector.channels.base import Channel
+from ml_connector.channels.base import Channel, Probe
 from ml_connector.compliance.pacing import Pacer
 from ml_connector.core.flowspec import RetrySpec
 from ml_connector.core.models import OutboundMessage, SendResult
@@ -32,7 +32,8 @@ from ml_connector.core.redact import mask_phone
 from ml_connector.core.resolution import DELIVERY_CODES, Action
 from ml_connector.core.retry import LOOKUP_FIRST_DELAY, LOOKUP_MAX_DELAY, LookupPolicy, RetryPolicy
 from ml_connector.core.segments import segment_info
-from ml_connector.errors import DeliveryError, InDoubtError, PermanentError, TransientError
+from ml_connector.errors import AccountError, DeliveryError, InDoubtError, PermanentError, TransientError
+from ml_connector.runtime.account_hold import PROBE_EVERY, AccountHolds, Hold
 from ml_connector.runtime.batching import Batcher
 from ml_connector.store.port import AttemptResult, Claimed, Outcome, Store
 
@@ -76,6 +77,7 @@ class DispatcherSettings:
     batch_size: int = 200
     idle_poll: timedelta = timedelta(milliseconds=200)
     status_callback_url: str | None = None
+    account_probe_every: timedelta = PROBE_EVERY
 
 
 class _ConfigMissing(Exception):
@@ -135,6 +137,9 @@ class Dispatcher:
         self._rand = rand
         self._sleep = sleep
         self._account_slots = {a: asyncio.Semaphore(n) for a, n in (account_limits or {}).items()}
+        #: Accounts Twilio refused: their rows wait (runtime.account_hold).
+        self.holds = AccountHolds(clock, settings.account_probe_every)
+        self._side_tasks: set[asyncio.Task[None]] = set()
         self._in_flight: set[asyncio.Task[None]] = set()
         # Attempts finishing together are recorded in one transaction by one writer.
         self._finish: Batcher[AttemptResult, bool] = Batcher(store.finish_attempts, _finish_one(store))
@@ -154,6 +159,7 @@ class Dispatcher:
         self._stopping = stop
         refill = max(1, min(self._settings.batch_size, self._settings.concurrency) // 4)
         watcher = asyncio.create_task(self._watch_push_back(stop))
+        prober = asyncio.create_task(self._probe_held(stop))
         try:
             while not stop.is_set():
                 if self._free_slots() < refill:
@@ -163,8 +169,39 @@ class Dispatcher:
                     await self._wait(stop, self._settings.idle_poll.total_seconds())
             await self.drain()
         finally:
-            watcher.cancel()
-            await asyncio.gather(watcher, return_exceptions=True)
+            for task in (watcher, prober):
+                task.cancel()
+            await asyncio.gather(watcher, prober, return_exceptions=True)
+
+    async def _probe_held(self, stop: asyncio.Event) -> None:
+        """Probe each held account when due; release it when Twilio takes it again."""
+        tick = min(1.0, self.holds.probe_every.total_seconds())
+        while not stop.is_set():
+            await self._wait(stop, tick)
+            for account in self.holds.due_probes():
+                await self.probe_account(account)
+
+    async def probe_account(self, account: str) -> bool:
+        """One probe of a held account; True when it was released."""
+        channel = self._channels.get(account)
+        try:
+            if isinstance(channel, Probe):
+                await self._limited(account, channel.probe())
+        except DeliveryError as exc:
+            self.holds.probe_failed(account, exc)
+            return False
+        if self.holds.release(account):
+            await self._record_hold(account, None)
+        return True
+
+    async def _record_hold(self, account: str, hold: Hold | None) -> None:
+        """Keep the store's copy for `check`; a store that is away only loses this copy."""
+        try:
+            await asyncio.to_thread(self._store.record_account_hold, account,
+                                    hold.describe() if hold else None, self._clock())
+        except Exception as exc:
+            log.warning("could not record the hold of Twilio account %s in the store: %s", account,
+                        type(exc).__name__)
 
     async def _watch_push_back(self, stop: asyncio.Event) -> None:
         """Slow down each sender whose messages Twilio reported as queue overflows (30001).
@@ -224,8 +261,8 @@ class Dispatcher:
 
     async def drain(self) -> None:
         """Wait for every send in flight to be recorded."""
-        while self._in_flight:
-            await asyncio.gather(*tuple(self._in_flight), return_exceptions=True)
+        while self._in_flight or self._side_tasks:
+            await asyncio.gather(*self._in_flight, *self._side_tasks, return_exceptions=True)
 
     async def run_until_idle(self) -> None:
         """Send everything due now, including retries that fall due while sending (tests, replay)."""
@@ -338,6 +375,12 @@ class Dispatcher:
     async def _attempt(self, row: Claimed, started: datetime, deadline: float) -> AttemptResult:
         channel, sender_key = self._route(row)
         message = self._message(row)
+        held = self.holds.get(row.account)
+        if held is not None:  # nothing is asked of Twilio: not a send, not a look-up
+            return self._result(
+                row, Outcome.HELD, started, error_code=held.code, error_message=f"account held: {held.reason}",
+                next_attempt_at=max(held.next_probe, self._clock()) + timedelta(seconds=self._rand()),
+            )
         if row.in_doubt:
             found = await self._reconcile(row, channel, message, started, deadline)
             if found is not None:
@@ -381,6 +424,9 @@ class Dispatcher:
                 found = await self._limited(row.account, channel.find_sent(message, since))
         except TimeoutError:
             return self._still_in_doubt(row, started, "reconciliation did not finish in time", outcome=failed)
+        except AccountError as exc:
+            self._hold(row.account, exc)
+            return self._still_in_doubt(row, started, f"account held: {exc}", error_code=exc.code, outcome=failed)
         except DeliveryError as exc:
             # Cannot tell yet: look again later, never send blindly.
             log.warning("notification %s: reconciliation failed, will look again: %s", row.id, exc)
@@ -447,6 +493,26 @@ class Dispatcher:
             next_attempt_at=self._clock() + decision.delay if retry else None,
         )
 
+    def _hold(self, account: str, exc: AccountError) -> Hold:
+        held, first = self.holds.hold(account, exc)
+        if first:
+            task = asyncio.create_task(self._record_hold(account, held))
+            self._side_tasks.add(task)  # drained like a send, so shutdown waits for it
+            task.add_done_callback(self._side_tasks.discard)
+        return held
+
+    def _account_refused(
+        self, row: Claimed, sender_key: str, started: datetime, exc: DeliveryError
+    ) -> AttemptResult:
+        """The account was refused, not this message: it waits for the account, its budget untouched."""
+        if not isinstance(exc, AccountError):
+            raise TypeError(f"expected an AccountError, got {type(exc).__name__}")
+        held = self._hold(row.account, exc)
+        return self._result(
+            row, Outcome.HELD, started, error_code=exc.code, error_message=f"account held: {exc.reason}",
+            next_attempt_at=held.next_probe + timedelta(seconds=self._rand()),
+        )
+
     def _in_doubt(self, row: Claimed, sender_key: str, started: datetime, exc: DeliveryError) -> AttemptResult:
         log.warning("notification %s: outcome unknown, will reconcile: %s", row.id, exc)
         return self._still_in_doubt(row, started, exc.reason, error_code=exc.code)
@@ -460,6 +526,7 @@ _Handler = Callable[[Dispatcher, Claimed, str, datetime, DeliveryError], Attempt
 
 #: Delivery error kind -> what the attempt becomes (first match wins).
 _FAILURES: tuple[tuple[type[DeliveryError], _Handler], ...] = (
+    (AccountError, Dispatcher._account_refused),
     (TransientError, Dispatcher._transient),
     (InDoubtError, Dispatcher._in_doubt),
     (PermanentError, Dispatcher._permanent),

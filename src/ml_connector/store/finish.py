@@ -92,6 +92,18 @@ def _lookup_failed(result: AttemptResult, in_doubt_since: datetime | None) -> Fi
                       budget_delta=1)
 
 
+def _held(result: AttemptResult, in_doubt_since: datetime | None) -> FinishPlan:
+    """The account was refused, not the message: pending again with the account's error shown; like a
+    deferral it is not an attempt (the audit row records it), so it uses none of the budget."""
+    return FinishPlan(
+        status=Status.PENDING,
+        notification={"next_attempt_at": result.next_attempt_at or result.finished_at, **_errors(result)},
+        attempt_outcome=result.outcome.value,
+        drop_attempt=True,
+        attempts_delta=-1,
+    )
+
+
 def _deferred(result: AttemptResult, in_doubt_since: datetime | None) -> FinishPlan:
     return FinishPlan(
         status=Status.PENDING,
@@ -110,6 +122,7 @@ PLANS: Mapping[Outcome, Callable[[AttemptResult, datetime | None], FinishPlan]] 
     Outcome.IN_DOUBT: _in_doubt,
     Outcome.DEFERRED: _deferred,
     Outcome.LOOKUP_FAILED: _lookup_failed,
+    Outcome.HELD: _held,
 }
 
 
