@@ -29,6 +29,7 @@ from ml_connector.errors import ConfigError, MlcError, SourceError, TemplateErro
 from ml_connector.runtime.dispatcher import Dispatcher, DispatcherSettings
 from ml_connector.runtime.poller import LOOKBACK, MAIN, FlowRuntime, Poller
 from ml_connector.runtime.status_sweep import StatusSweep, SweepSettings
+from ml_connector.runtime.store_wait import wait_for_store
 from ml_connector.runtime.writeback import WriteBackRunner
 from ml_connector.sources import registry
 from ml_connector.sources.base import Closeable, Source, WriteBack
@@ -240,6 +241,8 @@ class Connector:
         leading = False
         try:
             while not stop.is_set():
+                if self.store.outage() is not None and not await wait_for_store(self.store, stop):
+                    break  # a store outage: wait it out (logged once), then re-take the lock afresh
                 if await asyncio.to_thread(lock.acquire):
                     if not leading:
                         log.info("flow %s: polled by this process (%s)", name, self.worker)

@@ -4,6 +4,7 @@
     ├── ConfigError               invalid configuration; names the file, line and key path
     ├── TemplateError             a template does not compile or render; names template and line
     ├── RecipientError            one recipient cannot be used (unparseable phone, no number)
+    ├── StoreUnavailable          the database cannot be reached or stays locked (retriable: wait)
     ├── SourceError               an ERP call failed
     │   ├── SourceAuthError       credentials or session refused (not retriable)
     │   ├── SourceUnavailable     network, 5xx, timeouts (retriable)
@@ -52,6 +53,13 @@ class RecipientError(MlcError):
         self.field = field
         self.reason = reason
         super().__init__(f"recipient from {field!r}: {reason}")
+
+
+class StoreUnavailable(MlcError):
+    """The store's database cannot be reached (restart, network) or stays locked beyond the busy
+    timeout. Nothing was written by the failed transaction: wait, reconnect and do it again."""
+
+    retriable = True
 
 
 class SourceError(MlcError):

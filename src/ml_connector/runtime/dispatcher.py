@@ -32,9 +32,17 @@ from ml_connector.core.redact import mask_phone
 from ml_connector.core.resolution import DELIVERY_CODES, Action
 from ml_connector.core.retry import LOOKUP_FIRST_DELAY, LOOKUP_MAX_DELAY, LookupPolicy, RetryPolicy
 from ml_connector.core.segments import segment_info
-from ml_connector.errors import AccountError, DeliveryError, InDoubtError, PermanentError, TransientError
+from ml_connector.errors import (
+    AccountError,
+    DeliveryError,
+    InDoubtError,
+    PermanentError,
+    StoreUnavailable,
+    TransientError,
+)
 from ml_connector.runtime.account_hold import PROBE_EVERY, AccountHolds, Hold
 from ml_connector.runtime.batching import Batcher
+from ml_connector.runtime.store_wait import wait_for_store
 from ml_connector.store.port import AttemptResult, Claimed, Outcome, Store
 
 log = logging.getLogger(__name__)
@@ -165,7 +173,12 @@ class Dispatcher:
                 if self._free_slots() < refill:
                     await self._wait_for_slot(stop)
                     continue
-                if not await self.claim_and_start():
+                try:
+                    claimed = await self.claim_and_start()
+                except StoreUnavailable:  # logged once by the store; sends in flight keep their results
+                    await wait_for_store(self._store, stop)
+                    continue
+                if not claimed:
                     await self._wait(stop, self._settings.idle_poll.total_seconds())
             await self.drain()
         finally:
@@ -218,6 +231,8 @@ class Dispatcher:
                 reported = await asyncio.to_thread(
                     self._store.errors_reported, PUSH_BACK_CODES, since - PUSH_BACK_LATE, until
                 )
+            except StoreUnavailable:  # logged once by the store; the next look covers this window again
+                continue
             except Exception as exc:  # the next look covers this window again
                 log.warning("could not look for queue overflows reported by Twilio: %s", type(exc).__name__)
                 continue
@@ -349,10 +364,25 @@ class Dispatcher:
         except Exception as exc:  # a bug must not strand the row: leave it in doubt, reconcile later
             log.exception("notification %s: unexpected error while sending", row.id)
             result = self._still_in_doubt(row, started, f"internal error: {type(exc).__name__}")
-        try:
-            await self._finish.apply(result)
-        except Exception:  # the lease runs out and the row comes back in doubt: nothing is lost
-            log.exception("notification %s: could not record attempt %s", row.id, row.attempt_no)
+        await self._record(row, result)
+
+    async def _record(self, row: Claimed, result: AttemptResult) -> None:
+        """Record the attempt, waiting out a store outage: the result lives only in this process.
+
+        Given up only at shutdown; then the lease runs out and the row comes back in doubt, to be
+        looked up before any resend, so nothing is lost or doubled either way."""
+        while True:
+            try:
+                await self._finish.apply(result)
+                return
+            except StoreUnavailable:
+                if not await wait_for_store(self._store, self._stopping):
+                    log.warning("notification %s: attempt %s not recorded before shutdown (store away); "
+                                "it will be looked up after its lease", row.id, row.attempt_no)
+                    return
+            except Exception:  # the lease runs out and the row comes back in doubt: nothing is lost
+                log.exception("notification %s: could not record attempt %s", row.id, row.attempt_no)
+                return
 
     def _unconfigured(self, row: Claimed, started: datetime, problem: str) -> AttemptResult:
         """Nothing was sent: fail the notification with the reason, unless an earlier send is in doubt."""

@@ -13,7 +13,8 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 
 from ml_connector.core.retry import RetryPolicy
-from ml_connector.errors import MlcError
+from ml_connector.errors import MlcError, StoreUnavailable
+from ml_connector.runtime.store_wait import wait_for_store
 from ml_connector.sources.base import Source, WriteBack
 from ml_connector.store.port import Store, WriteBackTask
 
@@ -46,7 +47,11 @@ class WriteBackRunner:
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            done = await self.run_once()
+            try:
+                done = await self.run_once()
+            except StoreUnavailable:  # logged once by the store; claimed tasks come back after their lease
+                await wait_for_store(self._store, stop)
+                continue
             if not done:
                 try:
                     await asyncio.wait_for(stop.wait(), self._idle.total_seconds())

@@ -42,7 +42,7 @@ from ml_connector.store import polls, reports, writebacks
 from ml_connector.store.auditrows import AUDIT, CHUNK, audit_row, audit_tuple, chunks
 from ml_connector.store.bulk import DIALECT_INSERTS, Bulk, Writer
 from ml_connector.store.crypto import KeyMismatchError, KeyRing
-from ml_connector.store.engine import make_engine, reading, writing
+from ml_connector.store.engine import health, make_engine, reading, writing
 from ml_connector.store.locks import FileFlowLock, FlowLock, PgFlowLock
 from ml_connector.store.port import (
     ApplyResult,
@@ -112,6 +112,11 @@ class SqlStore:
         except BaseException:
             self._engine.dispose()
             raise
+
+    def outage(self) -> str | None:
+        """None while the database answers; else what the last failed transaction met (for /readyz)."""
+        state = health(self._engine)
+        return None if state.available else (state.problem or "unavailable")
 
     def close(self) -> None:
         """Release every pooled connection."""

@@ -17,7 +17,7 @@ from starlette.responses import PlainTextResponse, Response
 
 from ml_connector.runtime.account_hold import AccountHolds
 
-__all__ = ["AccountHoldCollector", "readiness_endpoint"]
+__all__ = ["AccountHoldCollector", "readiness_endpoint", "store_problem"]
 
 
 class AccountHoldCollector(Collector):
@@ -39,6 +39,19 @@ class AccountHoldCollector(Collector):
             times.add_metric([account], float(self._holds.times_held.get(account, 0)))
         yield held
         yield times
+
+
+def store_problem(store: object) -> Callable[[], str | None]:
+    """What keeps the store from working now (Store.outage), for stores that can tell."""
+    if not callable(getattr(type(store), "outage", None)):  # looked up on the class: strict fakes raise
+        return lambda: None
+    outage = store.outage  # type: ignore[attr-defined]
+
+    def problem() -> str | None:
+        found = outage()
+        return None if found is None else f"store unavailable ({found})"
+
+    return problem
 
 
 def readiness_endpoint(problem: Callable[[], str | None]) -> Callable[[Request], Awaitable[Response]]:
