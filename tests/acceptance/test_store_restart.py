@@ -69,3 +69,4 @@ def test_a_postgresql_restart_under_load_loses_nothing_and_the_process_never_exi
     assert log.count("store postgresql unavailable") >= 1, "the outage was never noticed"
     assert log.count("store postgresql unavailable") <= 3, "one line per outage, not one per request"
     assert log.count("Traceback") == 0, "no traceback storm"
+    assert "no longer polled by this process" not in log, "the poller locks were taken again at once"
