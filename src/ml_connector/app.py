@@ -29,6 +29,7 @@ from ml_connector.errors import ConfigError, MlcError, SourceError, TemplateErro
 from ml_connector.runtime.dispatcher import Dispatcher, DispatcherSettings
 from ml_connector.runtime.poller import LOOKBACK, MAIN, FlowRuntime, Poller
 from ml_connector.runtime.status_sweep import StatusSweep, SweepSettings
+from ml_connector.runtime.store_wait import wait_for_store
 from ml_connector.runtime.writeback import WriteBackRunner
 from ml_connector.sources import registry
 from ml_connector.sources.base import Closeable, Source, WriteBack
@@ -182,6 +183,7 @@ class Connector:
         settings = DispatcherSettings(
             worker=self.worker, concurrency=d.concurrency, lease=d.lease, batch_size=d.batch_size,
             idle_poll=d.idle_poll, status_callback_url=self.config.webhooks.status_callback_url,
+            account_probe_every=d.account_probe_every,
         )
         return Dispatcher(
             self.store, self.channels, Pacer(mps), policies, settings, clock=self.clock,
@@ -189,7 +191,13 @@ class Connector:
         )
 
     def webhook_app(self) -> Any:
+        from prometheus_client import CollectorRegistry
+
+        from ml_connector.web.health import AccountHoldCollector
         from ml_connector.web.webhooks import create_webhook_app
+
+        registry = CollectorRegistry(auto_describe=True)
+        registry.register(AccountHoldCollector(self.dispatcher.holds, list(self.config.twilio.accounts)))
 
         tokens = {
             a.account_sid: a.auth_token.get_secret_value()
@@ -198,7 +206,7 @@ class Connector:
         return create_webhook_app(
             store=self.store, auth_tokens=tokens,
             status_callback_url=self.config.webhooks.status_callback_url or "http://127.0.0.1/twilio/status",
-            max_body_bytes=self.config.webhooks.max_body_bytes, clock=self.clock,
+            max_body_bytes=self.config.webhooks.max_body_bytes, clock=self.clock, registry=registry,
         )
 
     # -- running ---------------------------------------------------------------------------------
@@ -247,6 +255,8 @@ class Connector:
         leading = False
         try:
             while not stop.is_set():
+                if self.store.outage() is not None and not await wait_for_store(self.store, stop):
+                    break  # a store outage: wait it out (logged once), then re-take the lock afresh
                 if await asyncio.to_thread(lock.acquire):
                     if not leading:
                         log.info("flow %s: polled by this process (%s)", name, self.worker)

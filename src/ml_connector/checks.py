@@ -94,17 +94,34 @@ async def _store(connector: Any) -> CheckLine:
         return CheckLine("store", name, False, (url, describe(exc)))
 
 
-async def _twilio(name: str, client: Any, base_url: str) -> CheckLine:
+def _held(hold: Mapping[str, Any] | None) -> tuple[str, ...]:
+    """What a running connector recorded about holding this account's sending (runtime.account_hold)."""
+    if not hold:
+        return ()
+    return (f"sending held by the running connector since {hold.get('since')}: {hold.get('reason')} "
+            "(it resumes by itself once Twilio accepts the account)",)
+
+
+async def _twilio(name: str, client: Any, base_url: str, hold: Mapping[str, Any] | None = None) -> CheckLine:
     try:
         account = await client.fetch_account()
     except Exception as exc:
         code = exc.code if isinstance(exc, TwilioApiError) else None
-        return CheckLine("twilio", name, False, (base_url, describe(exc)), code)
+        return CheckLine("twilio", name, False, (base_url, describe(exc), *_held(hold)), code)
     status = str(account.get("status"))
-    details = (base_url, f"account {account.get('sid')} \"{account.get('friendly_name')}\"", f"status {status}")
+    details = (base_url, f"account {account.get('sid')} \"{account.get('friendly_name')}\"", f"status {status}",
+               *_held(hold))
     if status in INACTIVE_ACCOUNT:
         return CheckLine("twilio", name, False, (*details, f"the account is {status}: it cannot send"))
     return CheckLine("twilio", name, True, details)
+
+
+async def _holds(connector: Any) -> Mapping[str, Mapping[str, Any]]:
+    try:
+        holds: Mapping[str, Mapping[str, Any]] = await asyncio.to_thread(connector.store.account_holds)
+    except Exception:  # the store line reports the store's own failure
+        return {}
+    return holds
 
 
 async def _source(name: str, source: Any) -> CheckLine:
@@ -128,8 +145,9 @@ async def run_checks(connector: Any) -> list[CheckLine]:
     """All checks concurrently; one failing system never hides the others. Closes the connector."""
     try:
         jobs = [_store(connector)]
+        holds = await _holds(connector)
         jobs += [
-            _twilio(name, client, str(connector.config.twilio.accounts[name].base_urls.api))
+            _twilio(name, client, str(connector.config.twilio.accounts[name].base_urls.api), holds.get(name))
             for name, client in connector.clients.items()
         ]
         jobs += [_source(name, source) for name, source in connector.sources.items()]

@@ -402,8 +402,10 @@ class DispatcherConfig(BaseModel):
     #: At a graceful stop, how long pending write-backs to the ERP may still be sent; what is
     #: left stays queued and is sent at the next start.
     shutdown_grace: Duration = timedelta(seconds=10)
+    #: How often an account whose sending is held (Twilio refused its credentials) is probed.
+    account_probe_every: Duration = timedelta(seconds=30)
 
-    @field_validator("lease", "idle_poll", "status_check_after", "shutdown_grace")
+    @field_validator("lease", "idle_poll", "status_check_after", "shutdown_grace", "account_probe_every")
     @classmethod
     def _positive(cls, value: timedelta) -> timedelta:
         if value <= timedelta(0):

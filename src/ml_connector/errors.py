@@ -4,6 +4,7 @@
     ├── ConfigError               invalid configuration; names the file, line and key path
     ├── TemplateError             a template does not compile or render; names template and line
     ├── RecipientError            one recipient cannot be used (unparseable phone, no number)
+    ├── StoreUnavailable          the database cannot be reached or stays locked (retriable: wait)
     ├── SourceError               an ERP call failed
     │   ├── SourceAuthError       credentials or session refused (not retriable)
     │   ├── SourceUnavailable     network, 5xx, timeouts (retriable)
@@ -11,7 +12,9 @@
     └── DeliveryError             a provider call failed
         ├── TransientError        try again later (retry_after seconds if the provider said so)
         ├── PermanentError        will not succeed by retrying (provider code and reason kept)
-        └── InDoubtError          the request may have been accepted; reconcile before resending
+        ├── InDoubtError          the request may have been accepted; reconcile before resending
+        └── AccountError          the account's credentials or standing were refused: hold the
+                                  account's sending until a probe succeeds (retriable once fixed)
 
 Messages never carry secrets: build them from what is safe to show (see `core.redact`).
 """
@@ -50,6 +53,13 @@ class RecipientError(MlcError):
         self.field = field
         self.reason = reason
         super().__init__(f"recipient from {field!r}: {reason}")
+
+
+class StoreUnavailable(MlcError):
+    """The store's database cannot be reached (restart, network) or stays locked beyond the busy
+    timeout. Nothing was written by the failed transaction: wait, reconnect and do it again."""
+
+    retriable = True
 
 
 class SourceError(MlcError):
@@ -110,5 +120,13 @@ class PermanentError(DeliveryError):
 
 class InDoubtError(DeliveryError):
     """The request left and its outcome is unknown: look the message up before sending again."""
+
+    retriable = True
+
+
+class AccountError(DeliveryError):
+    """The provider refused the account itself (bad or rotated credentials, suspended account,
+    test credentials): nothing was sent, and no message of that account can be until the account
+    is fixed. Not the message's fault: its notification waits, using none of its retry budget."""
 
     retriable = True

@@ -120,13 +120,17 @@ def test_many_sigkills_under_twilio_faults_lose_nothing_and_send_nothing_twice(t
         rig.wait_settled(len(maker.events), timeout=90)
         audit = rig.audit_export()
         messages = rig.sim.messages()
-        verdict = judge(maker.events, rig.notifications(), messages, audit)
+        views = rig.notifications()
+        verdict = judge(maker.events, views, messages, audit)
         rig.stop_connector()
 
     print(f"seed {seed}: {kills} kills at {dict(seen)}; {len(maker.events)} events; {verdict.summary()}; "
           f"{time.monotonic() - began:.0f} s")
     for line in verdict.lost_callbacks:
         print(f"  final status never reached the connector: {line}")
+    accepted_bodies = {str(m["resource"]["body"]) for m in messages}
+    dead_never_sent = [v.id for v in views if v.status is Status.DEAD and v.body not in accepted_bodies]
+    assert dead_never_sent == [], f"seed {seed}: dead though Twilio never accepted them: {dead_never_sent}"
     assert verdict.problems == [], f"seed {seed}: " + "\n".join(verdict.problems)
     assert verdict.accepted + verdict.failed == len(maker.events)
     reconciled = [row for row in audit if row["kind"] == "claimed" and row["detail"]["in_doubt"]]

@@ -18,7 +18,7 @@ from ml_connector.channels.http import HttpxTransport
 from ml_connector.channels.sms import SenderRef, SmsChannel
 from ml_connector.channels.twilio_api import TwilioClient
 from ml_connector.core.models import OutboundMessage, SendResult
-from ml_connector.errors import InDoubtError, PermanentError, TransientError
+from ml_connector.errors import AccountError, InDoubtError, PermanentError, TransientError
 
 AC = "AC" + "0123456789abcdef" * 2
 MG = "MG" + "00112233445566778899aabbccddeeff"
@@ -240,7 +240,7 @@ def twilio_error(
         ),
         (
             twilio_error(401, 20003, "Authentication Error - invalid username"),
-            PermanentError,
+            AccountError,
             {"code": 20003},
         ),
         (twilio_error(400, 21212, "Invalid From Number"), PermanentError, {"code": 21212}),
@@ -374,7 +374,7 @@ async def test_find_sent_incomplete_scan_is_transient(script: Script) -> None:
     [
         (twilio_error(503, None), TransientError),
         (reply(504, b"x"), TransientError),
-        (twilio_error(401, 20003), PermanentError),
+        (twilio_error(401, 20003), AccountError),
     ],
 )
 async def test_find_sent_errors(

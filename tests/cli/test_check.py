@@ -71,3 +71,26 @@ def test_unreachable_twilio(tmp_path: Path, invoke: Invoke) -> None:
     assert result.exit_code == 1
     twilio = next(d for d in json.loads(result.stdout) if d["kind"] == "twilio")
     assert twilio["details"][1].startswith("cannot reach http://127.0.0.1:")
+
+
+def test_check_shows_an_account_held_by_the_running_connector(
+    tmp_path: Path, invoke: Invoke, served_twilio: ServedSim
+) -> None:
+    from datetime import UTC, datetime
+
+    from ml_connector.app import Connector
+    from ml_connector.config import load_config
+
+    def wrong_token(config: dict[str, Any]) -> None:
+        config["twilio"]["accounts"]["main"]["auth_token"] = "not-the-token"
+
+    path = write_config(tmp_path, served_twilio.url, tweak=wrong_token)
+    connector = Connector(load_config(path, {}), env={})
+    try:  # what the dispatcher of a running connector records when Twilio refuses the account
+        connector.store.record_account_hold("main", "[20003] Authentication Error", datetime.now(UTC))
+    finally:
+        connector.store.close()
+    result = invoke(["-c", str(path), "check"])
+    assert result.exit_code == 1
+    flat = " ".join(result.stdout.replace("│", " ").split())
+    assert "sending held by the running connector" in flat and "20003" in flat

@@ -13,7 +13,7 @@ from typing import Any
 from ml_connector.channels.base import Channel
 from ml_connector.compliance.pacing import Pacer
 from ml_connector.core.models import OutboundMessage, SendResult, Status, StatusEvent
-from ml_connector.core.retry import RetryPolicy
+from ml_connector.core.retry import LookupPolicy, RetryPolicy
 from ml_connector.demo import DEMO_SENDER
 from ml_connector.runtime.dispatcher import Dispatcher, DispatcherSettings
 from ml_connector.store.port import NewNotification, NotificationView, PollCommit
@@ -98,6 +98,7 @@ def harness(
     concurrency: int = 20,
     policies: Mapping[str, RetryPolicy] | None = None,
     sleeps: Sleeps | None = None,
+    lookups: LookupPolicy | None = None,
 ) -> Harness:
     """The connector's store and channels with a pacer on a fake clock and a recorded sleep."""
     pace_clock = PaceClock()
@@ -110,7 +111,7 @@ def harness(
     default_policies = {n: RetryPolicy.from_spec(s.retry) for n, s in p.connector.config.flows.items()}
     dispatcher = Dispatcher(
         p.connector.store, channels or p.connector.channels, pacer, policies or default_policies, settings,
-        clock=p.clock, rand=rand, sleep=sleeps,
+        clock=p.clock, rand=rand, sleep=sleeps, **({"lookups": lookups} if lookups else {}),
     )
     return Harness(dispatcher, pacer, pace_clock, sleeps)
 

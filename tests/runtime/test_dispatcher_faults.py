@@ -237,7 +237,7 @@ async def test_a_failed_look_up_keeps_the_send_in_doubt_and_never_resends(lite: 
     p.clock.advance(5)
     await h.dispatch(p)
     second = view(p, nid)
-    assert outcomes(second) == ["in_doubt", "in_doubt"]
+    assert outcomes(second) == ["in_doubt", "lookup_failed"]
     assert second.attempts[1].error_message is not None
     assert second.attempts[1].error_message.startswith("reconciliation failed")
     assert len(p.sim.messages()) == 1
@@ -245,7 +245,7 @@ async def test_a_failed_look_up_keeps_the_send_in_doubt_and_never_resends(lite: 
     p.clock.advance(30)
     await h.dispatch(p)
     done = view(p, nid)
-    assert outcomes(done) == ["in_doubt", "in_doubt", "adopted"]
+    assert outcomes(done) == ["in_doubt", "lookup_failed", "adopted"]
     assert len(p.sim.messages()) == 1 and done.status is Status.DELIVERED
 
 
@@ -261,7 +261,7 @@ async def test_an_unexpected_look_up_error_is_not_a_reason_to_send(lite: Pipelin
     p.clock.advance(5)
     await h.dispatch(p)
     after = view(p, nid)
-    assert outcomes(after) == ["in_doubt", "in_doubt"]
+    assert outcomes(after) == ["in_doubt", "lookup_failed"]
     assert after.attempts[1].error_message == "internal error: RuntimeError"
     assert spy.sends == 1 and len(p.sim.messages()) == 1
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from ml_connector.core.models import OutboundMessage, Status
-from ml_connector.core.retry import RetryPolicy
+from ml_connector.core.retry import LookupPolicy, RetryPolicy
 from ml_connector.runtime.dispatcher import IN_DOUBT_DELAY, IN_DOUBT_MAX_DELAY, in_doubt_delay, round_attempt
 from ml_connector.sim.twilio import FaultRule
 from ml_connector.store.port import Claimed
-from tests.runtime.support import enqueue, harness, notification, outcomes, view
+from tests.runtime.support import Harness, enqueue, harness, notification, outcomes, view
 from tests.support.pipeline import Pipeline, pipeline
 
 LEASE = timedelta(seconds=60)
@@ -102,7 +102,7 @@ async def test_look_ups_that_keep_failing_space_out_and_never_send(tmp_path: Pat
             await h.dispatch(p)
         assert gaps == sorted(gaps) and gaps[0] == IN_DOUBT_DELAY and gaps[-1] > IN_DOUBT_DELAY * 3
         after = view(p, nid)
-        assert set(outcomes(after)) == {"in_doubt"} and after.status is Status.PENDING
+        assert set(outcomes(after)) == {"in_doubt", "lookup_failed"} and after.status is Status.PENDING
         assert len(p.sim.messages()) == 1, "no blind resend while the look-up fails"
 
         p.sim.set_faults([])
@@ -112,3 +112,61 @@ async def test_look_ups_that_keep_failing_space_out_and_never_send(tmp_path: Pat
         assert outcomes(done)[-1] == "adopted" and done.status is Status.DELIVERED
         assert len(p.sim.messages()) == 1
         assert p.clock() - first_doubt > timedelta(seconds=60)
+
+
+async def _until_settled(p: Pipeline, h: Harness, nid: int, rounds: int = 20) -> None:
+    """Dispatch, then move the clock to the notification's next due time, until it has none."""
+    for _ in range(rounds):
+        await h.dispatch(p)
+        due = view(p, nid).next_attempt_at
+        if due is None:
+            return
+        p.clock.now = max(due, p.clock())
+    raise AssertionError(f"notification {nid} did not settle in {rounds} rounds: {view(p, nid)}")
+
+
+async def test_failing_look_ups_use_none_of_the_budget_and_a_429_on_the_resend_still_delivers(p: Pipeline) -> None:
+    h = harness(p)  # the flow allows 4 attempts
+    p.sim.set_faults([
+        FaultRule("5xx", operation="create_message", count=1, status=502),  # in doubt; nothing created
+        FaultRule("429", operation="create_message", count=2),              # the re-send: one 429
+        FaultRule("5xx", operation="list_messages", count=5, status=503),   # five look-ups fail
+    ])
+    [nid] = enqueue(p, notification(p.clock()))
+    await _until_settled(p, h, nid)
+
+    done = view(p, nid)
+    assert done.status is Status.DELIVERED, done
+    assert outcomes(done) == ["in_doubt", *["lookup_failed"] * 5, "transient", "accepted"]
+    assert len(p.sim.messages()) == 1
+    looked_up = done.attempts[1]
+    assert looked_up.error_message is not None and looked_up.error_message.startswith("reconciliation failed")
+
+
+async def test_a_send_in_doubt_that_is_never_found_ends_dead_once_its_sends_are_spent(p: Pipeline) -> None:
+    h = harness(p)
+    p.sim.set_faults([FaultRule("5xx", operation="create_message", status=502)])  # every send in doubt
+    [nid] = enqueue(p, notification(p.clock()))
+    await _until_settled(p, h, nid)
+
+    dead = view(p, nid)
+    assert dead.status is Status.DEAD and dead.reason == "retries exhausted"
+    assert dead.error_message is not None and "does not show it" in dead.error_message
+    assert outcomes(dead) == ["in_doubt"] * 4 + ["transient"], "four sends, then the look-up that ended it"
+    assert p.sim.messages() == []
+
+
+async def test_a_look_up_that_hangs_is_cut_short_and_stays_in_doubt(tmp_path: Path) -> None:
+    async with pipeline(tmp_path) as p:
+        h = harness(p, lookups=LookupPolicy(timeout=timedelta(milliseconds=200)))
+        p.sim.set_faults([FaultRule("drop_after_accept", operation="create_message", count=1),
+                          FaultRule("timeout", operation="list_messages", count=1, seconds=3600)])
+        [nid] = enqueue(p, notification(p.clock()))
+        await h.dispatch(p)
+        p.clock.advance(5)
+        await h.dispatch(p)
+        after = view(p, nid)
+        assert outcomes(after) == ["in_doubt", "lookup_failed"] and after.status is Status.PENDING
+        assert after.attempts[1].error_message == "reconciliation did not finish in time"
+        assert after.max_attempts == 5, "the look-up gave its attempt back"
+        assert len(p.sim.messages()) == 1

@@ -187,11 +187,11 @@ class SimControl:
 # -- the rig: simulator + connector processes over one config ------------------------------------------
 
 def crash_config(directory: Path, twilio_url: str, webhook_port: int, *, lease: str, mps: int,
-                 max_attempts: int) -> dict[str, Any]:
+                 max_attempts: int, store_url: str | None = None) -> dict[str, Any]:
     """The demo's two flows with absolute paths, a short lease (in-doubt rows come back soon after
     a kill) and quick retries, so a crash test settles in seconds."""
     config = demo_config(directory, twilio_url, webhook_port)
-    config["store"] = {"url": f"sqlite:///{directory / 'ml-connector.db'}",
+    config["store"] = {"url": store_url or f"sqlite:///{directory / 'ml-connector.db'}",
                        "key_file": str(directory / "ml-connector.key")}
     config["sources"]["erp"]["url"] = f"sqlite:///{directory / 'demo-erp.db'}"
     config["twilio"]["accounts"]["main"]["senders"]["alerts"]["mps"] = mps
@@ -219,11 +219,12 @@ class Rig:
 
     @classmethod
     @contextlib.contextmanager
-    def open(cls, directory: Path, *, lease: str = "PT3S", mps: int = 30, max_attempts: int = 8) -> Iterator[Rig]:
+    def open(cls, directory: Path, *, lease: str = "PT3S", mps: int = 30, max_attempts: int = 8,
+             store_url: str | None = None) -> Iterator[Rig]:
         """Write the config, the key file, the ERP and an empty store; kill every process on exit."""
         twilio_url, webhook_port = f"http://127.0.0.1:{free_port()}", free_port()
         config = crash_config(directory, twilio_url, webhook_port, lease=lease, mps=mps,
-                              max_attempts=max_attempts)
+                              max_attempts=max_attempts, store_url=store_url)
         config_path = directory / "ml-connector.yaml"
         config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
         create_key_file(directory / "ml-connector.key")

@@ -18,6 +18,7 @@ from ml_connector.core.resolution import (
 )
 
 RETRY, SLOW, FAIL, RECONCILE = Action.RETRY, Action.RETRY_SLOW, Action.FAIL, Action.RECONCILE
+HOLD = Action.HOLD_ACCOUNT
 
 # The decisions, written out again (twilio.md §6, §7). A code added to the module without a row
 # here fails test_every_code_has_a_row.
@@ -30,9 +31,11 @@ EXPECTED_CODES: dict[int, Action] = {
     30450: RETRY,
     30500: RETRY,
     **dict.fromkeys(
-        [21211, 21408, 21606, 21608, 21609, 21610, 21612, 21614, 21617, 21635, 20003, 20404],
+        [21211, 21408, 21606, 21608, 21609, 21610, 21612, 21614, 21617, 21635, 20404],
         FAIL,
     ),
+    # the account, not the message: its sending is held until a probe succeeds
+    **dict.fromkeys([20003, 20005, 20008], HOLD),
     **dict.fromkeys([30004, 30005, 30006, 30007, 30034, 30036], FAIL),
 }
 
@@ -71,8 +74,9 @@ def test_code_decides_before_status(code: int, action: Action, status: int) -> N
         (504, None, RECONCILE),
         (400, None, FAIL),
         (400, 21212, FAIL),  # unknown 4xx code
-        (401, None, FAIL),
-        (403, None, FAIL),
+        (401, None, HOLD),  # credentials refused: the account is held, the message waits
+        (403, None, HOLD),
+        (403, 21608, FAIL),  # a known code decides
         (404, None, FAIL),
         (409, 54321, FAIL),
         (302, None, FAIL),  # not an answer Twilio gives: never retried blindly

@@ -21,3 +21,11 @@ class Channel(Protocol):
     async def fetch_status(self, provider_id: str) -> StatusEvent:
         """The provider's current status of one message (for reconciliation and `check`)."""
         ...
+
+
+@runtime_checkable
+class Probe(Protocol):
+    async def probe(self) -> None:
+        """One cheap authenticated call: returns when the provider takes the account, else raises
+        the DeliveryError a send would get (AccountError while the account is refused)."""
+        ...

@@ -7,6 +7,7 @@ What happens on failure is decided by core.resolution, not here; this module onl
     RETRY_SLOW          TransientError(slow_down=True)
     FAIL                PermanentError   PermanentError
     RECONCILE           InDoubtError     TransientError
+    HOLD_ACCOUNT        AccountError     AccountError (the account is refused, not the message)
 
 Reconciliation (`find_sent`) exists because Twilio's Messages create has no idempotency key
 (twilio.md §3): after a lost response the only way to know whether the message exists is to
@@ -38,7 +39,7 @@ from ml_connector.core.resolution import (
     resolve_api_error,
     resolve_transport_error,
 )
-from ml_connector.errors import DeliveryError, InDoubtError, PermanentError, TransientError
+from ml_connector.errors import AccountError, DeliveryError, InDoubtError, PermanentError, TransientError
 
 __all__ = ["SenderRef", "SmsChannel"]
 
@@ -138,6 +139,7 @@ _ERROR_FOR: Mapping[Action, Callable[[str, int | None, int | None, float | None]
     ),
     Action.FAIL: lambda reason, code, status, delay: PermanentError(reason, code=code, status=status),
     Action.RECONCILE: lambda reason, code, status, delay: InDoubtError(reason, code=code, status=status),
+    Action.HOLD_ACCOUNT: lambda reason, code, status, delay: AccountError(reason, code=code, status=status),
 }
 
 #: For reads nothing can be doubled, so "reconcile" just means "try again".
@@ -257,6 +259,16 @@ class SmsChannel:
         if scanned >= self._max_scan:
             raise TransientError(f"reconciliation stopped after {self._max_scan} messages without finishing")
         return scanned + 1
+
+    async def probe(self) -> None:
+        """One cheap authenticated call (the Account resource): does Twilio take this account now?
+
+        Raises the same DeliveryError kinds as a send would (AccountError while the credentials
+        or the account are refused)."""
+        try:
+            await self._client.fetch_account()
+        except _HANDLED as exc:
+            raise _to_delivery_error(exc, reading=True) or exc from None
 
     async def fetch_status(self, provider_id: str) -> StatusEvent:
         """Twilio's current view of one message, shaped like a status callback."""

@@ -9,6 +9,8 @@ each row are in shared/reference/twilio.md (section numbers in the comments).
     RETRY_SLOW    send again later and tell the pacer to slow this sender/account down
     FAIL          retrying will not help; record the reason
     RECONCILE     the request may have been processed: look the message up before any resend
+    HOLD_ACCOUNT  the account itself was refused (credentials, standing): nothing was sent; hold
+                  the account's sending until it is fixed, without failing the message
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class Action(StrEnum):
     RETRY_SLOW = "retry_slow"
     FAIL = "fail"
     RECONCILE = "reconcile"
+    HOLD_ACCOUNT = "hold_account"
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +56,7 @@ def _r(action: Action, reason: str, min_delay: float | None = None) -> Resolutio
 
 
 RETRY, RETRY_SLOW, FAIL, RECONCILE = Action.RETRY, Action.RETRY_SLOW, Action.FAIL, Action.RECONCILE
+HOLD = Action.HOLD_ACCOUNT
 
 #: Delivery errors worth another message, whether a create answers with them or a callback does.
 _RETRYABLE_30XXX: Mapping[int, Resolution] = {
@@ -71,8 +75,12 @@ API_CODES: Mapping[int, Resolution] = {
     21611: _r(RETRY_SLOW, "sender queue full (21611)"),
     # §6: 30xxx normally arrive asynchronously; kept here in case a create answers with one.
     **_RETRYABLE_30XXX,
-    # §1/§6: credentials or key scope; a configuration problem, not a passing one.
-    20003: _r(FAIL, "authentication or permission denied (20003)"),
+    # §1/§6: credentials or key scope; a problem of the account, not of the message: hold it.
+    20003: _r(HOLD, "authentication or permission denied (20003)"),
+    # Twilio's error catalogue: 20005 "Account not active", 20008 "Cannot access this resource
+    # with Test Credentials": no message of the account can go until the account is fixed.
+    20005: _r(HOLD, "account not active (20005)"),
+    20008: _r(HOLD, "test credentials cannot send (20008)"),
     20404: _r(FAIL, "resource not found (20404)"),
     # §6: bad recipient data or account configuration.
     21211: _r(FAIL, "invalid 'To' phone number (21211)"),
@@ -97,6 +105,9 @@ API_CODES: Mapping[int, Resolution] = {
 #: Exact HTTP status -> resolution, when the code is absent or unknown.
 API_STATUS: Mapping[int, Resolution] = {
     429: _r(RETRY_SLOW, "HTTP 429 too many requests"),  # §7
+    # Without a known code: the credentials (401) or their rights (403) were refused.
+    401: _r(HOLD, "HTTP 401: the account's credentials were refused"),
+    403: _r(HOLD, "HTTP 403: the account's credentials may not do this"),
     # A gateway answered instead of Twilio: the request may have been forwarded and processed,
     # and Messages create has no idempotency key (§3), so look before resending.
     502: _r(RECONCILE, "HTTP 502 from a gateway; the request may have been processed"),

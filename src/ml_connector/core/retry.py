@@ -81,3 +81,35 @@ class RetryPolicy:
         if retry_after is not None and math.isfinite(retry_after) and retry_after > 0:
             seconds = max(seconds, min(retry_after, self.retry_after_cap.total_seconds()))
         return RetryDecision(True, timedelta(seconds=seconds))
+
+
+#: First wait before looking up a send whose outcome is unknown.
+LOOKUP_FIRST_DELAY = timedelta(seconds=5)
+#: Longest wait between two look-ups of a send that stays in doubt.
+LOOKUP_MAX_DELAY = timedelta(minutes=10)
+#: Longest a single look-up may take: a hanging message list must not hold the lease.
+LOOKUP_TIMEOUT = timedelta(seconds=30)
+
+
+@dataclass(frozen=True, slots=True)
+class LookupPolicy:
+    """How patiently to look up an in-doubt send in the provider's message list. Pure.
+
+    Look-ups are reads: they cannot send a message, so they never use the retry budget and
+    never end a notification. A look-up that fails is tried again after half the time the send
+    has been in doubt (between `first_delay` and `max_delay`), so look-ups space out while the
+    provider cannot answer and need no counter; each is bounded by `timeout`. The notification
+    meanwhile stays pending and in doubt, with the look-up's failure as its visible reason.
+    """
+
+    first_delay: timedelta = LOOKUP_FIRST_DELAY
+    max_delay: timedelta = LOOKUP_MAX_DELAY
+    timeout: timedelta = LOOKUP_TIMEOUT
+
+    def __post_init__(self) -> None:
+        if min(self.first_delay, self.max_delay, self.timeout) < _ZERO or self.first_delay > self.max_delay:
+            raise ValueError("look-up delays must not be negative and first_delay <= max_delay")
+
+    def delay(self, in_doubt_for: timedelta) -> timedelta:
+        """Wait before the next look-up of a send in doubt for `in_doubt_for`."""
+        return min(self.max_delay, max(self.first_delay, in_doubt_for / 2))

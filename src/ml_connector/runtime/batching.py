@@ -13,6 +13,8 @@ import asyncio
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
+from ml_connector.errors import StoreUnavailable
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -42,6 +44,11 @@ class Batcher(Generic[T, R]):
             events = [event for event, _ in batch]
             try:
                 results = await asyncio.to_thread(self._apply_many, events)
+            except StoreUnavailable as exc:  # the store is away: item by item would only wait longer
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
             except Exception:
                 await self._one_by_one(batch)
                 continue

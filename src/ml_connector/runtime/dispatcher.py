@@ -3,7 +3,10 @@
 A claimed row whose earlier attempt never finished (crash, timeout after the request left) is
 in doubt: Twilio's Messages create has no idempotency key, so it is first looked up in Twilio's
 message list and adopted if found; only an authoritative "not found" sends again (invariant 2).
-A look-up that cannot finish leaves the row in doubt, to be looked up again later.
+A look-up that cannot finish leaves the row in doubt, to be looked up again later under its own
+policy (core.retry.LookupPolicy): look-ups are reads, they use none of the retry budget, which
+counts only requests that could have sent a message. When the look-up finds nothing and the
+budget is already spent by earlier sends, the notification ends `dead` instead of sending again.
 
 Every attempt ends before its lease does: pacing waits longer than MAX_PACING_WAIT (or half of
 what is left of the lease) are not waited but deferred, lined up at the sender's rate, and the
@@ -21,24 +24,35 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from ml_connector.channels.base import Channel
+from ml_connector.channels.base import Channel, Probe
 from ml_connector.compliance.pacing import Pacer
 from ml_connector.core.flowspec import RetrySpec
 from ml_connector.core.models import OutboundMessage, SendResult
 from ml_connector.core.redact import mask_phone
 from ml_connector.core.resolution import DELIVERY_CODES, Action
-from ml_connector.core.retry import RetryPolicy
+from ml_connector.core.retry import LOOKUP_FIRST_DELAY, LOOKUP_MAX_DELAY, LookupPolicy, RetryPolicy
 from ml_connector.core.segments import segment_info
-from ml_connector.errors import DeliveryError, InDoubtError, PermanentError, TransientError
+from ml_connector.errors import (
+    AccountError,
+    DeliveryError,
+    InDoubtError,
+    PermanentError,
+    StoreUnavailable,
+    TransientError,
+)
+from ml_connector.runtime.account_hold import PROBE_EVERY, AccountHolds, Hold
 from ml_connector.runtime.batching import Batcher
+from ml_connector.runtime.store_wait import wait_for_store
 from ml_connector.store.port import AttemptResult, Claimed, Outcome, Store
 
 log = logging.getLogger(__name__)
 
 #: Shortest wait before reconciling a send whose outcome is unknown.
-IN_DOUBT_DELAY = timedelta(seconds=5)
+IN_DOUBT_DELAY = LOOKUP_FIRST_DELAY
 #: Longest wait between two look-ups of a send that stays in doubt.
-IN_DOUBT_MAX_DELAY = timedelta(minutes=10)
+IN_DOUBT_MAX_DELAY = LOOKUP_MAX_DELAY
+#: Look-ups of in-doubt sends, unless the dispatcher is given another policy.
+DEFAULT_LOOKUPS = LookupPolicy()
 #: Margin before the in-doubt attempt's start when searching Twilio's message list.
 RECONCILE_MARGIN = timedelta(minutes=2)
 #: Share of the lease an attempt may use; the rest absorbs clock and scheduling slack.
@@ -71,6 +85,7 @@ class DispatcherSettings:
     batch_size: int = 200
     idle_poll: timedelta = timedelta(milliseconds=200)
     status_callback_url: str | None = None
+    account_probe_every: timedelta = PROBE_EVERY
 
 
 class _ConfigMissing(Exception):
@@ -82,7 +97,7 @@ def in_doubt_delay(in_doubt_for: timedelta) -> timedelta:
 
     Look-ups thus space out geometrically while Twilio cannot answer, with no counter to keep.
     """
-    return min(IN_DOUBT_MAX_DELAY, max(IN_DOUBT_DELAY, in_doubt_for / 2))
+    return DEFAULT_LOOKUPS.delay(in_doubt_for)
 
 
 def round_attempt(row: Claimed, policy: RetryPolicy) -> int:
@@ -118,8 +133,10 @@ class Dispatcher:
         account_limits: Mapping[str, int] | None = None,
         rand: Callable[[], float] = random.random,
         sleep: Sleep = asyncio.sleep,
+        lookups: LookupPolicy = DEFAULT_LOOKUPS,
     ) -> None:
         self._store = store
+        self._lookups = lookups
         self._channels = channels
         self._pacer = pacer
         self._policies = policies
@@ -128,6 +145,9 @@ class Dispatcher:
         self._rand = rand
         self._sleep = sleep
         self._account_slots = {a: asyncio.Semaphore(n) for a, n in (account_limits or {}).items()}
+        #: Accounts Twilio refused: their rows wait (runtime.account_hold).
+        self.holds = AccountHolds(clock, settings.account_probe_every)
+        self._side_tasks: set[asyncio.Task[None]] = set()
         self._in_flight: set[asyncio.Task[None]] = set()
         # Attempts finishing together are recorded in one transaction by one writer.
         self._finish: Batcher[AttemptResult, bool] = Batcher(store.finish_attempts, _finish_one(store))
@@ -147,17 +167,54 @@ class Dispatcher:
         self._stopping = stop
         refill = max(1, min(self._settings.batch_size, self._settings.concurrency) // 4)
         watcher = asyncio.create_task(self._watch_push_back(stop))
+        prober = asyncio.create_task(self._probe_held(stop))
         try:
             while not stop.is_set():
                 if self._free_slots() < refill:
                     await self._wait_for_slot(stop)
                     continue
-                if not await self.claim_and_start():
+                try:
+                    claimed = await self.claim_and_start()
+                except StoreUnavailable:  # logged once by the store; sends in flight keep their results
+                    await wait_for_store(self._store, stop)
+                    continue
+                if not claimed:
                     await self._wait(stop, self._settings.idle_poll.total_seconds())
             await self.drain()
         finally:
-            watcher.cancel()
-            await asyncio.gather(watcher, return_exceptions=True)
+            for task in (watcher, prober):
+                task.cancel()
+            await asyncio.gather(watcher, prober, return_exceptions=True)
+
+    async def _probe_held(self, stop: asyncio.Event) -> None:
+        """Probe each held account when due; release it when Twilio takes it again."""
+        tick = min(1.0, self.holds.probe_every.total_seconds())
+        while not stop.is_set():
+            await self._wait(stop, tick)
+            for account in self.holds.due_probes():
+                await self.probe_account(account)
+
+    async def probe_account(self, account: str) -> bool:
+        """One probe of a held account; True when it was released."""
+        channel = self._channels.get(account)
+        try:
+            if isinstance(channel, Probe):
+                await self._limited(account, channel.probe())
+        except DeliveryError as exc:
+            self.holds.probe_failed(account, exc)
+            return False
+        if self.holds.release(account):
+            await self._record_hold(account, None)
+        return True
+
+    async def _record_hold(self, account: str, hold: Hold | None) -> None:
+        """Keep the store's copy for `check`; a store that is away only loses this copy."""
+        try:
+            await asyncio.to_thread(self._store.record_account_hold, account,
+                                    hold.describe() if hold else None, self._clock())
+        except Exception as exc:
+            log.warning("could not record the hold of Twilio account %s in the store: %s", account,
+                        type(exc).__name__)
 
     async def _watch_push_back(self, stop: asyncio.Event) -> None:
         """Slow down each sender whose messages Twilio reported as queue overflows (30001).
@@ -174,6 +231,8 @@ class Dispatcher:
                 reported = await asyncio.to_thread(
                     self._store.errors_reported, PUSH_BACK_CODES, since - PUSH_BACK_LATE, until
                 )
+            except StoreUnavailable:  # logged once by the store; the next look covers this window again
+                continue
             except Exception as exc:  # the next look covers this window again
                 log.warning("could not look for queue overflows reported by Twilio: %s", type(exc).__name__)
                 continue
@@ -217,8 +276,8 @@ class Dispatcher:
 
     async def drain(self) -> None:
         """Wait for every send in flight to be recorded."""
-        while self._in_flight:
-            await asyncio.gather(*tuple(self._in_flight), return_exceptions=True)
+        while self._in_flight or self._side_tasks:
+            await asyncio.gather(*self._in_flight, *self._side_tasks, return_exceptions=True)
 
     async def run_until_idle(self) -> None:
         """Send everything due now, including retries that fall due while sending (tests, replay)."""
@@ -286,12 +345,14 @@ class Dispatcher:
         )
 
     def _still_in_doubt(
-        self, row: Claimed, started: datetime, message: str, error_code: int | None = None
+        self, row: Claimed, started: datetime, message: str, error_code: int | None = None,
+        *, outcome: Outcome = Outcome.IN_DOUBT,
     ) -> AttemptResult:
+        """In doubt (a send that may have gone) or LOOKUP_FAILED (only its look-up ran), looked up later."""
         since = row.in_doubt_since or started
         return self._result(
-            row, Outcome.IN_DOUBT, started, error_code=error_code, error_message=message,
-            next_attempt_at=self._clock() + in_doubt_delay(self._clock() - since),
+            row, outcome, started, error_code=error_code, error_message=message,
+            next_attempt_at=self._clock() + self._lookups.delay(self._clock() - since),
         )
 
     async def _process(self, row: Claimed, deadline: float) -> None:
@@ -303,10 +364,25 @@ class Dispatcher:
         except Exception as exc:  # a bug must not strand the row: leave it in doubt, reconcile later
             log.exception("notification %s: unexpected error while sending", row.id)
             result = self._still_in_doubt(row, started, f"internal error: {type(exc).__name__}")
-        try:
-            await self._finish.apply(result)
-        except Exception:  # the lease runs out and the row comes back in doubt: nothing is lost
-            log.exception("notification %s: could not record attempt %s", row.id, row.attempt_no)
+        await self._record(row, result)
+
+    async def _record(self, row: Claimed, result: AttemptResult) -> None:
+        """Record the attempt, waiting out a store outage: the result lives only in this process.
+
+        Given up only at shutdown; then the lease runs out and the row comes back in doubt, to be
+        looked up before any resend, so nothing is lost or doubled either way."""
+        while True:
+            try:
+                await self._finish.apply(result)
+                return
+            except StoreUnavailable:
+                if not await wait_for_store(self._store, self._stopping):
+                    log.warning("notification %s: attempt %s not recorded before shutdown (store away); "
+                                "it will be looked up after its lease", row.id, row.attempt_no)
+                    return
+            except Exception:  # the lease runs out and the row comes back in doubt: nothing is lost
+                log.exception("notification %s: could not record attempt %s", row.id, row.attempt_no)
+                return
 
     def _unconfigured(self, row: Claimed, started: datetime, problem: str) -> AttemptResult:
         """Nothing was sent: fail the notification with the reason, unless an earlier send is in doubt."""
@@ -329,6 +405,12 @@ class Dispatcher:
     async def _attempt(self, row: Claimed, started: datetime, deadline: float) -> AttemptResult:
         channel, sender_key = self._route(row)
         message = self._message(row)
+        held = self.holds.get(row.account)
+        if held is not None:  # nothing is asked of Twilio: not a send, not a look-up
+            return self._result(
+                row, Outcome.HELD, started, error_code=held.code, error_message=f"account held: {held.reason}",
+                next_attempt_at=max(held.next_probe, self._clock()) + timedelta(seconds=self._rand()),
+            )
         if row.in_doubt:
             found = await self._reconcile(row, channel, message, started, deadline)
             if found is not None:
@@ -359,22 +441,40 @@ class Dispatcher:
     async def _reconcile(
         self, row: Claimed, channel: Channel, message: OutboundMessage, started: datetime, deadline: float
     ) -> AttemptResult | None:
-        """The attempt's result when the look-up settles it (adopted, or still unknown); None: send."""
+        """The attempt's result when the look-up settles it; None: not found, send again.
+
+        Settled: adopted; still unknown (LOOKUP_FAILED, which uses none of the budget); or, when
+        nothing was found but earlier sends already spent the budget, dead with that reason.
+        """
         since = (row.in_doubt_since or row.created_at) - RECONCILE_MARGIN
+        limit = min(deadline, asyncio.get_running_loop().time() + self._lookups.timeout.total_seconds())
+        failed = Outcome.LOOKUP_FAILED
         try:
-            async with asyncio.timeout_at(deadline):
+            async with asyncio.timeout_at(limit):
                 found = await self._limited(row.account, channel.find_sent(message, since))
         except TimeoutError:
-            return self._still_in_doubt(row, started, "reconciliation did not finish before the lease ran out")
+            return self._still_in_doubt(row, started, "reconciliation did not finish in time", outcome=failed)
+        except AccountError as exc:
+            self._hold(row.account, exc)
+            return self._still_in_doubt(row, started, f"account held: {exc}", error_code=exc.code, outcome=failed)
         except DeliveryError as exc:
             # Cannot tell yet: look again later, never send blindly.
             log.warning("notification %s: reconciliation failed, will look again: %s", row.id, exc)
-            return self._still_in_doubt(row, started, f"reconciliation failed: {exc.reason}", error_code=exc.code)
-        if found is None:
-            log.info("notification %s: earlier send not found at the provider; sending again", row.id)
-            return None
-        log.info("notification %s: adopted earlier send %s", row.id, found.provider_id)
-        return self._result(row, Outcome.ADOPTED, started, sent=found)
+            return self._still_in_doubt(row, started, f"reconciliation failed: {exc.reason}", error_code=exc.code,
+                                        outcome=failed)
+        except Exception as exc:  # a bug in the look-up is no reason to send, nor to spend the budget
+            log.exception("notification %s: unexpected error while looking up the earlier send", row.id)
+            return self._still_in_doubt(row, started, f"internal error: {type(exc).__name__}", outcome=failed)
+        if found is not None:
+            log.info("notification %s: adopted earlier send %s", row.id, found.provider_id)
+            return self._result(row, Outcome.ADOPTED, started, sent=found)
+        if row.attempt_no > row.max_attempts:
+            log.warning("notification %s: earlier send not found at the provider and its %s attempt(s) are "
+                        "spent; giving up", row.id, row.max_attempts)
+            return self._result(row, Outcome.TRANSIENT, started, error_message=(
+                "retries exhausted: the last send's outcome was unknown and Twilio's message list does not show it"))
+        log.info("notification %s: earlier send not found at the provider; sending again", row.id)
+        return None
 
     async def _limited(self, account: str, call: Awaitable[_T]) -> _T:
         """Run one provider call within the account's concurrency limit."""
@@ -423,6 +523,26 @@ class Dispatcher:
             next_attempt_at=self._clock() + decision.delay if retry else None,
         )
 
+    def _hold(self, account: str, exc: AccountError) -> Hold:
+        held, first = self.holds.hold(account, exc)
+        if first:
+            task = asyncio.create_task(self._record_hold(account, held))
+            self._side_tasks.add(task)  # drained like a send, so shutdown waits for it
+            task.add_done_callback(self._side_tasks.discard)
+        return held
+
+    def _account_refused(
+        self, row: Claimed, sender_key: str, started: datetime, exc: DeliveryError
+    ) -> AttemptResult:
+        """The account was refused, not this message: it waits for the account, its budget untouched."""
+        if not isinstance(exc, AccountError):
+            raise TypeError(f"expected an AccountError, got {type(exc).__name__}")
+        held = self._hold(row.account, exc)
+        return self._result(
+            row, Outcome.HELD, started, error_code=exc.code, error_message=f"account held: {exc.reason}",
+            next_attempt_at=held.next_probe + timedelta(seconds=self._rand()),
+        )
+
     def _in_doubt(self, row: Claimed, sender_key: str, started: datetime, exc: DeliveryError) -> AttemptResult:
         log.warning("notification %s: outcome unknown, will reconcile: %s", row.id, exc)
         return self._still_in_doubt(row, started, exc.reason, error_code=exc.code)
@@ -436,12 +556,14 @@ _Handler = Callable[[Dispatcher, Claimed, str, datetime, DeliveryError], Attempt
 
 #: Delivery error kind -> what the attempt becomes (first match wins).
 _FAILURES: tuple[tuple[type[DeliveryError], _Handler], ...] = (
+    (AccountError, Dispatcher._account_refused),
     (TransientError, Dispatcher._transient),
     (InDoubtError, Dispatcher._in_doubt),
     (PermanentError, Dispatcher._permanent),
 )
 
 __all__ = [
+    "DEFAULT_LOOKUPS",
     "DEFAULT_POLICY",
     "DEFER_EARLY",
     "IN_DOUBT_DELAY",

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 
 from ml_connector.channels.base import Channel
 from ml_connector.core.models import Status
-from ml_connector.errors import DeliveryError
+from ml_connector.errors import DeliveryError, StoreUnavailable
 from ml_connector.store.port import NotificationFilter, Store
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,8 @@ class StatusSweep:
         while not stop.is_set():
             try:
                 await self.sweep_once()
+            except StoreUnavailable:  # logged once by the store; the next sweep picks up from there
+                pass
             except Exception:  # the sweep is a safety net: it must never take the process down
                 log.exception("status sweep failed; will try again")
             try:

@@ -34,7 +34,8 @@ from typing import Protocol, runtime_checkable
 
 from ml_connector.core.models import Delivery
 from ml_connector.core.retry import RetryPolicy
-from ml_connector.errors import MlcError, SourceAuthError
+from ml_connector.errors import MlcError, SourceAuthError, StoreUnavailable
+from ml_connector.runtime.store_wait import wait_for_store
 from ml_connector.sources.base import Source, WriteBack
 from ml_connector.store.port import Store, WriteBackTask
 
@@ -87,7 +88,11 @@ class WriteBackRunner:
     async def run(self, stop: asyncio.Event) -> None:
         """Write back until `stop` is set, then drain what is due (see the module docstring)."""
         while not stop.is_set():
-            done = await self.run_once()
+            try:
+                done = await self.run_once()
+            except StoreUnavailable:  # logged once by the store; claimed tasks come back after their lease
+                await wait_for_store(self._store, stop)
+                continue
             if not done:
                 try:
                     await asyncio.wait_for(stop.wait(), self._idle.total_seconds())
@@ -109,6 +114,8 @@ class WriteBackRunner:
         except TimeoutError:
             log.warning("shutdown: write-backs still due after %.0f s stay queued and are sent at the next "
                         "start (%s handled)", self._drain_for.total_seconds(), handled)
+        except StoreUnavailable:  # logged once by the store; what is left is sent at the next start
+            pass
         return handled
 
     async def run_once(self, limit: int | None = None) -> int:

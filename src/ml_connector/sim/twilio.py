@@ -14,13 +14,15 @@ Or over real HTTP on loopback: `async with serve(sim) as base_url: ...`.
 
 Control, in-process or as JSON under /_sim/: GET health, GET messages, POST faults
 ({"seed", "rules"}), POST outcomes ({"outcomes": {"+1555...": {"status", "error_code"}}}),
-POST latency ({"seconds"}), POST reset.
+POST latency ({"seconds"}), POST accounts ({"sid", "auth_token"?, "status"?}: rotate an account's
+Auth Token or suspend it, as the Console does), POST reset.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hmac
 import json
 import random
@@ -157,6 +159,23 @@ class TwilioSim:
     def set_faults(self, rules: Iterable[FaultRule], seed: int | None = None) -> None:
         """Replace the fault plan; counters and the fault RNG start over."""
         self._faults = FaultPlan.of(rules, seed=self._seed if seed is None else seed)
+
+    def update_account(self, sid: str, *, auth_token: str | None = None, status: str | None = None) -> Account:
+        """Rotate an account's Auth Token and/or change its status, as the Console does.
+
+        Later requests authenticate against the new token; callbacks are signed with it."""
+        account = self.accounts.get(sid)
+        if account is None:
+            raise ValueError(f"no account {sid!r}")
+        if status is not None and status not in ("active", "suspended", "closed"):
+            raise ValueError("status must be active, suspended or closed")
+        changed = dataclasses.replace(
+            account,
+            auth_token=account.auth_token if auth_token is None else auth_token,
+            status=account.status if status is None else status,  # type: ignore[arg-type]
+        )
+        self.accounts[sid] = changed
+        return changed
 
     def set_outcome(self, to: str, outcome: Outcome) -> None:
         """What happens to later messages sent to `to` (final status and ErrorCode)."""
@@ -358,6 +377,13 @@ class TwilioSim:
         self._outcomes.update(parsed)
         return Reply(200, {"outcomes": len(parsed)})
 
+    def _control_accounts(self, payload: dict[str, object]) -> Reply:
+        sid, token, status = payload.get("sid"), payload.get("auth_token"), payload.get("status")
+        if not isinstance(sid, str) or not isinstance(token, str | None) or not isinstance(status, str | None):
+            raise ValueError("expected {'sid': 'AC...', 'auth_token': '...', 'status': 'active'}")
+        account = self.update_account(sid, auth_token=token, status=status)
+        return Reply(200, {"sid": account.sid, "status": account.status})
+
     def _control_latency(self, payload: dict[str, object]) -> Reply:
         seconds = payload.get("seconds")
         if not isinstance(seconds, int | float) or isinstance(seconds, bool):
@@ -402,6 +428,7 @@ _CONTROL: dict[tuple[str, str], Callable[[TwilioSim, dict[str, object]], Reply]]
     ("POST", "faults"): TwilioSim._control_faults,
     ("POST", "outcomes"): TwilioSim._control_outcomes,
     ("POST", "latency"): TwilioSim._control_latency,
+    ("POST", "accounts"): TwilioSim._control_accounts,
     ("POST", "reset"): TwilioSim._control_reset,
 }
 

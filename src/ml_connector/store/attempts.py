@@ -28,7 +28,8 @@ from ml_connector.store.tables import attempts as a
 from ml_connector.store.tables import notifications as n
 
 _ROWS_SQL = (
-    select(n.c.id, n.c.flow, n.c.status, n.c.attempts_made, n.c.in_doubt_since, n.c.write_back_source)
+    select(n.c.id, n.c.flow, n.c.status, n.c.attempts_made, n.c.attempt_budget, n.c.in_doubt_since,
+           n.c.write_back_source)
     .where(n.c.id.in_(bindparam("ids", expanding=True)))
     .order_by(n.c.id)
     .with_for_update()
@@ -52,6 +53,7 @@ class _Row:
     flow: str
     status: str
     attempts_made: int
+    attempt_budget: int
     in_doubt_since: datetime | None
     write_back_source: str | None
 
@@ -61,7 +63,7 @@ def finish_all(conn: Connection, results: Sequence[AttemptResult]) -> list[bool]
     reports.lock_provider_ids(conn, (r.provider_id for r in results))
     ids = sorted({r.notification_id for r in results})
     rows = {
-        r.id: _Row(r.flow, r.status, r.attempts_made, r.in_doubt_since, r.write_back_source)
+        r.id: _Row(r.flow, r.status, r.attempts_made, r.attempt_budget, r.in_doubt_since, r.write_back_source)
         for r in conn.execute(_ROWS_SQL, {"ids": ids})
     } if ids else {}
     updates: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
@@ -88,11 +90,15 @@ def finish_all(conn: Connection, results: Sequence[AttemptResult]) -> list[bool]
             recorded.append(False)
             continue
         plan = finish.plan_finish(result, row.in_doubt_since)
-        columns = tuple(sorted(plan.notification))
+        values = dict(plan.notification)
+        if plan.budget_delta:
+            row.attempt_budget += plan.budget_delta
+            values["attempt_budget"] = row.attempt_budget
+        columns = tuple(sorted(values))
         # The row is locked (FOR UPDATE / BEGIN IMMEDIATE): its count can be set, not incremented.
         row.status, row.attempts_made = plan.status.value, row.attempts_made + plan.attempts_delta
         updates.setdefault(columns, []).append((
-            nid, plan.status.value, None, None, at, row.attempts_made, *(plan.notification[c] for c in columns),
+            nid, plan.status.value, None, None, at, row.attempts_made, *(values[c] for c in columns),
         ))
         if "in_doubt_since" in plan.notification:
             row.in_doubt_since = plan.notification["in_doubt_since"]

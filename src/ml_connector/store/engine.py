@@ -18,8 +18,9 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from ml_connector.errors import ConfigError
+from ml_connector.errors import ConfigError, StoreUnavailable
 from ml_connector.store.files import create_private_database
+from ml_connector.store.outage import StoreHealth, is_outage
 
 _WRITE = "mlc_write"
 _DRIVERS = {
@@ -83,8 +84,37 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", _sqlite_begin)
         _SQLITE_WRITERS[engine] = threading.Lock()
+        _HEALTH[engine] = StoreHealth("sqlite")
         return engine
-    return create_engine(parsed, pool_pre_ping=True)
+    engine = create_engine(parsed, pool_pre_ping=True)
+    _HEALTH[engine] = StoreHealth("postgresql")
+    return engine
+
+
+#: Each engine's outage state (store.outage), kept beside the engine rather than on it.
+_HEALTH: WeakKeyDictionary[Engine, StoreHealth] = WeakKeyDictionary()
+
+
+def health(engine: Engine) -> StoreHealth:
+    """The outage state of `engine` (created on first use for engines made elsewhere)."""
+    found = _HEALTH.get(engine)
+    if found is None:
+        found = _HEALTH[engine] = StoreHealth(engine.dialect.name)
+    return found
+
+
+@contextmanager
+def _watched(engine: Engine) -> Iterator[None]:
+    """Translate outage errors into StoreUnavailable and tell the engine's health how it went."""
+    state = health(engine)
+    try:
+        yield
+    except Exception as exc:
+        if not is_outage(exc):
+            raise
+        state.failed(exc)
+        raise StoreUnavailable(f"store unavailable: {state.problem}") from exc
+    state.worked()
 
 
 #: One lock per SQLite engine: its writers queue here, in this process, instead of in SQLite's
@@ -98,7 +128,7 @@ _SQLITE_WRITERS: WeakKeyDictionary[Engine, threading.Lock] = WeakKeyDictionary()
 def writing(engine: Engine) -> Iterator[Connection]:
     """A transaction that will write: BEGIN IMMEDIATE on SQLite, plain BEGIN on PostgreSQL."""
     queue = _SQLITE_WRITERS.get(engine) if engine.dialect.name == "sqlite" else None
-    with queue if queue is not None else nullcontext(), engine.connect() as conn:
+    with _watched(engine), queue if queue is not None else nullcontext(), engine.connect() as conn:
         conn.execution_options(**{_WRITE: True})
         with conn.begin():
             yield conn
@@ -107,5 +137,5 @@ def writing(engine: Engine) -> Iterator[Connection]:
 @contextmanager
 def reading(engine: Engine) -> Iterator[Connection]:
     """A read-only transaction (deferred BEGIN on SQLite: never waits for the write lock)."""
-    with engine.connect() as conn, conn.begin():
+    with _watched(engine), engine.connect() as conn, conn.begin():
         yield conn

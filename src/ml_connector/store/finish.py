@@ -30,6 +30,7 @@ class FinishPlan:
     drop_attempt: bool = False      # the claim did not count as an attempt
     attempts_delta: int = 0
     provider_took_it: bool = False  # look for callbacks that arrived before this commit
+    budget_delta: int = 0           # the claim did not use the retry budget: give its attempt back
 
 
 def _errors(result: AttemptResult) -> dict[str, Any]:
@@ -83,6 +84,26 @@ def _in_doubt(result: AttemptResult, in_doubt_since: datetime | None) -> FinishP
     )
 
 
+def _lookup_failed(result: AttemptResult, in_doubt_since: datetime | None) -> FinishPlan:
+    """Still in doubt, as `_in_doubt`; the attempt row stays (it is the look-up's record) but the
+    budget grows by one, since a look-up could not have sent anything (issue: look-ups are not sends)."""
+    plan = _in_doubt(result, in_doubt_since)
+    return FinishPlan(status=plan.status, notification=plan.notification, attempt_outcome=plan.attempt_outcome,
+                      budget_delta=1)
+
+
+def _held(result: AttemptResult, in_doubt_since: datetime | None) -> FinishPlan:
+    """The account was refused, not the message: pending again with the account's error shown; like a
+    deferral it is not an attempt (the audit row records it), so it uses none of the budget."""
+    return FinishPlan(
+        status=Status.PENDING,
+        notification={"next_attempt_at": result.next_attempt_at or result.finished_at, **_errors(result)},
+        attempt_outcome=result.outcome.value,
+        drop_attempt=True,
+        attempts_delta=-1,
+    )
+
+
 def _deferred(result: AttemptResult, in_doubt_since: datetime | None) -> FinishPlan:
     return FinishPlan(
         status=Status.PENDING,
@@ -100,6 +121,8 @@ PLANS: Mapping[Outcome, Callable[[AttemptResult, datetime | None], FinishPlan]] 
     Outcome.PERMANENT: _permanent,
     Outcome.IN_DOUBT: _in_doubt,
     Outcome.DEFERRED: _deferred,
+    Outcome.LOOKUP_FAILED: _lookup_failed,
+    Outcome.HELD: _held,
 }
 
 

@@ -23,6 +23,7 @@ on network filesystems costs nothing more.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import logging
@@ -131,8 +132,17 @@ class PgFlowLock:
                     self._drop()
                 return self._try()
             except DBAPIError as exc:
-                log.warning("flow %s: poller lock unavailable (%s)", self.flow, type(exc.orig).__name__)
+                was_held = self._held
                 self._drop()
+                if was_held:  # the lock's session died (a database restart): try afresh at once
+                    log.warning("flow %s: the poller lock's session ended (%s); taking the lock again",
+                                self.flow, type(exc.orig).__name__)
+                    with contextlib.suppress(DBAPIError):
+                        if self._try():
+                            return True
+                        self._drop()
+                    return False
+                log.warning("flow %s: poller lock unavailable (%s)", self.flow, type(exc.orig).__name__)
                 return False
 
     def release(self) -> None:

@@ -89,6 +89,10 @@ class Outcome(StrEnum):
     PERMANENT = "permanent"    # FAILED with the provider's code and message
     IN_DOUBT = "in_doubt"      # outcome unknown: stays SENDING-in-doubt, reconciled at next claim
     DEFERRED = "deferred"      # not attempted (pacing, quiet hours): back to PENDING at next_attempt_at
+    HELD = "held"              # the account is refused (credentials, standing): PENDING again at
+                               # next_attempt_at with the error shown; not an attempt (like DEFERRED)
+    LOOKUP_FAILED = "lookup_failed"  # only the in-doubt send's look-up ran, and failed: still in doubt,
+                                     # looked up again at next_attempt_at; uses none of the retry budget
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +214,14 @@ class Store(Protocol):
     def errors_reported(
         self, codes: Sequence[int], since: datetime, until: datetime
     ) -> list[tuple[int, str, str]]: ...
+
+    # -- accounts whose sending is held (runtime.account_hold), for `check` ------------------
+    def record_account_hold(self, account: str, reason: str | None, at: datetime) -> None: ...
+    def account_holds(self) -> dict[str, Mapping[str, Any]]: ...
+
+    # -- availability ----------------------------------------------------------------------
+    def ping(self) -> str: ...
+    def outage(self) -> str | None: ...
 
     # -- write-back to the ERP ----------------------------------------------------------------
     def claim_write_backs(

@@ -42,7 +42,7 @@ from ml_connector.store import polls, reports, writebacks
 from ml_connector.store.auditrows import AUDIT, CHUNK, audit_row, audit_tuple, chunks
 from ml_connector.store.bulk import DIALECT_INSERTS, Bulk, Writer
 from ml_connector.store.crypto import KeyMismatchError, KeyRing
-from ml_connector.store.engine import make_engine, reading, writing
+from ml_connector.store.engine import health, make_engine, reading, writing
 from ml_connector.store.locks import FileFlowLock, FlowLock, PgFlowLock
 from ml_connector.store.port import (
     ApplyResult,
@@ -56,6 +56,7 @@ from ml_connector.store.port import (
     Store,
     WriteBackTask,
 )
+from ml_connector.store.scrub import mask_numbers
 from ml_connector.store.tables import (
     attempts,
     audit,
@@ -87,6 +88,7 @@ _LEASE = Bulk(n, ("status", "lease_owner", "lease_until", "attempts_made", "upda
               keys=("id",))
 _ATTEMPT_STARTED = Bulk(a, ("notification_id", "attempt_no", "started_at"))
 _KEY_CHECK = "key_check"
+_HOLD_PREFIX = "account_hold:"
 _KEY_CHECK_LABEL = "ml-connector master key check v1"
 #: A result row of any shape.
 AnyRow = Row[*tuple[Any, ...]]
@@ -110,6 +112,11 @@ class SqlStore:
         except BaseException:
             self._engine.dispose()
             raise
+
+    def outage(self) -> str | None:
+        """None while the database answers; else what the last failed transaction met (for /readyz)."""
+        state = health(self._engine)
+        return None if state.available else (state.problem or "unavailable")
 
     def close(self) -> None:
         """Release every pooled connection."""
@@ -146,6 +153,31 @@ class SqlStore:
         with reading(self._engine) as conn:
             version = conn.execute(text(query)).scalar_one()
         return f"{self._dialect} {version}"
+
+    # -- accounts whose sending is held (runtime.account_hold) -----------------------------
+
+    def record_account_hold(self, account: str, reason: str | None, at: datetime) -> None:
+        """Note (reason) or clear (None) a held account for `check`, with an audit row either way."""
+        require_aware(at, "record_account_hold(at)")
+        name = (_HOLD_PREFIX + account)[:64]
+        with writing(self._engine) as conn:
+            conn.execute(store_meta.delete().where(store_meta.c.name == name))
+            if reason is not None:
+                value = json.dumps({"account": account, "reason": mask_numbers(reason), "since": at.isoformat()})
+                conn.execute(store_meta.insert().values(name=name, value=value))
+            conn.execute(audit.insert(), [audit_row(
+                at, "account_held" if reason is not None else "account_resumed", nid=None, flow=None,
+                status=None, account=account, reason=mask_numbers(reason),
+            )])
+
+    def account_holds(self) -> dict[str, Mapping[str, Any]]:
+        """Accounts a running connector holds: account -> {"reason", "since"}."""
+        with reading(self._engine) as conn:
+            rows = conn.execute(
+                select(store_meta.c.value).where(store_meta.c.name.like(_HOLD_PREFIX + "%"))
+            ).scalars().all()
+        holds = [json.loads(value) for value in rows]
+        return {str(h["account"]): h for h in holds}
 
     # -- poller leadership (see store.locks) -----------------------------------------------
 

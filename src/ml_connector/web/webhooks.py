@@ -44,9 +44,10 @@ from starlette.types import Receive, Scope, Send
 from ml_connector.channels.signature import SIGNATURE_HEADER, compute_signature, url_port_variants
 from ml_connector.core.models import StatusEvent
 from ml_connector.core.redact import mask_phone
-from ml_connector.errors import ConfigError
+from ml_connector.errors import ConfigError, StoreUnavailable
 from ml_connector.runtime.batching import Batcher
 from ml_connector.store.port import ApplyResult, Store
+from ml_connector.web.health import readiness_endpoint, store_problem
 from ml_connector.web.metrics import WebhookMetrics
 
 __all__ = ["CallbackResult", "WebhookApp", "create_webhook_app"]
@@ -55,7 +56,7 @@ log = logging.getLogger(__name__)
 
 FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
 _FORM_CHARSETS = frozenset({"utf-8", "utf8", "us-ascii"})
-_RESERVED_PATHS = frozenset({"/healthz", "/metrics"})
+_RESERVED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 _SIGNATURE_KEY = SIGNATURE_HEADER.lower().encode("latin-1")
 
 #: Form fields a status callback may carry. Twilio sends 10-30 (more with channel extras); an
@@ -86,6 +87,7 @@ class CallbackResult(StrEnum):
     BAD_SIGNATURE = "bad_signature"
     INVALID_FIELDS = "invalid_fields"      # authentic, but MessageSid/MessageStatus/ErrorCode unusable
     STORE_ERROR = "store_error"
+    STORE_UNAVAILABLE = "store_unavailable"  # the database is away: 503, Twilio retries later
 
 
 # result -> (HTTP status, body). Twilio wants 200 and ignores the body; 5xx makes it retry.
@@ -105,6 +107,7 @@ _RESPONSES: Mapping[CallbackResult, tuple[int, str]] = {
     CallbackResult.INVALID_FIELDS: (400, "MessageSid and MessageStatus required once; "
                                          f"ErrorCode a number of at most {MAX_ERROR_CODE_DIGITS} digits\n"),
     CallbackResult.STORE_ERROR: (500, "temporarily unable to record the status\n"),
+    CallbackResult.STORE_UNAVAILABLE: (503, "store unavailable; retry later\n"),
 }
 
 
@@ -375,6 +378,8 @@ class _StatusCallbacks:
             return rejected.result
         try:
             applied = await self._batcher.apply(event)  # answered once the report is durable
+        except StoreUnavailable:  # logged once per outage by the store, not once per callback
+            return CallbackResult.STORE_UNAVAILABLE
         except Exception:
             log.exception("status callback not recorded: store failed for message %s", event.provider_id)
             return CallbackResult.STORE_ERROR
@@ -446,6 +451,7 @@ def create_webhook_app(
 
     routes = [Route(path, callbacks, methods=["POST"]) for path in public.route_paths]
     routes.append(Route("/healthz", healthz, methods=["GET"]))
+    routes.append(Route("/readyz", readiness_endpoint(store_problem(store)), methods=["GET"]))
     routes.append(Route("/metrics", metrics.endpoint, methods=["GET"]))
     fallback = Starlette(routes=routes)
     fallback.router.redirect_slashes = False
