@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from .ebs import EbsHarness
 from .harness import SourceHarness
+from .sap import SapHarness
 from .syspro import SysproHarness
 
 HARNESSES: dict[str, Callable[[], SourceHarness]] = {
@@ -17,4 +18,5 @@ HARNESSES: dict[str, Callable[[], SourceHarness]] = {
     "ebs-ords": lambda: EbsHarness("ords", mode="ords", auth="basic"),
     "syspro-enet": lambda: SysproHarness("enet", mode="enet"),
     "syspro-odata": lambda: SysproHarness("odata", mode="odata"),
+    "sap-odata-skip": lambda: SapHarness("odata-skip"), "sap-odata-server": lambda: SapHarness("server", paging="server"),
 }
