@@ -18,5 +18,5 @@ HARNESSES: dict[str, Callable[[], SourceHarness]] = {
     "ebs-ords": lambda: EbsHarness("ords", mode="ords", auth="basic"),
     "syspro-enet": lambda: SysproHarness("enet", mode="enet"),
     "syspro-odata": lambda: SysproHarness("odata", mode="odata"),
-    "sap-odata-skip": lambda: SapHarness("odata-skip"), "sap-odata-server": lambda: SapHarness("server", paging="server"),
+    "sap-odata-skip": lambda: SapHarness("skip"), "sap-odata-server": lambda: SapHarness("server", paging="server"),
 }

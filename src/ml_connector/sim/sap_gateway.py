@@ -81,6 +81,8 @@ class SapGatewaySim:
         self.sessions: dict[str, tuple[str, datetime]] = {}
         self.csrf: dict[str, str] = {}
         self.logins = 0
+        #: the next N writes fail CSRF validation whatever token they carry (tokens that expired)
+        self.csrf_failures = 0
         self.requests: list[str] = []
         self._po_number = 4500000000
         self._invoice_number = 5105600000
@@ -311,7 +313,9 @@ class SapGatewaySim:
         if request.method in ("GET", "HEAD") and request.headers.get("x-csrf-token", "").lower() == "fetch":
             headers["x-csrf-token"] = self.csrf.setdefault(session, secrets.token_urlsafe(18))
         if request.method not in ("GET", "HEAD"):
-            if request.headers.get("x-csrf-token") != self.csrf.get(session) or session not in self.csrf:
+            stale = self.csrf_failures > 0
+            self.csrf_failures = max(0, self.csrf_failures - 1)
+            if stale or request.headers.get("x-csrf-token") != self.csrf.get(session) or session not in self.csrf:
                 return Response("CSRF token validation failed", 403, media_type="text/plain",
                                 headers={"x-csrf-token": "Required"})
             return await self._write(request, service, sets, resource)

@@ -134,6 +134,8 @@ def sap_message(response: httpx.Response) -> SapMessage:
         found = _xml_message(content)
         if found is not None:
             return found
+    if response.headers.get("content-type", "").startswith("text/plain"):
+        return SapMessage(text=content[:_MESSAGE_CHARS].decode("utf-8", "replace").strip())
     return SapMessage()
 
 
@@ -230,7 +232,8 @@ class GatewayClient:
                 if status >= 500 and status != 501:
                     failure = f"Gateway answered HTTP {status}" + (f" ({said.describe()})" if said.text else "")
                 else:
-                    raise self._error(status, said, what)
+                    required = response.headers.get("x-csrf-token", "").lower() == "required"
+                    raise self._error(status, said, what, csrf_required=required)
             if attempt > self._retries:
                 raise SourceUnavailable(f"{what}: {failure} ({attempt} attempts)", source=self._source)
             log.info("%s: %s: %s; retrying (attempt %d of %d)", self._source, what, failure, attempt,
@@ -243,7 +246,7 @@ class GatewayClient:
             return True
         return status == 400 and any(text in said.text.lower() for text in _SESSION_LOST)
 
-    def _error(self, status: int, said: SapMessage, what: str) -> SourceError:
+    def _error(self, status: int, said: SapMessage, what: str, *, csrf_required: bool = False) -> SourceError:
         text = f"{what}: HTTP {status}: {said.describe()}" if said.text else f"{what}: HTTP {status}"
         if status == 401:
             return GatewayAuthError(
@@ -251,7 +254,7 @@ class GatewayClient:
                 "A wrong password, a locked user (SU01) and a client that does not exist all look "
                 "like this 401", source=self._source)
         if status == 403:
-            csrf = _CSRF_FAILED in said.text.lower()
+            csrf = csrf_required or _CSRF_FAILED in said.text.lower()
             hint = ("the CSRF token was not accepted" if csrf else
                     f"user {self.username} lacks the authorisation for this service (role with S_SERVICE, "
                     "check /IWFND/ERROR_LOG and SU53)")
