@@ -423,3 +423,21 @@ def test_config_errors_name_the_key() -> None:
         config(entities={"x": {"service": "nope", "entity_set": "A", "key": "K"}})
     assert config().service_root("inv") == f"{BASE}/sap/opu/odata/sap/ZMM_SUPPLIER_INVOICE_SRV/"
     assert "mlc-pass" not in repr(config())
+
+
+async def test_icf_session_not_found_logs_on_again_once() -> None:
+    rig = Rig(session_loss=400)
+    rig.sim.create_po(lifnr=SUPPLIER)
+    source = rig.source()
+    await source.check()
+    rig.sim.expire_sessions()
+    assert len(await read(source, "purchase_orders", NOW - timedelta(hours=1), NOW + timedelta(seconds=1))) == 1
+    assert rig.sim.logins == 2
+    await source.aclose()
+
+
+async def test_the_logon_client_is_the_configured_one(rig: Rig) -> None:
+    source = rig.source()
+    await source.check()
+    assert source.gateway.session_client() == "100"
+    assert all("sap-client=100" in r and "sap-language=EN" in r for r in rig.sim.requests)

@@ -61,7 +61,7 @@ class SapGatewaySim:
                  locked: Iterable[str] = (), session_timeout: float = 1800, release: str = "731",
                  namespace: str = "sap", server_paging: Iterable[str] = (), server_page_size: int = 100,
                  ignore_filter: Iterable[str] = (), count_as_string: bool = True,
-                 public_info: bool = True) -> None:
+                 public_info: bool = True, session_loss: int = 401) -> None:
         self._clock = OffsetClock(clock, "SapGatewaySim")
         self.tz = ZoneInfo(timezone)
         self.sid = sid
@@ -76,6 +76,8 @@ class SapGatewaySim:
         self.ignore_filter = set(ignore_filter)
         self.count_as_string = count_as_string
         self.public_info = public_info
+        #: what a request with a dead session cookie and no Basic gets: 401 (logon), or ICF's 400
+        self.session_loss = session_loss
         self.tables = SapTables()
         self.faults = ArmedFaults()
         self.sessions: dict[str, tuple[str, datetime]] = {}
@@ -267,7 +269,7 @@ class SapGatewaySim:
             self.csrf.pop(cookie, None)
         header = request.headers.get("authorization", "")
         if not header.lower().startswith("basic "):
-            return None, None
+            return ("lost" if cookie else None), None
         try:
             user, _, password = base64.b64decode(header[6:]).decode("utf-8").partition(":")
         except (ValueError, UnicodeDecodeError):
@@ -287,12 +289,16 @@ class SapGatewaySim:
             return Response("<html><body>500 SAP Internal Server Error<br>ICM</body></html>", failure,
                             media_type="text/html")
         session, user = self._logon(request)
+        if session == "lost" and self.session_loss == 400:
+            return Response("<html><head><title>Session not found</title></head><body><h1>Session not found"
+                            "</h1><p>Session Timed Out</p></body></html>", 400, media_type="text/html")
         if session is None or user is None:
             return self._unauthorized()
         response = await self._serve(request, rest, session)
         if request.cookies.get(f"SAP_SESSIONID_{self.sid}_{self.client}") != session:
-            response.set_cookie(f"SAP_SESSIONID_{self.sid}_{self.client}", session, path="/", httponly=True)
-            response.set_cookie("sap-usercontext", f"sap-client={self.client}", path="/")
+            # written as ICF does (a raw `=` in sap-usercontext's value, which cookie libraries would quote)
+            response.headers.append("set-cookie", f"SAP_SESSIONID_{self.sid}_{self.client}={session}; path=/; HttpOnly")
+            response.headers.append("set-cookie", f"sap-usercontext=sap-client={self.client}; path=/")
         if self.faults.take_malformed():
             body = bytes(response.body)
             response = Response(body[: max(1, len(body) // 2)], response.status_code,

@@ -162,7 +162,8 @@ class GatewayClient:
         """The client Gateway put into ``sap-usercontext`` (``sap-client=100``), if any."""
         for cookie in self._http.cookies.jar:
             if cookie.name == "sap-usercontext" and cookie.value:
-                for part in httpx.QueryParams(cookie.value.replace("%3d", "=").replace("%3D", "=")).multi_items():
+                value = cookie.value.strip('"').replace("%3d", "=").replace("%3D", "=")
+                for part in httpx.QueryParams(value).multi_items():
                     if part[0] == "sap-client":
                         return part[1]
         return None
@@ -222,7 +223,7 @@ class GatewayClient:
                 if 200 <= status < 300:
                     return response
                 said = sap_message(response)
-                if with_session and not relogged and self._session_lost(status, said):
+                if with_session and not relogged and self._session_lost(status, said, response.content):
                     log.info("%s: %s: Gateway session gone (HTTP %d); logging on again", self._source, what, status)
                     self._http.cookies.clear()
                     self._csrf = None
@@ -241,10 +242,12 @@ class GatewayClient:
             await asyncio.sleep(self._retry_delay * 2 ** (attempt - 1))
 
     @staticmethod
-    def _session_lost(status: int, said: SapMessage) -> bool:
+    def _session_lost(status: int, said: SapMessage, content: bytes) -> bool:
+        """401, or ICF's 400 "Session not found"/"Session Timed Out" (in an error body or a page)."""
         if status == 401:
             return True
-        return status == 400 and any(text in said.text.lower() for text in _SESSION_LOST)
+        text = (said.text or content[:2000].decode("utf-8", "replace")).lower()
+        return status == 400 and any(phrase in text for phrase in _SESSION_LOST)
 
     def _error(self, status: int, said: SapMessage, what: str, *, csrf_required: bool = False) -> SourceError:
         text = f"{what}: HTTP {status}: {said.describe()}" if said.text else f"{what}: HTTP {status}"
