@@ -91,3 +91,33 @@ async def test_an_invoice_keyed_in_twice_notifies_once(store: SqlStore) -> None:
     assert sorted(body.split(" entered")[0] for _, _, body in notes) == [
         "SAP invoice RE-0001 from supplier 100000", "SAP invoice RE-0001 from supplier 100001"]
     await site.source.aclose()
+
+
+async def test_the_example_notices_an_invoice_posted_without_a_timestamp_moving(store: SqlStore) -> None:
+    """examples/sap-ecc.yaml's invoice_posted: parked (RBSTAT A), later posted (5); CPUDT/CPUTM stay."""
+    import yaml
+
+    example = yaml.safe_load((Path(__file__).resolve().parents[2] / "examples" / "sap-ecc.yaml").read_text())
+    site = Site()
+    section = {**example["sources"]["sap"], "base_url": "http://sapgw.test:44300", "password": "mlc-pass",
+               "retry_delay": 0}
+    site.source = SapODataSource("sap", SapEccConfig.model_validate(section),
+                                 transport=httpx.ASGITransport(site.sim.create_app()), clock=site.clock)
+    site.flows = example["flows"]
+    poller = site.poller("invoice_posted", store)
+    await poller.poll()
+    site.clock.advance(timedelta(minutes=5))
+    belnr, gjahr = site.sim.post_invoice(lifnr="100000", xblnr="RE-7", amount="410.00", status="A")
+    site.clock.advance(timedelta(minutes=5))
+    await poller.poll()
+    assert sent(store, "invoice_posted") == []           # parked: no event yet
+    site.clock.advance(timedelta(hours=2))
+    site.sim.set_invoice_status(belnr, gjahr, "5")        # posted in MIRO; the entry stamp does not move
+    site.clock.advance(timedelta(minutes=5))
+    await poller.poll()
+    site.clock.advance(timedelta(minutes=5))
+    await poller.poll()
+    await poller.poll("lookback")
+    [(key, to, body)] = sent(store, "invoice_posted")
+    assert key == f"{belnr}|{gjahr}" and to == "+15005550011" and "posted: €410.00" in body
+    await site.source.aclose()
