@@ -441,3 +441,10 @@ async def test_the_logon_client_is_the_configured_one(rig: Rig) -> None:
     await source.check()
     assert source.gateway.session_client() == "100"
     assert all("sap-client=100" in r and "sap-language=EN" in r for r in rig.sim.requests)
+
+
+async def test_check_names_write_back_properties_the_service_lacks(rig: Rig) -> None:
+    assert "DeliveryStatusSet" in (await rig.source(write_back=WRITE_BACK).check()).details["write_back"]
+    wrong = {**WRITE_BACK, "fields": {**WRITE_BACK["fields"], "Zstatus": "status"}}  # type: ignore[dict-item]
+    with pytest.raises(SourceError, match="has no Zstatus; it has: NotificationId"):
+        await rig.source(write_back=wrong).check()

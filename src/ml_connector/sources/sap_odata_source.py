@@ -314,6 +314,21 @@ class SapODataSource:
                                 f"{self.outside[entity]} row(s) outside the $filter sent: the service ignores "
                                 "(part of) $filter. Rows are filtered here, so nobody is flooded, but every poll "
                                 "reads more than it needs: ask the service developer to implement the filter")
+        wb = self.config.write_back
+        if wb is not None and wb.enabled:
+            meta = await self.metadata(wb.service)
+            target = meta.entity_sets.get(wb.entity_set)
+            what = self._what(wb.service)
+            if target is None:
+                raise SourceError(f"write_back.entity_set: {what} has no entity set {wb.entity_set!r}; it has: "
+                                  f"{', '.join(sorted(meta.entity_sets))}", source=self.name)
+            missing = [p for p in wb.fields if p not in target.properties]
+            if missing:
+                raise SourceError(f"write_back.fields: {what}/{wb.entity_set} has no {', '.join(missing)}; it has: "
+                                  f"{', '.join(target.properties)}", source=self.name)
+            if not target.creatable:
+                warnings.append(f"write_back: {what}/{wb.entity_set} is marked sap:creatable=\"false\"")
+            details["write_back"] = f"{what}/{wb.entity_set} (POST with CSRF token)"
         if warnings:
             details["warning"] = "; ".join(warnings)
         return CheckResult(system="SAP ECC (Gateway OData v2)", details=details)
