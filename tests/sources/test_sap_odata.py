@@ -448,3 +448,46 @@ async def test_check_names_write_back_properties_the_service_lacks(rig: Rig) -> 
     wrong = {**WRITE_BACK, "fields": {**WRITE_BACK["fields"], "Zstatus": "status"}}  # type: ignore[dict-item]
     with pytest.raises(SourceError, match="has no Zstatus; it has: NotificationId"):
         await rig.source(write_back=wrong).check()
+
+
+async def test_a_next_link_on_a_skip_page_is_followed_to_the_end(rig: Rig) -> None:
+    """A service that caps $top itself and adds __next: its links, then no $skip continuation."""
+    urls: list[str] = []
+    row = {"ChangedOn": "/Date(1709596800000)/", "ChangedAt": "PT16H00M00S"}
+
+    def capped(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("$metadata"):
+            return httpx.Response(200, content=_metadata(rig))
+        urls.append(str(request.url))
+        if "skiptoken" in str(request.url):  # a full last page (page_size 2), no __next: the end
+            return httpx.Response(200, json={"d": {"results": [{**row, "Ebeln": "4500000003"},
+                                                               {**row, "Ebeln": "4500000004"}]}})
+        return httpx.Response(200, json={"d": {"results": [{**row, "Ebeln": "4500000001"},
+                                                           {**row, "Ebeln": "4500000002"}],
+                                               "__next": "PurchaseOrderSet?$skiptoken='2'"}})
+    source = SapODataSource("sap", config(), transport=httpx.MockTransport(capped), clock=rig.clock)
+    records = await read(source, "purchase_orders", NOW - timedelta(hours=1), NOW + timedelta(seconds=1))
+    assert [r.key for r in records] == ["4500000001", "4500000002", "4500000003", "4500000004"]
+    assert len(urls) == 2 and "sap-client=100" in urls[1]
+    await source.aclose()
+
+
+def test_change_filters_by_granularity() -> None:
+    from ml_connector.sources import sap_odata as odata
+    from ml_connector.sources.sap_odata_metadata import EntitySet, Property
+
+    since, until = datetime(2024, 3, 5, 22, 30, tzinfo=UTC), datetime(2024, 3, 5, 23, 30, tzinfo=UTC)
+    day = odata.SapODataEntity.model_validate({"entity_set": "S", "key": "K", "change": {"date": "D", "time": "T"}})
+    # 22:30 UTC is 23:30 in Berlin (the 5th); 23:30 UTC is already the 6th there
+    assert odata.change_filter(day, None, since, until, BERLIN) == [
+        "D ge datetime'2024-03-05T00:00:00'", "D le datetime'2024-03-06T00:00:00'"]
+    full = odata.SapODataEntity.model_validate({"entity_set": "S", "key": "K", "change": {"date": "D"}})
+    assert odata.change_filter(full, None, since, until, BERLIN) == ["D ge datetime'2024-03-05T23:30:00'"]
+    offset = EntitySet("S", "T", ("K",), {"D": Property("D", "Edm.DateTimeOffset")})
+    assert odata.change_filter(full, offset, since, until, BERLIN) == ["D ge datetimeoffset'2024-03-05T22:30:00Z'"]
+    dats = EntitySet("S", "T", ("K",), {"D": Property("D", "Edm.DateTime", date_only=True)})
+    assert odata.granularity(full, dats) == "day"
+    unfilterable = EntitySet("S", "T", ("K",), {"D": Property("D", "Edm.DateTime", filterable=False)})
+    assert odata.change_filter(full, unfilterable, since, until, BERLIN) == []  # judged client-side only
+    snapshot = odata.SapODataEntity.model_validate({"entity_set": "S", "key": "K"})
+    assert odata.change_filter(snapshot, None, since, until, BERLIN) == []

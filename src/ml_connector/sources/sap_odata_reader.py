@@ -108,7 +108,8 @@ class EntitySetReader:
                 continue
             page = parse_page(response.content, what, self._source)
             yield page
-            if page.next is not None:
+            if page.next is not None:  # the service pages itself: its links from here on
+                mode = "server"
                 url = self._absolute(page.next, url, what)
                 if not page.rows:
                     raise SourcePayloadError(f"{what}: an empty page with a __next link", source=self._source)
