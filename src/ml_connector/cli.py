@@ -332,6 +332,32 @@ def check(ctx: click.Context, as_json: bool) -> None:
 
 
 @main.command()
+@click.argument("source")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def discover(ctx: click.Context, source: str, as_json: bool) -> None:
+    """List what SOURCE exposes (entity sets, properties, types) for writing flows."""
+    from ml_connector.discover import UnknownSource, describe_source, rows
+
+    config = load(ctx)
+    try:
+        found = run_async(describe_source(config, source))
+    except UnknownSource:
+        fail(f"no source {source!r}; sources: {', '.join(config.sources)}", EXIT_NOT_FOUND)
+    if found is None:
+        fail(f"discover is not supported yet for source type {config.sources[source].type!r}", EXIT_FAILED)
+    if as_json:
+        emit_json(found)
+        return
+    table = Table(title=f"ml-connector discover {source}")
+    for col in ("service", "entity set", "property", "type", "notes"):
+        table.add_column(col, overflow="fold")
+    for row in rows(found):
+        table.add_row(*row)
+    console.print(table)
+
+
+@main.command()
 @click.option("--role", "roles", multiple=True, type=click.Choice(["poller", "dispatcher", "web"]),
               help="Run only these roles (repeatable). Default: all three in one process.")
 @click.pass_context

@@ -44,6 +44,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from ml_connector.core.flowspec import OPERATORS, Duration, FlowSpec, LookupRecipient
 from ml_connector.core.redact import mask_url
+from ml_connector.core.routing import routed_lookups
 from ml_connector.errors import ConfigError
 from ml_connector.sources import registry
 from ml_connector.yaml_guard import check_alias_budget
@@ -449,6 +450,7 @@ def _reference_problems(
                 for i, r in enumerate(flow.recipients)
                 if isinstance(r, LookupRecipient)
             ]
+            lookups += routed_lookups(flow.routing_table, where)
             for loc, entity in [((*where, "entity"), flow.entity), *lookups]:
                 if entities is not None and entity not in entities:
                     message = f"source {flow.source!r} has no entity {entity!r}; entities: {_names(entities)}"

@@ -154,10 +154,13 @@ def syspro_sections(syspro_url: str) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def demo_config(data_dir: Path, twilio_url: str, webhook_port: int, *, ebs_url: str | None = None,
-                syspro_url: str | None = None) -> dict[str, Any]:
-    """The demo's config: examples/sql.yaml's shape, plus EBS and SYSPRO when given, with this run's ports."""
+                syspro_url: str | None = None, sap_url: str | None = None) -> dict[str, Any]:
+    """The demo's config: examples/sql.yaml's shape, plus EBS, SYSPRO and SAP when given, with this run's ports."""
+    from ml_connector.demo_sap import sap_sections
+
     config = _sql_demo_config(twilio_url, webhook_port)
-    for name, url, sections in (("ebs", ebs_url, ebs_sections), ("syspro", syspro_url, syspro_sections)):
+    for name, url, sections in (("ebs", ebs_url, ebs_sections), ("syspro", syspro_url, syspro_sections),
+                                ("sap", sap_url, sap_sections)):
         if url:
             source, flows = sections(url)
             config["sources"][name] = source
@@ -468,8 +471,11 @@ async def run_demo(*, duration: float | None, data_dir: Path | None, every: floa
     """Run the demo; True when at least one notification was delivered."""
     from ml_connector.app import Connector
     from ml_connector.config import load_config
+    from ml_connector.demo_sap import SAP_TZ, SapEvents, sap_duplicates_line
+    from ml_connector.demo_sap import seed as seed_sap
     from ml_connector.sim.demo_erp import DemoErp
     from ml_connector.sim.oracle_ebs import EbsSim
+    from ml_connector.sim.sap_gateway import SapGatewaySim
     from ml_connector.sim.syspro import SysproSim
     from ml_connector.sim.twilio import Account, Outcome, TwilioSim
     from ml_connector.store.crypto import create_key_file
@@ -490,16 +496,21 @@ async def run_demo(*, duration: float | None, data_dir: Path | None, every: floa
         webhook_port = free_port()
         ebs = EbsSim(server_tz=EBS_TZ)
         syspro = SysproSim()
+        sap = SapGatewaySim(timezone=SAP_TZ)
+        seed_sap(sap)
         async with serving(sim.create_app()) as twilio_url, serving(ebs.create_app()) as ebs_url, \
-                serving(syspro.create_app()) as syspro_url, _stop_on_signals() as stop:
+                serving(syspro.create_app()) as syspro_url, serving(sap.create_app()) as sap_url, \
+                _stop_on_signals() as stop:
             config_path = directory / "ml-connector.yaml"
-            config = demo_config(directory, twilio_url, webhook_port, ebs_url=ebs_url, syspro_url=syspro_url)
+            config = demo_config(directory, twilio_url, webhook_port, ebs_url=ebs_url, syspro_url=syspro_url,
+                                 sap_url=sap_url)
             config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
             if not (directory / "ml-connector.key").exists():
                 create_key_file(directory / "ml-connector.key")
             connector = Connector(load_config(config_path, {}))
             console.print(f"[bold]ml-connector demo[/bold]: SQL ERP {directory / 'demo-erp.db'}, Oracle EBS "
-                          f"{ebs_url}, SYSPRO {syspro_url}, Twilio simulator {twilio_url}, webhooks "
+                          f"{ebs_url}, SYSPRO {syspro_url}, SAP Gateway {sap_url}, Twilio simulator {twilio_url}, "
+                          f"webhooks "
                           f"http://127.0.0.1:{webhook_port}")
             console.print("An ERP event every few seconds becomes an SMS; each notification's journey is "
                           "shown. " + (f"Stops after {duration:g} s." if duration else "Ctrl-C stops."))
@@ -507,7 +518,8 @@ async def run_demo(*, duration: float | None, data_dir: Path | None, every: floa
             stop_sending = asyncio.Event()
             polling = asyncio.create_task(connector.run(stop, ("poller",)))
             sending = asyncio.create_task(connector.run(stop_sending, ("dispatcher", "web")))
-            erps = [erp, EbsEvents(ebs), SysproEvents(syspro)]
+            sap_events = SapEvents(sap)
+            erps = [erp, EbsEvents(ebs), SysproEvents(syspro), sap_events]
             events = asyncio.create_task(_generate_events(erps, stop, every, console, seed=7))
             loop = asyncio.get_running_loop()
             deadline = loop.time() + duration if duration else None
@@ -537,6 +549,7 @@ async def run_demo(*, duration: float | None, data_dir: Path | None, every: floa
                 await asyncio.gather(polling, sending, events, return_exceptions=True)
                 await sim.drain()
                 await watcher.follow()
+                sap_line = sap_duplicates_line(connector.store, sap_events.duplicates)
                 await connector.aclose()
                 await sim.aclose()
             logging.getLogger("ml_connector").setLevel(previous_level)
@@ -545,6 +558,7 @@ async def run_demo(*, duration: float | None, data_dir: Path | None, every: floa
         shown = ", ".join(f"{r['source_table']} {r['source_id']} {r['status']}" for r in written_back[:6])
         console.print(f"Oracle EBS audit (xx_mlc_audit.record_delivery): {len(written_back)} final delivery "
                       f"status(es) written back{': ' + shown if shown else ''}")
+        console.print(sap_line)
         console.print(f"data kept in {directory}" if data_dir else "demo data removed")
         return watcher.delivered > 0
 
@@ -599,6 +613,13 @@ async def run_simulators(config: Any, *, twilio_port: int | None, events: bool, 
                 served = await stack.enter_async_context(serving(ebs.create_app(), "127.0.0.1", _port_of(url)))
                 console.print(f"source {name}: Oracle EBS simulator on {served}")
                 erps.append(EbsEvents(ebs))
+            elif source.type == "sap_ecc":
+                from ml_connector.demo_sap import SapEvents, sap_simulator
+
+                gateway = sap_simulator(source)
+                served = await stack.enter_async_context(serving(gateway.create_app(), "127.0.0.1", _port_of(url)))
+                console.print(f"source {name}: SAP Gateway simulator on {served} (client {source.sap_client})")
+                erps.append(SapEvents(gateway))
             elif source.type == "syspro":
                 simulated = syspro_simulator(source)
                 served = await stack.enter_async_context(

@@ -22,9 +22,12 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+if TYPE_CHECKING:
+    from ml_connector.core.routing import RoutingTable
 
 OPERATORS = ("eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte", "is_null", "matches", "becomes", "changed")
 
@@ -170,7 +173,11 @@ class FlowSpec(_Frozen):
     schedule: ScheduleSpec = ScheduleSpec()
     trigger: TriggerNode
     first_sighting: Literal["skip", "fire"] = "skip"
-    recipients: list[RecipientSpec] = Field(min_length=1)
+    recipients: list[RecipientSpec] = []
+    #: Ordered rules routing records to recipients (core.routing); None: only `recipients`.
+    routing: Any = None
+    #: Fields naming the business document for idempotency instead of the record (core.dedupe).
+    dedupe_on: list[str] = []
     channel: Literal["sms"] = "sms"
     sender: str  # "<account>.<sender name>" from the twilio section
     template: str  # inline Jinja2 source
@@ -178,3 +185,26 @@ class FlowSpec(_Frozen):
     currency: str = "USD"
     retry: RetrySpec = RetrySpec()
     enabled: bool = True
+
+    @field_validator("routing", mode="before")
+    @classmethod
+    def _routing(cls, value: Any) -> Any:
+        from ml_connector.core.routing import RoutingTable  # routing builds on this module's types
+
+        if value is None or isinstance(value, RoutingTable):
+            return value
+        try:
+            return RoutingTable.model_validate(value)
+        except ValidationError as exc:
+            raise ValueError("; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                                       for e in exc.errors())) from None
+
+    @model_validator(mode="after")
+    def _someone(self) -> FlowSpec:
+        if not self.recipients and self.routing is None:
+            raise ValueError("recipients: name at least one recipient, or a routing table")
+        return self
+
+    @property
+    def routing_table(self) -> RoutingTable | None:
+        return self.routing  # type: ignore[no-any-return]

@@ -117,6 +117,14 @@ def truncate(value: Any, length: int, end: str = "…") -> str:
     return text[: length - len(end)] + end
 
 
+def alpha_out(value: Any) -> str:
+    """SAP's ALPHA output conversion: ``0000100000`` -> ``100000``; other text unchanged."""
+    if value is None:
+        return ""
+    text = str(value).strip()
+    return (text.lstrip("0") or "0") if text.isdigit() else text
+
+
 def _finalize(value: Any) -> Any:
     return "" if value is None else value
 
@@ -135,6 +143,7 @@ def _filters(timezone: str, default_currency: str) -> dict[str, Callable[..., st
         return mask_phone(None if value is None else str(value))
 
     return {
+        "alpha": alpha_out,
         "money": money,
         "date": date_filter,
         "datetime": datetime_filter,

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from ml_connector.core import rules, watermark
+from ml_connector.core import dedupe, routing, rules, watermark
 from ml_connector.core.flowspec import FlowSpec
 from ml_connector.core.idempotency import notification_key
 from ml_connector.core.models import Record, Status
@@ -211,7 +211,7 @@ class Poller:
             if event in self._stored_events:
                 report.known += 1
                 continue
-            notifications.extend(await self._notifications_for(record, event[1], resolver, now))
+            notifications.extend(await self._notifications_for(record, event[1], resolver, now, snapshot))
         await commits.drain()
         commits.start(PollCommit(flow.name, kind, new_watermark, states, notifications, now))
         if new_watermark is not None:
@@ -246,18 +246,23 @@ class Poller:
         return fired, states
 
     async def _notifications_for(
-        self, record: Record, version: str, resolver: RecipientResolver, now: datetime
+        self, record: Record, version: str, resolver: RecipientResolver, now: datetime,
+        snapshot: Mapping[str, Any] | None = None,
     ) -> list[NewNotification]:
         flow = self.flow
         body = flow.template.render(template_context(flow.name, record))  # TemplateError stops the flow
         segments = segment_info(body).segments
         result: list[NewNotification] = []
-        for recipient in await resolver.resolve(flow.spec.recipients, record):
+        # dedupe_on: the business document, not the record, names the notification (core.dedupe)
+        key_part, version_part = dedupe.key_parts(flow.spec.dedupe_on, record.key, version, record.data,
+                                                  snapshot or {})
+        specs = routing.recipients_for(flow.spec.recipients, flow.spec.routing_table, record.data)
+        for recipient in await resolver.resolve(specs, record):
             address = recipient.phone or f"invalid:{recipient.field}"
             result.append(
                 NewNotification(
                     idempotency_key=notification_key(
-                        flow.name, record.entity, record.key, version, address, flow.spec.channel
+                        flow.name, record.entity, key_part, version_part, address, flow.spec.channel
                     ),
                     flow=flow.name,
                     entity=record.entity,
