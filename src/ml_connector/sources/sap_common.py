@@ -15,8 +15,8 @@ from typing import Any
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from ml_connector.core.redact import mask_url
-from ml_connector.errors import SourceError
 from ml_connector.sources.fields import PhoneRegion, TimeZoneName
+from ml_connector.tls import client_ssl_context
 
 
 class _Model(BaseModel):
@@ -35,6 +35,7 @@ class SapConnection(_Model):
     default_region: PhoneRegion = "US"
     verify_tls: bool = True
     ca_bundle: Path | None = None
+    ca_bundle_only: bool = False  # trust only ca_bundle, not the system and certifi stores too
     timeout: float = Field(default=30.0, gt=0)
     retries: int = Field(default=3, ge=0, le=10)
     retry_delay: float = Field(default=1.0, ge=0)
@@ -59,12 +60,7 @@ class SapConnection(_Model):
 
 
 def tls_context(connection: SapConnection) -> ssl.SSLContext | bool:
-    """Verification on by default; a corporate CA bundle (SAP Web Dispatcher's CA) when given."""
-    if not connection.verify_tls:
-        return False
-    if connection.ca_bundle is None:
-        return True
-    try:
-        return ssl.create_default_context(cafile=str(connection.ca_bundle))
-    except (OSError, ssl.SSLError) as exc:
-        raise SourceError(f"ca_bundle {connection.ca_bundle}: cannot be read as PEM certificates ({exc})") from None
+    """Verification on by default; a corporate CA bundle (SAP Web Dispatcher's CA) adds to the
+    system and certifi stores, or replaces them with `ca_bundle_only` (see ml_connector.tls)."""
+    return client_ssl_context(verify=connection.verify_tls, ca_bundle=connection.ca_bundle,
+                              ca_bundle_only=connection.ca_bundle_only)
