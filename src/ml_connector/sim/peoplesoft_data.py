@@ -127,8 +127,12 @@ class Tables:
         return max(rows, key=lambda j: (j.effdt, j.effseq)) if rows else None
 
 
+_AREAS = ("312", "773", "415", "212", "617", "303", "512", "206")
+
+
 def _mobile(rng: random.Random) -> str:
-    return f"{rng.randrange(201, 990)}/555-{rng.randrange(100, 10000):04d}"
+    """PeopleSoft's delivered phone format (`312/555-0142`), numbers in the fictional 555-01xx range."""
+    return f"{rng.choice(_AREAS)}/555-01{rng.randrange(0, 100):02d}"
 
 
 def add_person(tables: Tables, rng: random.Random, emplid: str, now: datetime, *,

@@ -21,7 +21,7 @@ from urllib.parse import parse_qsl, unquote
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-TOKEN_PATH = "/oauth2/v1/token"
+TOKEN_PATH = "/oauth2/v1/token"  # noqa: S105 - a URL path, not a secret
 
 
 @dataclass(frozen=True)
