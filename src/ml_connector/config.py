@@ -43,6 +43,7 @@ from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from ml_connector.core.flowspec import OPERATORS, Duration, FlowSpec, LookupRecipient
+from ml_connector.core.members import MembersRecipient
 from ml_connector.core.redact import mask_url
 from ml_connector.errors import ConfigError
 from ml_connector.sources import registry
@@ -434,6 +435,10 @@ def _reference_problems(
                 ((*where, "recipients", i, "lookup", "entity"), r.lookup.entity)
                 for i, r in enumerate(flow.recipients)
                 if isinstance(r, LookupRecipient)
+            ] + [
+                ((*where, "recipients", i, "members", "entity"), r.members.entity)
+                for i, r in enumerate(flow.recipients)
+                if isinstance(r, MembersRecipient)
             ]
             for loc, entity in [((*where, "entity"), flow.entity), *lookups]:
                 if entities is not None and entity not in entities:

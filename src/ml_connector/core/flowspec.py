@@ -26,6 +26,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from ml_connector.core.members import MembersRecipient
+
 OPERATORS = ("eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte", "is_null", "matches", "becomes", "changed")
 
 
@@ -133,7 +135,7 @@ class LookupRecipient(_Frozen):
 
 
 RecipientSpec = Annotated[
-    StaticRecipients | LookupRecipient | FieldRecipient, Field(union_mode="left_to_right")
+    StaticRecipients | LookupRecipient | MembersRecipient | FieldRecipient, Field(union_mode="left_to_right")
 ]
 
 

@@ -32,9 +32,11 @@ from typing import Any
 from ml_connector.core import rules, watermark
 from ml_connector.core.flowspec import FlowSpec
 from ml_connector.core.idempotency import notification_key
+from ml_connector.core.members import MembersRecipient
 from ml_connector.core.models import Record, Status
 from ml_connector.core.segments import segment_info
 from ml_connector.core.templates import CompiledTemplate
+from ml_connector.runtime.fanout import fan_out
 from ml_connector.runtime.recipients import RecipientResolver
 from ml_connector.sources.base import Source
 from ml_connector.store.port import NewNotification, PollCommit, RecordState, Store
@@ -86,6 +88,7 @@ class Poller:
         self._batch_size = batch_size
         self._trigger = rules.compile_trigger(flow.spec.trigger)
         self._stored_events: frozenset[tuple[str, str]] = frozenset()  # see the module docstring
+        self._fan_outs = [r for r in flow.spec.recipients if isinstance(r, MembersRecipient)]
 
     async def _started_at(self) -> datetime:
         """When this flow first ran: records changed before it are baseline, not events."""
@@ -212,6 +215,10 @@ class Poller:
                 report.known += 1
                 continue
             notifications.extend(await self._notifications_for(record, event[1], resolver, now))
+            for spec in self._fan_outs:
+                async for page in fan_out(flow, record, event[1], spec, resolver, now, template_context):
+                    await commits.drain()  # one page at a time: memory holds one page
+                    commits.start(PollCommit(flow.name, kind, None, [], page, now))
         await commits.drain()
         commits.start(PollCommit(flow.name, kind, new_watermark, states, notifications, now))
         if new_watermark is not None:
@@ -249,10 +256,13 @@ class Poller:
         self, record: Record, version: str, resolver: RecipientResolver, now: datetime
     ) -> list[NewNotification]:
         flow = self.flow
+        recipients = await resolver.resolve(flow.spec.recipients, record)
+        if not recipients:  # only fan-out recipients: their bodies are rendered per member
+            return []
         body = flow.template.render(template_context(flow.name, record))  # TemplateError stops the flow
         segments = segment_info(body).segments
         result: list[NewNotification] = []
-        for recipient in await resolver.resolve(flow.spec.recipients, record):
+        for recipient in recipients:
             address = recipient.phone or f"invalid:{recipient.field}"
             result.append(
                 NewNotification(
