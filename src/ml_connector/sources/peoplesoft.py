@@ -39,6 +39,7 @@ from zoneinfo import ZoneInfo
 import httpx
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from ml_connector.core.exposure import minimise
 from ml_connector.core.models import CheckResult, Record
 from ml_connector.errors import SourceError, SourcePayloadError, SourceUnavailable
 from ml_connector.sources.ebs_clock import local_to_utc, since_for_request, utc_to_local
@@ -61,7 +62,7 @@ from ml_connector.sources.peoplesoft_wire import (
 log = logging.getLogger(__name__)
 
 #: Default for `exposed_fields`: what the product promises may leave PeopleSoft.
-DEFAULT_EXPOSED = ("EMPLID", "NAME_DISPLAY", "FIRST_NAME", "DEPTNAME", "JOBTITLE", "PHONE", "PHONE_*",
+DEFAULT_EXPOSED = ("EMPLID", "NAME_DISPLAY", "FIRST_NAME", "DEPTNAME", "JOBTITLE", "PHONE", "PHONES", "PHONE_*",
                    "COUNTRY_CODE", "EXTENSION", "emplid", "emplnamedisplay", "emplcellphone", "empljobtitle",
                    "empldepartment")
 
@@ -156,6 +157,8 @@ class PsEntity(_Model):
     members: MembersSpec | None = None
     due: DueSpec | None = None
     lookup: LookupSpec | None = None
+    #: Fields triggers need that templates may not use (kept in records besides `exposed_fields`).
+    control_fields: list[str] = []
 
     @model_validator(mode="after")
     def _shape(self) -> PsEntity:
@@ -278,6 +281,16 @@ class PeopleSoftSource:
                                      f"{', '.join(sorted(row)) or 'none'}): check the query's fields", source=self.name)
         return "/".join(str(row[k]).strip() for k in spec.key)
 
+    def _minimal(self, spec: PsEntity, data: dict[str, Any]) -> dict[str, Any]:
+        """Only what may leave PeopleSoft (`exposed_fields`), plus keys and control fields."""
+        patterns = self.config.exposed_fields
+        if patterns is None:
+            return data
+        keep = {*spec.key, spec.changed_at, *spec.control_fields}
+        if spec.effective is not None:
+            keep |= {spec.effective.date, spec.effective.sequence or spec.effective.date}
+        return minimise(data, patterns, keep)
+
     def _typed(self, entity: str, spec: PsEntity, row: dict[str, Any]) -> dict[str, Any]:
         try:
             for name in spec.datetimes:
@@ -306,7 +319,8 @@ class PeopleSoftSource:
         if changed is None:
             raise SourcePayloadError(f"{entity}: row {key} has no {spec.changed_at}", source=self.name)
         row[spec.changed_at] = changed
-        return Record(entity=entity, key=key, changed_at=changed, data=self._typed(entity, spec, row))
+        data = self._minimal(spec, self._typed(entity, spec, row))
+        return Record(entity=entity, key=key, changed_at=changed, data=data)
 
     def _window_prompts(self, spec: PsEntity, since: datetime, until: datetime) -> dict[str, str]:
         low = since_for_request(floor_second(since), self.zone)
@@ -387,7 +401,7 @@ class PeopleSoftSource:
                     data |= pivot_phones(batch[key])
                 else:
                     data["ROWS"] = batch[key]
-                yield Record(entity=entity, key=key, changed_at=stamp, data=data)
+                yield Record(entity=entity, key=key, changed_at=stamp, data=self._minimal(spec, data))
 
     async def members(self, entity: str, match: Mapping[str, str]) -> AsyncIterator[list[Record]]:
         """Pages of the group's members (e.g. a pay group's employees), at most `maxrows` each."""
@@ -398,7 +412,7 @@ class PeopleSoftSource:
         async for rows in self._keyset(spec, spec.members.after, spec.members.start, match, spec.key[0]):
             page = []
             for row in rows:
-                data = self._typed(entity, spec, row) | pivot_phones([row])
+                data = self._minimal(spec, self._typed(entity, spec, row) | pivot_phones([row]))
                 page.append(Record(entity=entity, key=self._key(entity, spec, row), changed_at=now, data=data))
             yield page
 
@@ -437,7 +451,7 @@ class PeopleSoftSource:
             if not match:
                 return None
             data = {k: (v.strip() if isinstance(v, str) else v) for k, v in match[0].items()}
-            return Record(entity=entity, key=key, changed_at=now, data=data)
+            return Record(entity=entity, key=key, changed_at=now, data=self._minimal(spec, data))
         query_spec = spec.model_copy(update={"query": look.query or spec.query})
         _, rows = await self.run_query(query_spec, {look.prompt: key}, spec.maxrows, f"query {query_spec.query}")
         if not rows:
@@ -445,7 +459,7 @@ class PeopleSoftSource:
         data = dict(rows[0])
         if look.phones:
             data |= pivot_phones(rows)
-        return Record(entity=entity, key=key, changed_at=now, data=self._typed(entity, spec, data))
+        return Record(entity=entity, key=key, changed_at=now, data=self._minimal(spec, self._typed(entity, spec, data)))
 
     # -- check ------------------------------------------------------------------------------------
 
