@@ -144,10 +144,13 @@ def syspro_sections(syspro_url: str) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def demo_config(data_dir: Path, twilio_url: str, webhook_port: int, *, ebs_url: str | None = None,
-                syspro_url: str | None = None) -> dict[str, Any]:
-    """The demo's config: examples/sql.yaml's shape, plus EBS and SYSPRO when given, with this run's ports."""
+                syspro_url: str | None = None, ps_url: str | None = None) -> dict[str, Any]:
+    """The demo's config: examples/sql.yaml's shape, plus EBS, SYSPRO and PeopleSoft when given."""
+    from ml_connector.demo_peoplesoft import peoplesoft_sections
+
     config = _sql_demo_config(twilio_url, webhook_port)
-    for name, url, sections in (("ebs", ebs_url, ebs_sections), ("syspro", syspro_url, syspro_sections)):
+    for name, url, sections in (("ebs", ebs_url, ebs_sections), ("syspro", syspro_url, syspro_sections),
+                                ("ps", ps_url, peoplesoft_sections)):
         if url:
             source, flows = sections(url)
             config["sources"][name] = source
@@ -445,6 +448,7 @@ async def run_demo(*, duration: float | None, data_dir: Path | None, every: floa
     """Run the demo; True when at least one notification was delivered."""
     from ml_connector.app import Connector
     from ml_connector.config import load_config
+    from ml_connector.demo_peoplesoft import PeopleSoftEvents, peoplesoft_simulator
     from ml_connector.sim.demo_erp import DemoErp
     from ml_connector.sim.oracle_ebs import EbsSim
     from ml_connector.sim.syspro import SysproSim
@@ -467,16 +471,20 @@ async def run_demo(*, duration: float | None, data_dir: Path | None, every: floa
         webhook_port = free_port()
         ebs = EbsSim(server_tz=EBS_TZ)
         syspro = SysproSim()
+        peoplesoft = peoplesoft_simulator()
         async with serving(sim.create_app()) as twilio_url, serving(ebs.create_app()) as ebs_url, \
-                serving(syspro.create_app()) as syspro_url, _stop_on_signals() as stop:
+                serving(syspro.create_app()) as syspro_url, serving(peoplesoft.create_app()) as ps_url, \
+                _stop_on_signals() as stop:
             config_path = directory / "ml-connector.yaml"
-            config = demo_config(directory, twilio_url, webhook_port, ebs_url=ebs_url, syspro_url=syspro_url)
+            config = demo_config(directory, twilio_url, webhook_port, ebs_url=ebs_url, syspro_url=syspro_url,
+                                 ps_url=ps_url)
             config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
             if not (directory / "ml-connector.key").exists():
                 create_key_file(directory / "ml-connector.key")
             connector = Connector(load_config(config_path, {}))
             console.print(f"[bold]ml-connector demo[/bold]: SQL ERP {directory / 'demo-erp.db'}, Oracle EBS "
-                          f"{ebs_url}, SYSPRO {syspro_url}, Twilio simulator {twilio_url}, webhooks "
+                          f"{ebs_url}, SYSPRO {syspro_url}, PeopleSoft {ps_url}, Twilio simulator {twilio_url}, "
+                          f"webhooks "
                           f"http://127.0.0.1:{webhook_port}")
             console.print("An ERP event every few seconds becomes an SMS; each notification's journey is "
                           "shown. " + (f"Stops after {duration:g} s." if duration else "Ctrl-C stops."))
@@ -484,7 +492,7 @@ async def run_demo(*, duration: float | None, data_dir: Path | None, every: floa
             stop_sending = asyncio.Event()
             polling = asyncio.create_task(connector.run(stop, ("poller",)))
             sending = asyncio.create_task(connector.run(stop_sending, ("dispatcher", "web")))
-            erps = [erp, EbsEvents(ebs), SysproEvents(syspro)]
+            erps = [erp, EbsEvents(ebs), SysproEvents(syspro), PeopleSoftEvents(peoplesoft)]
             events = asyncio.create_task(_generate_events(erps, stop, every, console, seed=7))
             loop = asyncio.get_running_loop()
             deadline = loop.time() + duration if duration else None
@@ -576,6 +584,14 @@ async def run_simulators(config: Any, *, twilio_port: int | None, events: bool, 
                 served = await stack.enter_async_context(serving(ebs.create_app(), "127.0.0.1", _port_of(url)))
                 console.print(f"source {name}: Oracle EBS simulator on {served}")
                 erps.append(EbsEvents(ebs))
+            elif source.type == "peoplesoft":
+                from ml_connector.demo_peoplesoft import PeopleSoftEvents, peoplesoft_simulator
+
+                hcm = peoplesoft_simulator(source)
+                served = await stack.enter_async_context(serving(hcm.create_app(), "127.0.0.1", _port_of(url)))
+                console.print(f"source {name}: PeopleSoft simulator (node {source.node}, IdP token URL "
+                              f"{served}/oauth2/v1/token) on {served}")
+                erps.append(PeopleSoftEvents(hcm))
             elif source.type == "syspro":
                 simulated = syspro_simulator(source)
                 served = await stack.enter_async_context(

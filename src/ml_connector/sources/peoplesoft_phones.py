@@ -3,7 +3,7 @@
 PeopleSoft stores the country code (COUNTRY_CODE, e.g. `1`, `44`), the number as typed
 (`312/555-0142`) and an extension in separate columns, and marks one phone per person preferred
 (PREF_PHONE_FLAG = Y). Fields made, per PHONE_TYPE: `PHONE_<TYPE>` (dialable: `+<cc> <number>`),
-`PHONE_<TYPE>_EXT` when there is an extension; and `PHONE_PREFERRED` plus `PHONES`, every
+`PHONE_<TYPE>_EXT` when there is an extension; and `PHONE_PREFERRED` plus `PHONES` (text, `; `-separated), every
 dialable number in order: the preferred one, then lines without an extension (a number with an
 extension is a switchboard line that cannot take a text message), then the rest, by type.
 """
@@ -38,6 +38,6 @@ def pivot_phones(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             fields.setdefault(f"PHONE_{kind}_EXT", extension)
         ranked.append((0 if preferred else 1 if not extension else 2, kind, number))
     ranked.sort()
-    fields["PHONES"] = [number for _, _, number in ranked]
+    fields["PHONES"] = "; ".join(number for _, _, number in ranked)  # text: compared as last-seen
     fields["PHONE_PREFERRED"] = next((n for rank, _, n in ranked if rank == 0), ranked[0][2] if ranked else "")
     return fields
