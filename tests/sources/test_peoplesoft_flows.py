@@ -187,3 +187,40 @@ def test_validate_refuses_a_template_using_a_field_outside_the_allow_list(tmp_pa
     assert result.exit_code == 2
     assert "flows.employee_hired.template: line 1 of the template: field 'ANNUAL_RT' is not in " \
            "sources.hcm.exposed_fields" in result.output + result.stderr
+
+
+async def test_a_due_date_fires_once_per_record_at_the_local_time_without_any_change(
+        clock: ManualClock, make_store: Callable[[], SqlStore]) -> None:
+    sim = PsSim(clock=clock)  # three open steps due 2024-03-08, -09 and -10
+    step = sim.tables.steps[1]
+    store = make_store()
+    poller = poller_for("benefits_deadline", source_for(sim, clock), store, clock)
+    clock.advance(-3600)  # 08:00 in Chicago: the first step fires at 09:00 today
+    await poller.poll()
+    fired_at: dict[str, datetime] = {}
+    for _ in range(4 * 8):  # every six hours for eight days, nothing in the rows changes
+        clock.advance(hours=6)
+        await poller.poll()
+        if clock().hour == 21:
+            await poller.poll(LOOKBACK)
+        for row in sent(store, "benefits_deadline"):
+            fired_at.setdefault(row.record_key, clock())
+    rows = sent(store, "benefits_deadline")
+    assert sorted(r.record_key for r in rows) == sorted(f"{s.emplid}/{s.step_id}" for s in sim.tables.steps)
+    assert "Benefits enrolment is due on Sat Mar 09" in {r.record_key: r.body for r in rows}[
+        f"{step.emplid}/{step.step_id}"]
+    first = f"{sim.tables.steps[0].emplid}/{sim.tables.steps[0].step_id}"
+    assert fired_at[first] <= datetime(2024, 3, 5, 20, 0, tzinfo=UTC)  # read by the first poll after 09:00
+
+
+def test_due_fires_at_the_local_time_before_the_date() -> None:
+    from zoneinfo import ZoneInfo
+
+    from ml_connector.core.due import DueSpec, fire_at
+
+    spec = DueSpec.model_validate({"field": "DUE_DT", "before": "3d", "at": "09:00"})
+    assert fire_at(date(2024, 3, 8), spec, ZoneInfo("America/Chicago")) == datetime(2024, 3, 5, 15, tzinfo=UTC)
+    # across the spring change (10 March 2024): still 09:00 local, now CDT
+    assert fire_at(date(2024, 3, 13), spec, ZoneInfo("America/Chicago")) == datetime(2024, 3, 10, 14, tzinfo=UTC)
+    with pytest.raises(ValueError, match="HH:MM"):
+        DueSpec.model_validate({"field": "DUE_DT", "at": "9am"})

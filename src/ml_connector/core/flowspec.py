@@ -26,6 +26,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from ml_connector.core.due import DueSpec
 from ml_connector.core.members import MembersRecipient
 
 OPERATORS = ("eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte", "is_null", "matches", "becomes", "changed")
@@ -180,3 +181,5 @@ class FlowSpec(_Frozen):
     currency: str = "USD"
     retry: RetrySpec = RetrySpec()
     enabled: bool = True
+    #: Date-driven: fire `before` the date in a field, at a local time (core.due); `trigger` filters.
+    due: DueSpec | None = None

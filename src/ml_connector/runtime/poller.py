@@ -36,6 +36,7 @@ from ml_connector.core.members import MembersRecipient
 from ml_connector.core.models import Record, Status
 from ml_connector.core.segments import segment_info
 from ml_connector.core.templates import CompiledTemplate
+from ml_connector.runtime.due import due_records
 from ml_connector.runtime.fanout import fan_out
 from ml_connector.runtime.recipients import RecipientResolver
 from ml_connector.sources.base import Source
@@ -116,7 +117,10 @@ class Poller:
         report = PollReport(self.flow.name, kind, window.since, window.until)
         resolver = RecipientResolver(self.flow.source, self.flow.default_region)
         commits = _Commits(self._commit, report, spec.overlap if kind == MAIN else None)
-        records = self.flow.source.fetch(self.flow.spec.entity, window.since, window.until)
+        records = self.flow.source.fetch(self.flow.spec.entity, window.since, window.until) \
+            if self.flow.spec.due is None else due_records(self.flow.source, self.flow.spec.entity,
+                                                           self.flow.spec.due, self.flow.spec.timezone,
+                                                           window.since, window.until)
         try:
             if self._trigger.stateful:
                 newest, last = await self._poll_transitions(records, started, resolver, commits, kind)
