@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from ml_connector.sim.peoplesoft_data import BLANK, DEPARTMENTS, JOBS, Tables
+from ml_connector.sim.peoplesoft_data import BLANK, DEPARTMENTS, JOBS, JobRow, Tables
 
 Prompts = Mapping[str, Any]
 Row = dict[str, Any]
@@ -69,11 +69,16 @@ def _payruns(t: Tables, p: Prompts, today: date) -> list[Row]:
 def _paygroup_employees(t: Tables, p: Prompts, today: date) -> list[Row]:
     """Active employees of a pay group with their preferred phone, after an EMPLID, by EMPLID."""
     preferred = {ph.emplid: ph for ph in t.phones if ph.pref_phone_flag == "Y"}
+    current: dict[str, JobRow] = {}  # the effective-dated current row per person, in one pass
+    for j in t.jobs:
+        best = current.get(j.emplid)
+        if j.committed and j.effdt <= today and (best is None or (j.effdt, j.effseq) > (best.effdt, best.effseq)):
+            current[j.emplid] = j
     rows: list[Row] = []
     for emplid in sorted(t.people):
         if emplid <= str(p["AFTER_EMPLID"]):
             continue
-        job = t.current_job(emplid, today)
+        job = current.get(emplid)
         if job is None or job.hr_status != "A" or job.company != p["COMPANY"] or job.paygroup != p["PAYGROUP"]:
             continue
         phone = preferred.get(emplid)
