@@ -27,6 +27,7 @@ from ml_connector.core.retry import RetryPolicy
 from ml_connector.core.templates import compile_template
 from ml_connector.errors import ConfigError, MlcError, SourceError, TemplateError
 from ml_connector.runtime.dispatcher import Dispatcher, DispatcherSettings
+from ml_connector.runtime.exposure_check import exposure_problems
 from ml_connector.runtime.poller import LOOKBACK, MAIN, FlowRuntime, Poller
 from ml_connector.runtime.status_sweep import StatusSweep, SweepSettings
 from ml_connector.runtime.store_wait import wait_for_store
@@ -76,6 +77,7 @@ def compile_flows(config: Config, shown_path: str | None = None) -> dict[str, An
             at = f"line {exc.line} of the template: " if exc.line else ""
             line = f":{lines[name]}" if name in lines else ""
             problems.append(f"{shown}{line}: {key}: {at}{message}")
+        problems += exposure_problems(config, name, spec, f"{shown}:{lines[name]}" if name in lines else shown)
     if problems:
         raise ConfigError(f"{len(problems)} template error(s)", problems)
     return compiled

@@ -43,6 +43,7 @@ from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from ml_connector.core.flowspec import OPERATORS, Duration, FlowSpec, LookupRecipient
+from ml_connector.core.members import MembersRecipient
 from ml_connector.core.redact import mask_url
 from ml_connector.core.routing import routed_lookups
 from ml_connector.errors import ConfigError
@@ -449,6 +450,10 @@ def _reference_problems(
                 ((*where, "recipients", i, "lookup", "entity"), r.lookup.entity)
                 for i, r in enumerate(flow.recipients)
                 if isinstance(r, LookupRecipient)
+            ] + [
+                ((*where, "recipients", i, "members", "entity"), r.members.entity)
+                for i, r in enumerate(flow.recipients)
+                if isinstance(r, MembersRecipient)
             ]
             lookups += routed_lookups(flow.routing_table, where)
             for loc, entity in [((*where, "entity"), flow.entity), *lookups]:

@@ -154,13 +154,15 @@ def syspro_sections(syspro_url: str) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def demo_config(data_dir: Path, twilio_url: str, webhook_port: int, *, ebs_url: str | None = None,
-                syspro_url: str | None = None, sap_url: str | None = None) -> dict[str, Any]:
-    """The demo's config: examples/sql.yaml's shape, plus EBS, SYSPRO and SAP when given, with this run's ports."""
+                syspro_url: str | None = None, sap_url: str | None = None,
+                ps_url: str | None = None) -> dict[str, Any]:
+    """The demo's config: examples/sql.yaml's shape, plus EBS, SYSPRO, SAP and PeopleSoft when given."""
+    from ml_connector.demo_peoplesoft import peoplesoft_sections
     from ml_connector.demo_sap import sap_sections
 
     config = _sql_demo_config(twilio_url, webhook_port)
     for name, url, sections in (("ebs", ebs_url, ebs_sections), ("syspro", syspro_url, syspro_sections),
-                                ("sap", sap_url, sap_sections)):
+                                ("sap", sap_url, sap_sections), ("ps", ps_url, peoplesoft_sections)):
         if url:
             source, flows = sections(url)
             config["sources"][name] = source
@@ -471,6 +473,7 @@ async def run_demo(*, duration: float | None, data_dir: Path | None, every: floa
     """Run the demo; True when at least one notification was delivered."""
     from ml_connector.app import Connector
     from ml_connector.config import load_config
+    from ml_connector.demo_peoplesoft import PeopleSoftEvents, peoplesoft_simulator
     from ml_connector.demo_sap import SAP_TZ, SapEvents, sap_duplicates_line
     from ml_connector.demo_sap import seed as seed_sap
     from ml_connector.sim.demo_erp import DemoErp
@@ -498,18 +501,20 @@ async def run_demo(*, duration: float | None, data_dir: Path | None, every: floa
         syspro = SysproSim()
         sap = SapGatewaySim(timezone=SAP_TZ)
         seed_sap(sap)
+        peoplesoft = peoplesoft_simulator()
         async with serving(sim.create_app()) as twilio_url, serving(ebs.create_app()) as ebs_url, \
                 serving(syspro.create_app()) as syspro_url, serving(sap.create_app()) as sap_url, \
-                _stop_on_signals() as stop:
+                serving(peoplesoft.create_app()) as ps_url, _stop_on_signals() as stop:
             config_path = directory / "ml-connector.yaml"
             config = demo_config(directory, twilio_url, webhook_port, ebs_url=ebs_url, syspro_url=syspro_url,
-                                 sap_url=sap_url)
+                                 sap_url=sap_url, ps_url=ps_url)
             config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
             if not (directory / "ml-connector.key").exists():
                 create_key_file(directory / "ml-connector.key")
             connector = Connector(load_config(config_path, {}))
             console.print(f"[bold]ml-connector demo[/bold]: SQL ERP {directory / 'demo-erp.db'}, Oracle EBS "
-                          f"{ebs_url}, SYSPRO {syspro_url}, SAP Gateway {sap_url}, Twilio simulator {twilio_url}, "
+                          f"{ebs_url}, SYSPRO {syspro_url}, SAP Gateway {sap_url}, PeopleSoft {ps_url}, "
+                          f"Twilio simulator {twilio_url}, "
                           f"webhooks "
                           f"http://127.0.0.1:{webhook_port}")
             console.print("An ERP event every few seconds becomes an SMS; each notification's journey is "
@@ -519,7 +524,7 @@ async def run_demo(*, duration: float | None, data_dir: Path | None, every: floa
             polling = asyncio.create_task(connector.run(stop, ("poller",)))
             sending = asyncio.create_task(connector.run(stop_sending, ("dispatcher", "web")))
             sap_events = SapEvents(sap)
-            erps = [erp, EbsEvents(ebs), SysproEvents(syspro), sap_events]
+            erps = [erp, EbsEvents(ebs), SysproEvents(syspro), sap_events, PeopleSoftEvents(peoplesoft)]
             events = asyncio.create_task(_generate_events(erps, stop, every, console, seed=7))
             loop = asyncio.get_running_loop()
             deadline = loop.time() + duration if duration else None
@@ -620,6 +625,14 @@ async def run_simulators(config: Any, *, twilio_port: int | None, events: bool, 
                 served = await stack.enter_async_context(serving(gateway.create_app(), "127.0.0.1", _port_of(url)))
                 console.print(f"source {name}: SAP Gateway simulator on {served} (client {source.sap_client})")
                 erps.append(SapEvents(gateway))
+            elif source.type == "peoplesoft":
+                from ml_connector.demo_peoplesoft import PeopleSoftEvents, peoplesoft_simulator
+
+                hcm = peoplesoft_simulator(source)
+                served = await stack.enter_async_context(serving(hcm.create_app(), "127.0.0.1", _port_of(url)))
+                console.print(f"source {name}: PeopleSoft simulator (node {source.node}, IdP token URL "
+                              f"{served}/oauth2/v1/token) on {served}")
+                erps.append(PeopleSoftEvents(hcm))
             elif source.type == "syspro":
                 simulated = syspro_simulator(source)
                 served = await stack.enter_async_context(

@@ -29,6 +29,9 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 if TYPE_CHECKING:
     from ml_connector.core.routing import RoutingTable
 
+from ml_connector.core.due import DueSpec
+from ml_connector.core.members import MembersRecipient
+
 OPERATORS = ("eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte", "is_null", "matches", "becomes", "changed")
 
 
@@ -136,7 +139,7 @@ class LookupRecipient(_Frozen):
 
 
 RecipientSpec = Annotated[
-    StaticRecipients | LookupRecipient | FieldRecipient, Field(union_mode="left_to_right")
+    StaticRecipients | LookupRecipient | MembersRecipient | FieldRecipient, Field(union_mode="left_to_right")
 ]
 
 
@@ -185,6 +188,8 @@ class FlowSpec(_Frozen):
     currency: str = "USD"
     retry: RetrySpec = RetrySpec()
     enabled: bool = True
+    #: Date-driven: fire `before` the date in a field, at a local time (core.due); `trigger` filters.
+    due: DueSpec | None = None
 
     @field_validator("routing", mode="before")
     @classmethod

@@ -32,9 +32,12 @@ from typing import Any
 from ml_connector.core import dedupe, routing, rules, watermark
 from ml_connector.core.flowspec import FlowSpec
 from ml_connector.core.idempotency import notification_key
+from ml_connector.core.members import MembersRecipient
 from ml_connector.core.models import Record, Status
 from ml_connector.core.segments import segment_info
 from ml_connector.core.templates import CompiledTemplate
+from ml_connector.runtime.due import due_records
+from ml_connector.runtime.fanout import fan_out
 from ml_connector.runtime.recipients import RecipientResolver
 from ml_connector.sources.base import Source
 from ml_connector.store.port import NewNotification, PollCommit, RecordState, Store
@@ -86,6 +89,7 @@ class Poller:
         self._batch_size = batch_size
         self._trigger = rules.compile_trigger(flow.spec.trigger)
         self._stored_events: frozenset[tuple[str, str]] = frozenset()  # see the module docstring
+        self._fan_outs = [r for r in flow.spec.recipients if isinstance(r, MembersRecipient)]
 
     async def _started_at(self) -> datetime:
         """When this flow first ran: records changed before it are baseline, not events."""
@@ -113,7 +117,10 @@ class Poller:
         report = PollReport(self.flow.name, kind, window.since, window.until)
         resolver = RecipientResolver(self.flow.source, self.flow.default_region)
         commits = _Commits(self._commit, report, spec.overlap if kind == MAIN else None)
-        records = self.flow.source.fetch(self.flow.spec.entity, window.since, window.until)
+        records = self.flow.source.fetch(self.flow.spec.entity, window.since, window.until) \
+            if self.flow.spec.due is None else due_records(self.flow.source, self.flow.spec.entity,
+                                                           self.flow.spec.due, self.flow.spec.timezone,
+                                                           window.since, window.until)
         try:
             if self._trigger.stateful:
                 newest, last = await self._poll_transitions(records, started, resolver, commits, kind)
@@ -212,6 +219,10 @@ class Poller:
                 report.known += 1
                 continue
             notifications.extend(await self._notifications_for(record, event[1], resolver, now, snapshot))
+            for spec in self._fan_outs:
+                async for page in fan_out(flow, record, event[1], spec, resolver, now, template_context):
+                    await commits.drain()  # one page at a time: memory holds one page
+                    commits.start(PollCommit(flow.name, kind, None, [], page, now))
         await commits.drain()
         commits.start(PollCommit(flow.name, kind, new_watermark, states, notifications, now))
         if new_watermark is not None:
@@ -250,14 +261,17 @@ class Poller:
         snapshot: Mapping[str, Any] | None = None,
     ) -> list[NewNotification]:
         flow = self.flow
+        specs = routing.recipients_for(flow.spec.recipients, flow.spec.routing_table, record.data)
+        recipients = await resolver.resolve(specs, record)
+        if not recipients:  # only fan-out recipients: their bodies are rendered per member
+            return []
         body = flow.template.render(template_context(flow.name, record))  # TemplateError stops the flow
         segments = segment_info(body).segments
         result: list[NewNotification] = []
         # dedupe_on: the business document, not the record, names the notification (core.dedupe)
         key_part, version_part = dedupe.key_parts(flow.spec.dedupe_on, record.key, version, record.data,
                                                   snapshot or {})
-        specs = routing.recipients_for(flow.spec.recipients, flow.spec.routing_table, record.data)
-        for recipient in await resolver.resolve(specs, record):
+        for recipient in recipients:
             address = recipient.phone or f"invalid:{recipient.field}"
             result.append(
                 NewNotification(

@@ -13,6 +13,7 @@ from typing import Any
 
 from ml_connector.compliance.phones import normalise
 from ml_connector.core.flowspec import FieldRecipient, LookupRecipient, RecipientSpec, StaticRecipients
+from ml_connector.core.members import MembersRecipient
 from ml_connector.core.models import Record
 from ml_connector.errors import RecipientError
 from ml_connector.sources.base import Source
@@ -69,6 +70,10 @@ def _first_usable(
     return Recipient(field=label, phone=None, raw=raw_first, reason=reason)
 
 
+#: For fan-out (runtime.fanout): the same choice among a member's phone fields.
+first_usable = _first_usable
+
+
 class RecipientResolver:
     """Resolves recipients for the records of one poll; caches look-ups and parsed numbers within
     that poll (and no longer: nothing personal outlives it)."""
@@ -78,6 +83,11 @@ class RecipientResolver:
         self._region = default_region
         self._cache: dict[tuple[str, str], Record | None] = {}
         self._numbers: Normalised = {}
+
+    @property
+    def numbers(self) -> Normalised:
+        """Numbers parsed during this poll (shared with fan-out)."""
+        return self._numbers
 
     async def _lookup(self, entity: str, key: str) -> Record | None:
         if (entity, key) not in self._cache:
@@ -95,6 +105,8 @@ class RecipientResolver:
                 found.append(_first_usable(record.data, fields, "", self._region, self._numbers))
             elif isinstance(spec, LookupRecipient):
                 found.append(await self._via_lookup(spec, record))
+            elif isinstance(spec, MembersRecipient):
+                continue  # fanned out page by page by the poller (runtime.fanout)
         return _dedupe(found)
 
     async def _via_lookup(self, spec: LookupRecipient, record: Record) -> Recipient:

@@ -13,6 +13,7 @@ from typing import Any
 SOURCE_TYPES: dict[str, tuple[str, str]] = {
     "sql": ("ml_connector.sources.sql:SqlSourceConfig", "ml_connector.sources.sql:build"),
     "oracle_ebs": ("ml_connector.sources.oracle_ebs:OracleEbsConfig", "ml_connector.sources.oracle_ebs:build"),
+    "peoplesoft": ("ml_connector.sources.peoplesoft:PeopleSoftConfig", "ml_connector.sources.peoplesoft:build"),
     "syspro": ("ml_connector.sources.syspro:SysproConfig", "ml_connector.sources.syspro:build"),
     "sap_ecc": ("ml_connector.sources.sap_ecc:SapEccConfig", "ml_connector.sources.sap_ecc:build"),
 }
