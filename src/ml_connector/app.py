@@ -283,9 +283,10 @@ class Connector:
             report = await poller.poll(MAIN)
             if report.inserted:
                 log.info("flow %s: %s new notification(s) from %s record(s)", name, report.inserted, report.read)
-            if schedule.lookback and self.clock() >= self._next_lookback.get(name, self.clock()):
+            now = self.clock()  # one reading: the first lookback is due at once, the next `every` later
+            if schedule.lookback and now >= self._next_lookback.get(name, now):
                 await poller.poll(LOOKBACK)
-                self._next_lookback[name] = self.clock() + schedule.lookback.every
+                self._next_lookback[name] = now + schedule.lookback.every
         except TemplateError as exc:
             log.error("flow %s stopped: %s. Fix the template and restart; nothing was sent.", name, exc)
             return False

@@ -88,12 +88,14 @@ async def pipeline(
     tweak: Callable[[dict[str, Any]], None] | None = None,
     sim_options: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
+    clock: FakeClock | None = None,
 ) -> AsyncIterator[Pipeline]:
     """The demo's config (two flows over the demo ERP) with in-process transports.
 
-    `tweak` edits the config dict before it is written; `store_url` swaps SQLite for PostgreSQL.
+    `tweak` edits the config dict before it is written; `store_url` swaps SQLite for PostgreSQL;
+    `clock` replaces the shared hand clock (e.g. one that moves on every reading).
     """
-    clock = FakeClock()
+    clock = clock or FakeClock()
     erp = DemoErp(tmp_path / "demo-erp.db", tz=DEMO_TZ, clock=clock)
     erp.create()
     webhook = LateApp()
