@@ -25,7 +25,7 @@ import contextlib
 import dataclasses
 import hmac
 import json
-import random
+import secrets
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping
 from datetime import UTC, datetime
@@ -141,7 +141,6 @@ class TwilioSim:
         self._lifecycle.restart(self.index)
         self._outcomes: dict[str, Outcome] = {**MAGIC_OUTCOMES, **self._initial_outcomes}
         self._faults = FaultPlan.of((), seed=self._seed)
-        self._sid_rng = random.Random(self._seed)
         self._seq = 0
 
     # -- configuration and inspection (the same operations the /_sim/ API offers) --
@@ -294,7 +293,7 @@ class TwilioSim:
         callback = create.status_callback or (service.status_callback if service else None)
         return SimMessage(
             seq=self._seq,
-            sid=f"{prefix}{self._sid_rng.getrandbits(128):032x}",
+            sid=f"{prefix}{secrets.token_hex(16)}",  # never reused, even by a restarted simulator
             account_sid=create.account.sid,
             to=create.to,
             from_=create.from_ or None,
