@@ -116,9 +116,7 @@ async def make_source(config: Config, wire: Wire, clock: ManualClock) -> AsyncIt
         section = config.sources["syspro"]
         assert isinstance(section, SysproConfig)
         raw = section.model_dump()
-        raw.update(mode=mode, retry_delay=0, **overrides)
-        if mode == "odata":  # PORQRY is an e.net business object
-            raw["entities"] = {name: {**entity, "lookup": "table"} for name, entity in raw["entities"].items()}
+        raw.update(mode=mode, retry_delay=0, **overrides)  # the example's entities serve both modes
         source = SysproSource("syspro", SysproConfig.model_validate(raw),
                               transport=httpx.ASGITransport(wire), clock=clock)
         built.append(source)
