@@ -16,7 +16,7 @@ import copy
 import hmac
 import json
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,8 +37,9 @@ from ml_connector.core.lifecycle import REPLAYABLE
 from ml_connector.core.models import Status, StatusEvent, require_aware
 from ml_connector.errors import ConfigError
 from ml_connector.store import attempts as attempt_results
+from ml_connector.store import flows as flowstate
+from ml_connector.store import lock_holders, polls, reports, writebacks
 from ml_connector.store import migrate as migrations
-from ml_connector.store import polls, reports, writebacks
 from ml_connector.store.auditrows import AUDIT, CHUNK, audit_row, audit_tuple, chunks
 from ml_connector.store.bulk import DIALECT_INSERTS, Bulk, Writer
 from ml_connector.store.crypto import KeyMismatchError, KeyRing
@@ -195,6 +196,47 @@ class SqlStore:
         view = copy.copy(self)
         view._fence = lock
         return view
+
+    # -- flow state: pause, resume, reset, last poll (store.flows) ---------------------------
+
+    def set_flow_paused(self, flow: str, paused: bool, actor: str, now: datetime | None = None) -> bool:
+        """Pause (or resume) `flow` for every process; False when it already was so."""
+        with writing(self._engine) as conn:
+            return flowstate.set_paused(conn, self._insert, flow, paused, actor, now or datetime.now(UTC))
+
+    def paused_flows(self) -> set[str]:
+        """The flows no process may poll now."""
+        with reading(self._engine) as conn:
+            return flowstate.paused(conn)
+
+    def record_poll(self, flow: str, *, at: datetime, kind: str, error: str | None = None,
+                    read: int | None = None, inserted: int | None = None, worker: str = "") -> None:
+        """What a poll of `flow` did (or the error it met), for `ml-connector flows`."""
+        require_aware(at, "record_poll(at)")
+        with writing(self._engine) as conn:
+            flowstate.record_poll(conn, self._insert, flow, at=at, kind=kind, error=error, read=read,
+                                    inserted=inserted, worker=worker)
+
+    def flow_states(self, flows: Sequence[str], events_since: datetime) -> dict[str, flowstate.FlowState]:
+        """Each flow's pause, watermarks, last poll and events fired since `events_since`."""
+        with reading(self._engine) as conn:
+            return flowstate.states(conn, list(flows), events_since)
+
+    def reset_flow(self, flow: str, *, to: datetime | None, baseline: bool, actor: str,
+                   now: datetime | None = None) -> flowstate.FlowReset:
+        """Move `flow`'s watermark to `to`, and with `baseline` re-take its baseline (audited)."""
+        if to is not None:
+            require_aware(to, "reset_flow(to)")
+        with writing(self._engine) as conn:
+            return flowstate.reset(conn, self._insert, flow, to=to, baseline=baseline, actor=actor,
+                                     now=now or datetime.now(UTC))
+
+    def flow_lock_holder(self, flow: str) -> str | None:
+        """The process polling `flow` now (the holder of its poller lock), if any."""
+        if self._dialect == "sqlite":
+            return lock_holders.file_holder(Path(str(self._engine.url.database)), flow)
+        with reading(self._engine) as conn:
+            return lock_holders.pg_holder(conn, flow)
 
     # -- polling ---------------------------------------------------------------------------
 
