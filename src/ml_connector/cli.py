@@ -32,6 +32,8 @@ from rich.console import Console
 from rich.table import Table
 
 from ml_connector import __version__
+from ml_connector.cli_output import Column, print_table
+from ml_connector.cli_output import console as out_console
 from ml_connector.config import CONFIG_ENV
 from ml_connector.core.lifecycle import REPLAYABLE
 from ml_connector.core.models import Status
@@ -475,17 +477,19 @@ STATUS_STYLE: Mapping[str, str] = {
 }
 
 
-def notifications_table(views: Sequence[Any], title: str = "notifications (newest first)") -> Table:
-    table = Table(title=title)
-    for col in ("id", "created (UTC)", "flow", "record", "to", "status", "tries"):
-        table.add_column(col, no_wrap=col in ("id", "created (UTC)", "to", "status", "tries"),
-                         justify="right" if col in ("id", "tries") else "left")
-    table.add_column("detail", overflow="fold", ratio=1)
-    for v in views:
-        style = STATUS_STYLE.get(str(v.status), "white")
-        table.add_row(str(v.id), _utc(v.created_at), v.flow, v.record_key, mask_phone(v.recipient),
-                      f"[{style}]{v.status}[/{style}]", str(v.attempts_made), v.problem or (v.provider_id or ""))
-    return table
+NOTIFICATION_COLUMNS = (
+    Column("id", right=True), Column("flow"), Column("status"), Column("to"),
+    Column("record", "wrap", 6), Column("created (UTC)", "wrap", 10), Column("tries", right=True),
+    Column("detail", "spill"),
+)
+
+
+def print_notifications(views: Sequence[Any], title: str = "notifications (newest first)") -> None:
+    """The notifications as a table that fits the terminal (plain text when piped)."""
+    rows = [(str(v.id), v.flow, str(v.status), mask_phone(v.recipient), v.record_key, _utc(v.created_at),
+             str(v.attempts_made), v.problem or (v.provider_id or "")) for v in views]
+    styles = [{2: STATUS_STYLE.get(str(v.status), "")} for v in views]
+    print_table(out_console(), NOTIFICATION_COLUMNS, rows, title=title, styles=styles)
 
 
 @main.group()
@@ -518,7 +522,7 @@ def notifications_list(ctx: click.Context, flow: str | None, statuses: Sequence[
     if not views:
         say_error("no notifications match")
         return
-    console.print(notifications_table(views))
+    print_notifications(views)
     if len(views) == limit:
         say_error(f"showing the newest {limit}; --limit shows more")
 
@@ -610,7 +614,7 @@ def replay(ctx: click.Context, ids: Sequence[int], flow: str | None, statuses: S
     if len(views) == limit:
         say_error(f"only the newest {limit} matching notifications are considered; --limit raises it")
     if len(views) > 1 and not yes:
-        console.print(notifications_table(views, title="to replay"))
+        print_notifications(views, title="to replay")
         if not _confirm(f"Replay these {len(views)} notifications?"):
             fail("not replayed (use --yes to skip this question)", EXIT_FAILED)
     replayed = store.replay([v.id for v in views], datetime.now(UTC), os.environ.get("USER") or "cli")
