@@ -705,3 +705,8 @@ def simulate(ctx: click.Context, twilio_port: int | None, events: bool) -> None:
     config = load(ctx)
     run_async(run_simulators(config, twilio_port=twilio_port, events=events, console=err_console))
     say_error("simulators stopped")
+
+
+from ml_connector.cli_flows import flows  # noqa: E402 - registers on `main`, which it imports
+
+main.add_command(flows)
