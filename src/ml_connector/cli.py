@@ -527,32 +527,6 @@ def notifications_list(ctx: click.Context, flow: str | None, statuses: Sequence[
         say_error(f"showing the newest {limit}; --limit shows more")
 
 
-@notifications.command("show")
-@click.argument("notification_id", type=int)
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (phone numbers masked).")
-@click.pass_context
-def notifications_show(ctx: click.Context, notification_id: int, as_json: bool) -> None:
-    """One notification with its body and every attempt."""
-    view = _store(load(ctx)).get_notification(notification_id)
-    if view is None:
-        fail(f"no notification {notification_id}", EXIT_NOT_FOUND)
-    data = _view_dict(view, full=True)
-    if as_json:
-        emit_json(data)
-        return
-    for key, value in data.items():
-        if key != "attempt_history":
-            say(f"{key}: {'' if value is None else value}")
-    table = Table(title="attempts")
-    for col in ("#", "outcome", "started (UTC)", "provider id", "status", "error"):
-        table.add_column(col, overflow="fold")
-    for a in view.attempts:
-        error = f"[{a.error_code}] {a.error_message or ''}" if a.error_code else (a.error_message or "")
-        table.add_row(str(a.attempt_no), a.outcome or "in flight", _utc(a.started_at), a.provider_id or "",
-                      a.provider_status or "", error)
-    console.print(table)
-
-
 # -- replay ----------------------------------------------------------------------------------------
 
 def _confirm(question: str) -> bool:
@@ -707,6 +681,8 @@ def simulate(ctx: click.Context, twilio_port: int | None, events: bool) -> None:
     say_error("simulators stopped")
 
 
-from ml_connector.cli_flows import flows  # noqa: E402 - registers on `main`, which it imports
+from ml_connector.cli_flows import flows  # noqa: E402 - these register on `main`, which they import
+from ml_connector.cli_journey import notifications_show  # noqa: E402
 
 main.add_command(flows)
+notifications.add_command(notifications_show)

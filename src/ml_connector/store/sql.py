@@ -38,6 +38,7 @@ from ml_connector.core.models import Status, StatusEvent, require_aware
 from ml_connector.errors import ConfigError
 from ml_connector.store import attempts as attempt_results
 from ml_connector.store import flows as flowstate
+from ml_connector.store import journey as journeys
 from ml_connector.store import lock_holders, polls, reports, writebacks
 from ml_connector.store import migrate as migrations
 from ml_connector.store.auditrows import AUDIT, CHUNK, audit_row, audit_tuple, chunks
@@ -417,6 +418,11 @@ class SqlStore:
                         error_code=t.error_code, error_message=t.error_message)
             for t in tried
         ])
+
+    def journey(self, notification_id: int) -> journeys.Journey | None:
+        """The notification's whole journey (store.journey), None when there is no such notification."""
+        with reading(self._engine) as conn:
+            return journeys.journey(conn, notification_id)
 
     def _view(self, r: AnyRow, tried: Sequence[AttemptView]) -> NotificationView:
         return NotificationView(
