@@ -568,18 +568,29 @@ def _explicit(store: Any, ids: Sequence[int], views: Sequence[Any]) -> int:
 @click.option("--since", type=WHEN, help="Created at or after (ISO date/time or 30m/24h/7d ago).")
 @click.option("--until", type=WHEN, help="Created before.")
 @click.option("--limit", default=1000, show_default=True, type=click.IntRange(min=1))
+@click.option("--re-resolve", "re_resolve", is_flag=True,
+              help="Read the ERP record again first: look the recipient up and render the template anew "
+                   "(both versions are audited). Needed for notifications that never had a recipient.")
+@click.option("--force", is_flag=True, help="Replay even what Twilio refused for good (21211, 21610, ...).")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask before replaying more than one.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True,
+              help="Machine-readable output; never asks: without --yes it lists what would be replayed, exit 1.")
 @click.pass_context
 def replay(ctx: click.Context, ids: Sequence[int], flow: str | None, statuses: Sequence[str],
-           since: datetime | None, until: datetime | None, limit: int, yes: bool, as_json: bool) -> None:
+           since: datetime | None, until: datetime | None, limit: int, re_resolve: bool, force: bool, yes: bool,
+           as_json: bool) -> None:
     """Send failed, dead or undelivered notifications again (by id or filter); old attempts are kept.
 
+    Without --re-resolve the stored message is sent again as it was. What Twilio refused for good
+    is refused here too, with what to fix first, unless --force (or --re-resolve found a new number).
     Several at once are listed and confirmed first (--yes skips the question).
     """
+    from ml_connector.runtime.replay import apply, decide, judge
+
     if not ids and not (flow or statuses or since or until):
         raise click.UsageError("give notification ids, or a filter (--flow/--status/--since/--until)")
-    store = _store(load(ctx))
+    app = connector(ctx) if re_resolve else None
+    store = app.store if app is not None else _store(load(ctx))
     chosen = statuses or sorted(s.value for s in REPLAYABLE)
     views = store.list_notifications(_filter(chosen, flow=flow, since=since, until=until, limit=limit, ids=ids))
     code = _explicit(store, ids, views) if ids else EXIT_OK
@@ -587,16 +598,45 @@ def replay(ctx: click.Context, ids: Sequence[int], flow: str | None, statuses: S
         fail("nothing to replay", code if ids else EXIT_NOT_FOUND)
     if len(views) == limit:
         say_error(f"only the newest {limit} matching notifications are considered; --limit raises it")
-    if len(views) > 1 and not yes:
-        print_notifications(views, title="to replay")
-        if not _confirm(f"Replay these {len(views)} notifications?"):
+
+    async def decided() -> list[Any]:
+        try:
+            return await decide(views, re_resolve_them=re_resolve, force=force,
+                                flows=app.flows if app is not None else {})
+        finally:
+            if app is not None:
+                await app.aclose()
+
+    decisions = run_async(decided()) if re_resolve else [judge(v, revision=None, force=force) for v in views]
+    refused = [d for d in decisions if not d.replay]
+    for d in refused:
+        say_error(f"notification {d.notification_id}: not replayed: {d.why_not}")
+    code = max(code, EXIT_FAILED if refused else EXIT_OK)
+    going = [d for d in decisions if d.replay]
+    if not going:
+        if as_json:
+            emit_json({"replayed": [], "refused": [d.as_dict() for d in refused]})
+        fail("nothing to replay", code)
+    if as_json and not yes and len(going) > 1:  # a question people would be asked; --json never asks
+        emit_json({"replayed": [], "would_replay": [d.as_dict() for d in going],
+                   "refused": [d.as_dict() for d in refused]})
+        fail("not replayed: --json never asks; add --yes to replay these", EXIT_FAILED)
+    if len(going) > 1 and not yes:
+        wanted = {d.notification_id for d in going}
+        print_notifications([v for v in views if v.id in wanted], title="to replay")
+        if not _confirm(f"Replay these {len(going)} notifications?"):
             fail("not replayed (use --yes to skip this question)", EXIT_FAILED)
-    replayed = store.replay([v.id for v in views], datetime.now(UTC), os.environ.get("USER") or "cli")
+    replayed = apply(store, going, datetime.now(UTC), os.environ.get("USER") or "cli")
     if as_json:
-        emit_json({"replayed": replayed})
+        emit_json({"replayed": replayed, "decisions": [d.as_dict() for d in decisions]})
     else:
+        for d in going:
+            if d.revision is not None:
+                what = ", ".join(d.changed) + " changed" if d.changed else "nothing changed"
+                say(f"notification {d.notification_id}: re-resolved from the ERP ({what}; now "
+                    f"{d.revision.recipient_field} {mask_phone(d.revision.recipient)})")
         say(f"replayed {len(replayed)} notification(s): {', '.join(map(str, replayed))}; "
-                      f"the dispatcher sends them again (old attempts kept)")
+            f"the dispatcher sends them again (old attempts kept)")
     raise SystemExit(code)
 
 

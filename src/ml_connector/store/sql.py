@@ -33,15 +33,14 @@ from sqlalchemy import (
     update,
 )
 
-from ml_connector.core.lifecycle import REPLAYABLE
 from ml_connector.core.models import Status, StatusEvent, require_aware
 from ml_connector.errors import ConfigError
 from ml_connector.store import attempts as attempt_results
 from ml_connector.store import flows as flowstate
 from ml_connector.store import journey as journeys
-from ml_connector.store import lock_holders, polls, reports, writebacks
+from ml_connector.store import lock_holders, polls, replays, reports, writebacks
 from ml_connector.store import migrate as migrations
-from ml_connector.store.auditrows import AUDIT, CHUNK, audit_row, audit_tuple, chunks
+from ml_connector.store.auditrows import AUDIT, CHUNK, audit_row, audit_tuple
 from ml_connector.store.bulk import DIALECT_INSERTS, Bulk, Writer
 from ml_connector.store.crypto import KeyMismatchError, KeyRing
 from ml_connector.store.engine import health, make_engine, reading, writing
@@ -55,6 +54,7 @@ from ml_connector.store.port import (
     NotificationFilter,
     NotificationView,
     PollCommit,
+    Revision,
     Store,
     WriteBackTask,
 )
@@ -433,37 +433,19 @@ class SqlStore:
             error_message=r.error_message, attempts_made=r.attempts_made,
             max_attempts=r.attempt_budget, segments=r.segments, created_at=r.created_at,
             updated_at=r.updated_at, next_attempt_at=r.next_attempt_at, attempts=tuple(tried),
+            event_version=r.event_version,
         )
 
-    def replay(self, ids: Sequence[int], now: datetime, actor: str) -> list[int]:
-        """Reopen failed/dead/undelivered notifications for a new round of attempts; old attempts stay."""
+    def replay(self, ids: Sequence[int], now: datetime, actor: str, *,
+               revisions: Mapping[int, Revision] | None = None, forced: Sequence[int] = ()) -> list[int]:
+        """Reopen failed/dead/undelivered notifications for a new round of attempts; old attempts stay.
+
+        `revisions` re-address and re-render some of them (store.replays); `forced` marks those
+        replayed over a permanent failure. The replay's audit row keeps what it replaced.
+        """
         require_aware(now, "replay(now)")
-        wanted = list(dict.fromkeys(ids))
-        replayed: set[int] = set()
         with writing(self._engine) as conn:
-            for chunk in chunks(wanted):
-                rows = conn.execute(
-                    select(n.c.id, n.c.flow, n.c.status, n.c.provider_id)
-                    .where(n.c.id.in_(chunk), n.c.status.in_([s.value for s in REPLAYABLE]))
-                    .with_for_update()
-                ).all()
-                if not rows:
-                    continue
-                conn.execute(
-                    update(n).where(n.c.id.in_([r.id for r in rows])).values(
-                        status=Status.PENDING.value, next_attempt_at=now, updated_at=now,
-                        attempt_budget=n.c.attempts_made + n.c.max_attempts, provider_id=None,
-                        error_code=None, error_message=None, reason=None, in_doubt_since=None,
-                        lease_owner=None, lease_until=None,
-                    )
-                )
-                conn.execute(audit.insert(), [
-                    audit_row(now, "replay", nid=r.id, flow=r.flow, status=Status.PENDING.value, actor=actor,
-                               previous_status=r.status, previous_provider_id=r.provider_id)
-                    for r in rows
-                ])
-                replayed.update(r.id for r in rows)
-        return [i for i in wanted if i in replayed]
+            return replays.replay(conn, self._keys, ids, now, actor, revisions or {}, set(forced))
 
     def audit(self, since: datetime | None, until: datetime | None) -> Iterator[AuditEntry]:
         """Audit rows with since <= at < until, in id order, streamed (holds a connection until exhausted)."""
