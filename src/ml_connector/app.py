@@ -26,6 +26,7 @@ from ml_connector.config import Config, template_lines
 from ml_connector.core.retry import RetryPolicy
 from ml_connector.core.templates import compile_template
 from ml_connector.errors import ConfigError, MlcError, SourceError, TemplateError
+from ml_connector.runtime.audit_retention import AuditPruner
 from ml_connector.runtime.dispatcher import Dispatcher, DispatcherSettings
 from ml_connector.runtime.exposure_check import exposure_problems
 from ml_connector.runtime.poller import LOOKBACK, MAIN, FlowRuntime, Poller
@@ -152,6 +153,11 @@ class Connector:
         self.status_sweep = StatusSweep(self.store, self.channels, clock=self.clock, settings=SweepSettings(
             stale_after=check_after, every=min(timedelta(minutes=1), max(check_after / 2, timedelta(seconds=1))),
         ))
+        audit = config.audit
+        self.audit_pruner = AuditPruner(
+            self.store, audit.retention, clock=self.clock, every=audit.prune_every, batch=audit.prune_batch,
+            max_batches=audit.prune_max_batches,
+        ) if audit.retention is not None else None
         self.write_backs = WriteBackRunner(self.store, self.sources, worker=self.worker, clock=self.clock,
                                            drain_for=config.dispatcher.shutdown_grace)
 
@@ -224,6 +230,8 @@ class Connector:
         if "dispatcher" in roles:
             tasks.append(asyncio.create_task(self.dispatcher.run(stop)))
             tasks.append(asyncio.create_task(self.status_sweep.run(stop)))
+            if self.audit_pruner is not None:
+                tasks.append(asyncio.create_task(self.audit_pruner.run(stop)))
             if any(flow.write_back_source for flow in self.flows.values()):
                 writing_back = self._write_back_until_drained(stop, write_backs_stop)
         if "web" in roles:

@@ -670,21 +670,27 @@ def audit() -> None:
 @click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="jsonl", show_default=True)
 @click.option("--since", type=WHEN, help="Rows at or after: ISO date/time (UTC unless it says) or 30m/24h/7d ago.")
 @click.option("--until", type=WHEN, help="Rows before.")
+@click.option("--notification", "notification", type=int, help="Only the rows of this notification.")
+@click.option("--flow", help="Only the rows of this flow.")
+@click.option("--kind", "kinds", multiple=True,
+              help="Only rows of these kinds (repeatable): created, claimed, attempt, status, replay, poll, ...")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, allow_dash=True), default="-",
               help="File to write (default: standard output).")
 @click.pass_context
-def audit_export(ctx: click.Context, fmt: str, since: datetime | None, until: datetime | None, output: str) -> None:
+def audit_export(ctx: click.Context, fmt: str, since: datetime | None, until: datetime | None,
+                 notification: int | None, flow: str | None, kinds: Sequence[str], output: str) -> None:
     """Export audit rows (every state change with its time and cause) as CSV or JSON lines.
 
     Phone numbers, message bodies and secrets are never in the audit trail, so never in the export.
     """
     _window(since, until)
     store = _store(load(ctx))
+    rows = store.audit(since, until, notification=notification, flow=flow, kinds=tuple(kinds))
     if output == "-":
-        count = _write_audit(store.audit(since, until), fmt, sys.stdout)
+        count = _write_audit(rows, fmt, sys.stdout)
     else:
         with open(output, "w", encoding="utf-8", newline="") as stream:
-            count = _write_audit(store.audit(since, until), fmt, stream)
+            count = _write_audit(rows, fmt, stream)
     say_error(f"exported {count} audit row(s)" + ("" if output == "-" else f" to {output}"))
 
 

@@ -228,3 +228,16 @@ async def test_interrupt_exits_130(filled: Pipeline, invoke: Invoke, monkeypatch
     monkeypatch.setattr("ml_connector.store.sql.SqlStore.audit", interrupted)
     result = invoke(["-c", str(filled.config_path), "audit", "export"])
     assert result.exit_code == 130 and "interrupted" in result.stderr
+
+
+async def test_audit_export_filters(filled: Pipeline, invoke: Invoke) -> None:
+    nid = ids(filled)["1002"]
+    base = ["-c", str(filled.config_path), "audit", "export"]
+    rows = [json.loads(x) for x in invoke([*base, "--notification", str(nid)]).stdout.splitlines()]
+    assert rows and {r["notification_id"] for r in rows} == {nid}
+    polls = [json.loads(x) for x in invoke([*base, "--kind", "poll"]).stdout.splitlines()]
+    assert polls and {r["kind"] for r in polls} == {"poll"}
+    other = invoke([*base, "--flow", "invoice_validated", "--kind", "created"])
+    assert other.exit_code == 0 and other.stdout == ""
+    several = [json.loads(x) for x in invoke([*base, "--kind", "created", "--kind", "claimed"]).stdout.splitlines()]
+    assert {r["kind"] for r in several} == {"created", "claimed"}

@@ -38,7 +38,7 @@ from ml_connector.errors import ConfigError
 from ml_connector.store import attempts as attempt_results
 from ml_connector.store import flows as flowstate
 from ml_connector.store import journey as journeys
-from ml_connector.store import lock_holders, polls, replays, reports, writebacks
+from ml_connector.store import lock_holders, polls, replays, reports, retention, writebacks
 from ml_connector.store import migrate as migrations
 from ml_connector.store.auditrows import AUDIT, CHUNK, audit_row, audit_tuple
 from ml_connector.store.bulk import DIALECT_INSERTS, Bulk, Writer
@@ -419,6 +419,12 @@ class SqlStore:
             for t in tried
         ])
 
+    def prune_audit(self, before: datetime, limit: int, now: datetime | None = None) -> int:
+        """Delete up to `limit` audit rows older than `before` (one transaction, audited itself)."""
+        require_aware(before, "prune_audit(before)")
+        with writing(self._engine) as conn:
+            return retention.prune(conn, before, limit, now or datetime.now(UTC))
+
     def journey(self, notification_id: int) -> journeys.Journey | None:
         """The notification's whole journey (store.journey), None when there is no such notification."""
         with reading(self._engine) as conn:
@@ -447,13 +453,21 @@ class SqlStore:
         with writing(self._engine) as conn:
             return replays.replay(conn, self._keys, ids, now, actor, revisions or {}, set(forced))
 
-    def audit(self, since: datetime | None, until: datetime | None) -> Iterator[AuditEntry]:
-        """Audit rows with since <= at < until, in id order, streamed (holds a connection until exhausted)."""
+    def audit(self, since: datetime | None, until: datetime | None, *, notification: int | None = None,
+              flow: str | None = None, kinds: Sequence[str] = ()) -> Iterator[AuditEntry]:
+        """Audit rows with since <= at < until (and of one notification, flow or kinds), in id order,
+        streamed (holds a connection until exhausted)."""
         conditions: list[ColumnElement[bool]] = []
         if since is not None:
             conditions.append(audit.c.at >= since)
         if until is not None:
             conditions.append(audit.c.at < until)
+        if notification is not None:
+            conditions.append(audit.c.notification_id == notification)
+        if flow is not None:
+            conditions.append(audit.c.flow == flow)
+        if kinds:
+            conditions.append(audit.c.kind.in_(list(kinds)))
         query = select(audit).where(*conditions).order_by(audit.c.id)
         with self._engine.connect() as conn:
             rows = conn.execution_options(yield_per=CHUNK).execute(query)
