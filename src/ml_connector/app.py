@@ -29,6 +29,7 @@ from ml_connector.errors import ConfigError, MlcError, SourceError, TemplateErro
 from ml_connector.runtime.audit_retention import AuditPruner
 from ml_connector.runtime.dispatcher import Dispatcher, DispatcherSettings
 from ml_connector.runtime.exposure_check import exposure_problems
+from ml_connector.runtime.field_check import field_problems
 from ml_connector.runtime.poller import LOOKBACK, MAIN, FlowRuntime, Poller
 from ml_connector.runtime.status_sweep import StatusSweep, SweepSettings
 from ml_connector.runtime.store_wait import wait_for_store
@@ -78,7 +79,8 @@ def compile_flows(config: Config, shown_path: str | None = None) -> dict[str, An
             at = f"line {exc.line} of the template: " if exc.line else ""
             line = f":{lines[name]}" if name in lines else ""
             problems.append(f"{shown}{line}: {key}: {at}{message}")
-        problems += exposure_problems(config, name, spec, f"{shown}:{lines[name]}" if name in lines else shown)
+        where = f"{shown}:{lines[name]}" if name in lines else shown
+        problems += exposure_problems(config, name, spec, where) + field_problems(config, name, spec, where)
     if problems:
         raise ConfigError(f"{len(problems)} template error(s)", problems)
     return compiled

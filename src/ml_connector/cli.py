@@ -294,14 +294,30 @@ def init(ctx: click.Context, force: bool) -> None:
 
 
 @main.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output: {valid, problems, ...}.")
 @click.pass_context
-def validate(ctx: click.Context) -> None:
-    """Check the config (every error with file, line and key path) and compile every template."""
+def validate(ctx: click.Context, as_json: bool) -> None:
+    """Check the config (every error with file, line and key path) and compile every template.
+
+    Template variables that no field of the flow's entity provides are reported too, when the
+    entity's fields are known (a SQL entity's `columns`), with the closest field name.
+    """
     from ml_connector.app import compile_flows
 
-    config = load(ctx)
-    compile_flows(config, str(_config_path(ctx)))  # ConfigError lists every template problem
+    try:
+        config = load(ctx)
+        compile_flows(config, str(_config_path(ctx)))  # ConfigError lists every template problem
+    except ConfigError as exc:
+        if not as_json:
+            raise
+        emit_json({"valid": False, "path": str(_config_path(ctx)), "problems": list(exc.problems)})
+        raise SystemExit(EXIT_USAGE) from None
     enabled = sum(1 for flow in config.flows.values() if flow.enabled)
+    if as_json:
+        emit_json({"valid": True, "path": str(config.path), "problems": [], "sources": len(config.sources),
+                   "flows": len(config.flows), "enabled_flows": enabled,
+                   "twilio_accounts": len(config.twilio.accounts)})
+        return
     say(
         f"{config.path}: valid ({len(config.sources)} source(s), {len(config.flows)} flow(s) of which "
         f"{enabled} enabled, {len(config.twilio.accounts)} Twilio account(s)); "
