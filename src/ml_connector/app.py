@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import socket
@@ -46,6 +47,10 @@ ROLES = ("poller", "dispatcher", "web")
 WEBHOOK_PORT_ENV = "MLC_WEBHOOK_PORT"
 #: How often a process that does not poll a flow tries to take it over.
 LEADER_RETRY = timedelta(seconds=2)
+
+
+class PortInUse(MlcError):
+    """The webhook port is taken by another process (not retriable until one of them moves)."""
 
 
 def utcnow() -> datetime:
@@ -140,6 +145,9 @@ class Connector:
         self.clock = self.overrides.clock
         env = os.environ if env is None else env
         self.webhook_port = webhook_port(config, env)
+        #: Which setting chose the port, for an error that names it.
+        self.webhook_port_setting = (f"{WEBHOOK_PORT_ENV}={self.webhook_port}" if env.get(WEBHOOK_PORT_ENV, "").strip()
+                                     else f"webhooks.port in {config.path}")
         self.keyring = load_keyring(config.store.key_file, env)
         self.store = SqlStore(config.store.url, self.keyring)
         self.templates = compile_flows(config)
@@ -224,6 +232,8 @@ class Connector:
     async def run(self, stop: asyncio.Event, roles: Iterable[str] = ROLES) -> None:
         """Run the chosen roles until `stop` is set, then shut down cleanly."""
         roles = set(roles)
+        # Bound first: a port in use stops the start before any other role runs.
+        web_socket = self.bind_webhooks() if "web" in roles else None
         tasks: list[asyncio.Task[None]] = []
         writing_back: asyncio.Task[None] | None = None
         write_backs_stop = asyncio.Event()
@@ -236,8 +246,8 @@ class Connector:
                 tasks.append(asyncio.create_task(self.audit_pruner.run(stop)))
             if any(flow.write_back_source for flow in self.flows.values()):
                 writing_back = self._write_back_until_drained(stop, write_backs_stop)
-        if "web" in roles:
-            tasks.append(asyncio.create_task(self._serve_web(stop)))
+        if web_socket is not None:
+            tasks.append(asyncio.create_task(self._serve_web(stop, web_socket)))
         try:
             await asyncio.gather(*tasks)
         finally:
@@ -325,11 +335,30 @@ class Connector:
         except Exception as exc:  # noqa: BLE001 - the poll's own outcome stands; the store is watched elsewhere
             log.debug("flow %s: could not record the poll's outcome: %r", name, exc)
 
-    async def _serve_web(self, stop: asyncio.Event) -> None:
+    def bind_webhooks(self) -> socket.socket:
+        """The webhook server's listening socket; a port in use is an error naming the port and its setting."""
+        from ml_connector.web.server import bind
+
+        host = self.config.webhooks.host
+        try:
+            return bind(host, self.webhook_port)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            raise PortInUse(
+                f"webhook port {self.webhook_port} on {host} is already in use (another ml-connector, or "
+                f"another program); it was chosen by {self.webhook_port_setting}: stop the other process or "
+                f"choose another port ({WEBHOOK_PORT_ENV} overrides webhooks.port for one process)"
+            ) from None
+
+    async def _serve_web(self, stop: asyncio.Event, sock: socket.socket) -> None:
         from ml_connector.web.server import serve_until
 
         webhooks = self.config.webhooks
-        await serve_until(self.webhook_app(), webhooks.host, self.webhook_port, stop)
+        try:
+            await serve_until(self.webhook_app(), webhooks.host, self.webhook_port, stop, sock)
+        finally:
+            sock.close()
 
     async def aclose(self) -> None:
         for client in self.clients.values():

@@ -226,7 +226,8 @@ def _environment_help() -> str:
              epilog=_environment_help())
 @click.option("--config", "-c", "config", envvar=CONFIG_ENV, default=DEFAULT_CONFIG, show_default=True,
               show_envvar=True, help="The YAML configuration file.")
-@click.option("--verbose", "-v", count=True, help="More log output (-vv for debug).")
+@click.option("--verbose", "-v", count=True,
+              help="More log output (-vv for debug; -vvv adds the libraries' own, e.g. database migrations).")
 @click.version_option(__version__, prog_name="ml-connector")
 @click.pass_context
 def main(ctx: click.Context, config: str, verbose: int) -> None:
@@ -242,6 +243,8 @@ def main(ctx: click.Context, config: str, verbose: int) -> None:
     ctx.obj["config"] = config
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # alembic's own lines ("Context impl SQLiteImpl.") are not news to a user: only with -vvv
+    logging.getLogger("alembic").setLevel(logging.WARNING if verbose < 3 else logging.NOTSET)
 
 
 def _key_file_of(config_path: Path) -> Path:
@@ -382,6 +385,7 @@ def discover(ctx: click.Context, source: str, as_json: bool) -> None:
 def run(ctx: click.Context, roles: Sequence[str]) -> None:
     """Run pollers, dispatcher and webhook server until SIGINT/SIGTERM (then exit 0)."""
     from ml_connector.app import ROLES
+    from ml_connector.cli_run import startup_summary
     from ml_connector.tls import warn_unverified_tls
     from ml_connector.web.server import freeze_long_lived_objects
 
@@ -394,7 +398,8 @@ def run(ctx: click.Context, roles: Sequence[str]) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        say_error(f"ml-connector running ({', '.join(chosen)}); Ctrl-C or SIGTERM stops")
+        for line in startup_summary(app, chosen):
+            say_error(line)
         freeze_long_lived_objects()  # config, store, sources and clients live as long as the process
         try:
             await app.run(stop, chosen)
