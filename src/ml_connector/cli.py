@@ -500,14 +500,14 @@ STATUS_STYLE: Mapping[str, str] = {
 
 NOTIFICATION_COLUMNS = (
     Column("id", right=True), Column("flow"), Column("status"), Column("to"),
-    Column("record", "wrap", 6), Column("created (UTC)", "wrap", 10), Column("tries", right=True),
+    Column("record", "wrap", 10), Column("created (UTC)", "spill"), Column("tries", "spill"),
     Column("detail", "spill"),
 )
 
 
 def print_notifications(views: Sequence[Any], title: str = "notifications (newest first)") -> None:
     """The notifications as a table that fits the terminal (plain text when piped)."""
-    rows = [(str(v.id), v.flow, str(v.status), mask_phone(v.recipient), v.record_key, _utc(v.created_at),
+    rows = [(str(v.id), v.flow, str(v.status), mask_phone(v.recipient) or "(none)", v.record_key, _utc(v.created_at),
              str(v.attempts_made), v.problem or (v.provider_id or "")) for v in views]
     styles = [{2: STATUS_STYLE.get(str(v.status), "")} for v in views]
     print_table(out_console(), NOTIFICATION_COLUMNS, rows, title=title, styles=styles)

@@ -20,6 +20,7 @@ from rich.text import Text
 
 Fit = Literal["keep", "wrap", "spill"]
 GAP = 2
+INDENT = "    "
 
 
 def console(*, stderr: bool = False) -> Console:
@@ -101,13 +102,22 @@ def render(columns: Sequence[Column], rows: Sequence[Sequence[str]], width: int,
         cells = [_cell_lines(row[i], plan.widths[i], columns[i].fit) for i in kept]
         for k in range(max(len(c) for c in cells) if cells else 1):
             out.append(line(cells, k, style_of, False))
-        for i in plan.spilled:
-            if row[i]:
-                label = f"    {columns[i].name}: "
-                wrapped = textwrap.wrap(row[i], max(width - len(label), 20), break_on_hyphens=False)
-                for k, part in enumerate(wrapped):
-                    out.append(Text((label if k == 0 else " " * len(label)) + part, style=style_of.get(i, "")))
+        spilled = [(i, f"{columns[i].name}: {row[i]}") for i in plan.spilled if row[i]]
+        if spilled:  # one indented line (wrapped) for all of them: "    created: ...  detail: ..."
+            text = Text(INDENT, no_wrap=True, overflow="ignore")
+            for n, (i, part) in enumerate(spilled):
+                text.append(("  " if n else "") + part, style=style_of.get(i, ""))
+            out += [Text(INDENT + line if k else line) if isinstance(line, str) else line
+                    for k, line in enumerate(_wrap_text(text, width))]
     return out
+
+
+def _wrap_text(text: Text, width: int) -> list[Text | str]:
+    """A continuation line, wrapped at spaces to `width` (its styles kept on the first line)."""
+    if len(text.plain) <= width:
+        return [text]
+    parts = textwrap.wrap(text.plain[len(INDENT):], max(width - len(INDENT), 20), break_on_hyphens=False)
+    return [Text(INDENT + parts[0]), *parts[1:]]
 
 
 def print_table(out: Console, columns: Sequence[Column], rows: Sequence[Sequence[str]], *,

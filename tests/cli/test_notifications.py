@@ -222,7 +222,7 @@ async def test_audit_export_unwritable_output(filled: Pipeline, invoke: Invoke, 
 
 
 async def test_interrupt_exits_130(filled: Pipeline, invoke: Invoke, monkeypatch: pytest.MonkeyPatch) -> None:
-    def interrupted(*_: object) -> None:
+    def interrupted(*_: object, **__: object) -> None:
         raise KeyboardInterrupt
 
     monkeypatch.setattr("ml_connector.store.sql.SqlStore.audit", interrupted)
