@@ -28,11 +28,10 @@ from pathlib import Path
 from typing import IO, Any, NoReturn, TypeVar
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from ml_connector import __version__
-from ml_connector.cli_output import Column, print_table
+from ml_connector.cli_output import Column, print_rich_table, print_table
 from ml_connector.cli_output import console as out_console
 from ml_connector.config import CONFIG_ENV
 from ml_connector.core.lifecycle import REPLAYABLE
@@ -44,8 +43,6 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_INTERRUPTED = 0, 1, 2, 3,
 DEFAULT_CONFIG = "ml-connector.yaml"
 DEFAULT_KEY_FILE = "ml-connector.key"
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -345,7 +342,7 @@ def check(ctx: click.Context, as_json: bool) -> None:
         for r in results:
             table.add_row(r.kind, r.name, "[green]ok[/green]" if r.ok else "[red]FAILED[/red]",
                           "\n".join(r.details))
-        console.print(table)
+        print_rich_table(table)
     failed = [r for r in results if not r.ok]
     if failed and not as_json:
         say_error(f"{len(failed)} of {len(results)} check(s) failed: {', '.join(f'{r.kind} {r.name}' for r in failed)}")
@@ -375,7 +372,7 @@ def discover(ctx: click.Context, source: str, as_json: bool) -> None:
         table.add_column(col, overflow="fold")
     for row in rows(found):
         table.add_row(*row)
-    console.print(table)
+    print_rich_table(table)
 
 
 @main.command()
@@ -416,8 +413,9 @@ def db() -> None:
 
 
 @db.command("upgrade")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
-def db_upgrade(ctx: click.Context) -> None:
+def db_upgrade(ctx: click.Context, as_json: bool) -> None:
     """Apply database migrations (run does this itself for a fresh SQLite file)."""
     from ml_connector.core.redact import mask_url
     from ml_connector.store.migrate import current, upgrade
@@ -426,6 +424,9 @@ def db_upgrade(ctx: click.Context) -> None:
     before = current(config.store.url)
     upgrade(config.store.url)
     after = current(config.store.url)
+    if as_json:
+        emit_json({"store": mask_url(config.store.url), "before": before, "after": after})
+        return
     change = "already at" if before == after else f"upgraded from {before or 'empty'} to"
     say(f"{mask_url(config.store.url)}: {change} schema revision {after}")
 
@@ -729,7 +730,7 @@ def demo(duration: float | None, data_dir: str | None, every: float) -> None:
     from ml_connector.demo import run_demo
 
     delivered = run_async(run_demo(duration=duration, data_dir=Path(data_dir) if data_dir else None,
-                                   every=every, console=console))
+                                   every=every, console=out_console()))
     raise SystemExit(EXIT_OK if delivered else EXIT_FAILED)
 
 
@@ -744,7 +745,7 @@ def simulate(ctx: click.Context, twilio_port: int | None, events: bool) -> None:
     from ml_connector.demo import run_simulators
 
     config = load(ctx)
-    run_async(run_simulators(config, twilio_port=twilio_port, events=events, console=err_console))
+    run_async(run_simulators(config, twilio_port=twilio_port, events=events, console=out_console(stderr=True)))
     say_error("simulators stopped")
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from rich.console import Console
+from rich.table import Table
 from rich.text import Text
 
 Fit = Literal["keep", "wrap", "spill"]
@@ -127,3 +128,12 @@ def print_table(out: Console, columns: Sequence[Column], rows: Sequence[Sequence
         out.print(Text(title, style="bold"))
     for text in render(columns, rows, out.width, styles):
         out.print(text, overflow="ignore", crop=False)
+
+
+def print_rich_table(table: Table, out: Console | None = None) -> None:
+    """A rich table (boxes and colours on a terminal); piped, plain text without box drawing."""
+    out = out or console()
+    if not out.is_terminal:
+        table.box = None
+        table.show_edge = False
+    out.print(table)

@@ -88,7 +88,7 @@ async def re_resolve(flow: FlowRuntime, view: NotificationView, resolver: Recipi
         return f"{view.recipient_field} now gives {len(found)} recipients: cannot tell which one this was"
     chosen = (same or found)[0]
     if chosen.phone is None:
-        return f"still no usable phone number: {chosen.reason}"
+        return f"still {chosen.reason}" if chosen.reason else "still no usable phone number"
     try:
         body = flow.template.render(template_context(flow.name, record))
     except TemplateError as exc:
