@@ -303,9 +303,18 @@ def validate(ctx: click.Context, as_json: bool) -> None:
     entity's fields are known (a SQL entity's `columns`), with the closest field name.
     """
     from ml_connector.app import compile_flows
+    from ml_connector.template_scan import raw_template_problems
 
     try:
-        config = load(ctx)
+        try:
+            config = load(ctx)
+        except ConfigError as exc:  # the templates too, though the config cannot be built
+            more = [p for p in raw_template_problems(_config_path(ctx), str(_config_path(ctx)))
+                    if p not in exc.problems]
+            if not more:
+                raise
+            problems = [*exc.problems, *more]
+            raise ConfigError(f"{len(problems)} problem(s)", problems) from None
         compile_flows(config, str(_config_path(ctx)))  # ConfigError lists every template problem
     except ConfigError as exc:
         if not as_json:

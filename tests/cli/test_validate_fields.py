@@ -63,3 +63,14 @@ def test_invalid_config_json(tmp_path: Path, invoke: Invoke) -> None:
 def test_unknown_fields_pure() -> None:
     assert unknown_fields("{{ Amount }} {{ vendr }} {{ zzz }}", ["amount", "vendor"]) == [
         (1, "Amount", "amount"), (1, "vendr", "vendor"), (1, "zzz", None)]
+
+
+def test_template_errors_are_reported_with_config_errors(tmp_path: Path, invoke: Invoke) -> None:
+    def both(config: dict[str, Any]) -> None:
+        config["webhooks"]["port"] = 70000
+        config["flows"]["invoice_validated"]["template"] = "Invoice {{ invoice_num }\n"
+
+    result = invoke(["-c", str(write_config(tmp_path, tweak=both)), "validate"])
+    assert result.exit_code == 2
+    assert "webhooks.port" in result.stderr and "flows.invoice_validated.template: line 1" in result.stderr
+    assert "invalid configuration (2 problems)" in result.stderr
