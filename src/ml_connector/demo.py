@@ -323,6 +323,8 @@ class JourneyWatcher:
         for journey in self.journeys.values():
             counts[journey.last] = counts.get(journey.last, 0) + 1
         table = Table(title="demo summary")
+        if not self._console.is_terminal:  # piped: plain text, no box drawing
+            table.box = None
         table.add_column("status")
         table.add_column("notifications", justify="right")
         for status, count in sorted(counts.items()):
