@@ -28,6 +28,7 @@ from ml_connector.core.templates import compile_template
 from ml_connector.errors import ConfigError, MlcError, SourceError, TemplateError
 from ml_connector.runtime.dispatcher import Dispatcher, DispatcherSettings
 from ml_connector.runtime.exposure_check import exposure_problems
+from ml_connector.runtime.flow_activity import FlowActivityLog
 from ml_connector.runtime.poller import LOOKBACK, MAIN, FlowRuntime, Poller
 from ml_connector.runtime.status_sweep import StatusSweep, SweepSettings
 from ml_connector.runtime.store_wait import wait_for_store
@@ -148,6 +149,7 @@ class Connector:
         self.worker = self.overrides.worker or f"{socket.gethostname()}:{os.getpid()}"
         self.dispatcher = self._dispatcher()
         self._next_lookback: dict[str, datetime] = {}
+        self.activity = FlowActivityLog()  # what this process saw of its polls (dashboard)
         check_after = config.dispatcher.status_check_after
         self.status_sweep = StatusSweep(self.store, self.channels, clock=self.clock, settings=SweepSettings(
             stale_after=check_after, every=min(timedelta(minutes=1), max(check_after / 2, timedelta(seconds=1))),
@@ -281,6 +283,7 @@ class Connector:
         name, schedule = poller.flow.name, poller.flow.spec.schedule
         try:
             report = await poller.poll(MAIN)
+            self.activity.polled(name, self.clock(), report.read, report.fired, schedule.every)
             if report.inserted:
                 log.info("flow %s: %s new notification(s) from %s record(s)", name, report.inserted, report.read)
             now = self.clock()  # one reading: the first lookback is due at once, the next `every` later
@@ -292,15 +295,26 @@ class Connector:
             return False
         except SourceError as exc:
             log.warning("flow %s: poll failed, will retry: %s", name, exc)
+            self.activity.failed(name, self.clock(), str(exc), schedule.every)
         except MlcError as exc:
             log.error("flow %s: poll failed: %s", name, exc)
+            self.activity.failed(name, self.clock(), str(exc), schedule.every)
         return True
+
+    def dashboard_app(self) -> Any:
+        """The dashboard and REST API (web.dashboard), on their own listener."""
+        from ml_connector.web.dashboard import create_dashboard_app
+
+        return create_dashboard_app(self)
 
     async def _serve_web(self, stop: asyncio.Event) -> None:
         from ml_connector.web.server import serve_until
 
-        webhooks = self.config.webhooks
-        await serve_until(self.webhook_app(), webhooks.host, self.webhook_port, stop)
+        webhooks, dashboard = self.config.webhooks, self.config.dashboard
+        serving = [serve_until(self.webhook_app(), webhooks.host, self.webhook_port, stop)]
+        if dashboard is not None and dashboard.enabled:
+            serving.append(serve_until(self.dashboard_app(), dashboard.host, dashboard.port, stop))
+        await asyncio.gather(*serving)
 
     async def aclose(self) -> None:
         for client in self.clients.values():

@@ -701,3 +701,9 @@ def simulate(ctx: click.Context, twilio_port: int | None, events: bool) -> None:
     config = load(ctx)
     run_async(run_simulators(config, twilio_port=twilio_port, events=events, console=err_console))
     say_error("simulators stopped")
+
+
+from ml_connector.cli_users import tokens, users  # noqa: E402 - registered after the group exists
+
+main.add_command(users)
+main.add_command(tokens)
