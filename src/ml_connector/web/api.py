@@ -13,6 +13,7 @@ import csv
 import io
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from datetime import datetime
 from functools import wraps
 from typing import Any, TypeVar
 
@@ -29,7 +30,7 @@ from ml_connector.store.users import Principal
 from ml_connector.web import api_models as m
 from ml_connector.web.auth import CSRF_HEADER, Authenticator, csrf_ok
 from ml_connector.web.filters import parse_filters
-from ml_connector.web.openapi import openapi_document
+from ml_connector.web.openapi import MAX_ID, openapi_document
 from ml_connector.web.surface import REPLAY_CAP, FlowRow, PauseUnsupported, Surface
 
 __all__ = ["api_routes", "problem"]
@@ -121,7 +122,7 @@ class Handlers:
 
     def _id(self, request: Request) -> int | None:
         raw = request.path_params["id"]
-        return int(raw) if raw.isdigit() and len(raw) < 19 else None
+        return int(raw) if raw.isascii() and raw.isdigit() and 1 <= int(raw) <= MAX_ID else None
 
     async def get_notification(self, request: Request, who: Principal) -> Response:
         data = await self._journey(request)
@@ -179,7 +180,8 @@ class Handlers:
         body = await _body(request, m.ReplayFilter)
         if isinstance(body, Response):
             return body
-        params = {k: v for k, v in body.model_dump(exclude={"status", "dry_run"}).items() if v is not None}
+        params = {k: v.isoformat() if isinstance(v, datetime) else v
+                  for k, v in body.model_dump(exclude={"status", "dry_run"}).items() if v is not None}
         flt = parse_filters(params, body.status, self.s.clock(), hash_phone=self.s.insights.recipient_hash,
                             region=self.s.region)
         errors = list(flt.errors)

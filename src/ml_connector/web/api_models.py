@@ -7,15 +7,19 @@ always masked; bodies appear only in a notification's detail (as on the dashboar
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 __all__ = [
     "Attempt", "AuditPage", "AuditRow", "Callback", "Flow", "FlowList", "Journey", "JourneyEvent",
     "Notification", "NotificationDetail", "NotificationPage", "Problem", "ProblemField", "RecipientHash",
     "RecipientHashRequest", "ReplayFilter", "ReplayResult", "WriteBack",
 ]
+
+
+#: So many minutes, hours or days ago.
+Ago = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,4}[mhd]$")]
 
 
 class _Model(BaseModel):
@@ -118,11 +122,12 @@ class Journey(_Model):
 
 class ReplayFilter(_Model):
     flow: str | None = None
-    status: list[str] = Field(default_factory=list, description="Replayable statuses (default: all of them).")
+    status: list[Literal["failed", "dead", "undelivered"]] = Field(
+        default_factory=list, description="Replayable statuses (default: all of them).")
     channel: str | None = None
-    since: str | None = Field(default=None, description="ISO 8601 or 30m/24h/7d ago.")
-    until: str | None = None
-    recipient_hash: str | None = None
+    since: datetime | Ago | None = Field(default=None, description="A date/time (UTC unless it says), or 30m/24h/7d ago.")
+    until: datetime | Ago | None = None
+    recipient_hash: str | None = Field(default=None, pattern="^[0-9a-fA-F]{64}$")
     dry_run: bool = Field(default=True, description="Only count what would be replayed.")
 
 

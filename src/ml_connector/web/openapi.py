@@ -18,6 +18,8 @@ from ml_connector.web import api_models as m
 __all__ = ["openapi_document"]
 
 _REF = "#/components/schemas/{model}"
+#: Ids are 64-bit signed integers in the store.
+MAX_ID = 2**63 - 1
 _MODELS = (m.Problem, m.NotificationPage, m.NotificationDetail, m.Journey, m.ReplayFilter, m.ReplayResult,
            m.Flow, m.FlowList, m.AuditPage, m.RecipientHashRequest, m.RecipientHash)
 
@@ -35,18 +37,19 @@ def _ok(schema: str, description: str = "OK") -> dict[str, Any]:
 
 
 _COMMON = {"401": _problem("No valid credentials"), "403": _problem("Not allowed (role or CSRF token)")}
-_TIME = {"type": "string", "description": "ISO 8601 date/time (UTC unless it says) or 30m, 24h, 7d ago."}
+_TIME = {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "string", "pattern": "^[0-9]{1,4}[mhd]$"}],
+         "description": "ISO 8601 date/time (UTC unless it says), or 30m, 24h, 7d ago."}
 
 
 def _q(name: str, schema: dict[str, Any], description: str, **extra: Any) -> dict[str, Any]:
     return {"name": name, "in": "query", "required": False, "schema": schema, "description": description, **extra}
 
 
-_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1},
+_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
        "description": "Notification id."}
 _FLOW = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}, "description": "Flow name."}
 _LIMIT = _q("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}, "Page size.")
-_CURSOR = _q("cursor", {"type": "integer", "minimum": 1}, "The previous page's next_cursor.")
+_CURSOR = _q("cursor", {"type": "integer", "minimum": 1, "maximum": MAX_ID}, "The previous page's next_cursor.")
 _NOTIFICATION_FILTERS = [
     _q("flow", {"type": "string"}, "Only this flow."),
     _q("status", {"type": "array", "items": {"type": "string", "enum": [s.value for s in Status]}},
@@ -125,7 +128,7 @@ def _paths() -> dict[str, Any]:
             "parameters": [
                 _q("since", _TIME, "Rows at or after."), _q("until", _TIME, "Rows before."),
                 _q("format", {"type": "string", "enum": ["json", "jsonl", "csv"], "default": "json"}, "Output."),
-                _q("cursor", {"type": "integer", "minimum": 1}, "The previous page's next_cursor."),
+                _q("cursor", {"type": "integer", "minimum": 1, "maximum": MAX_ID}, "The previous page's next_cursor."),
                 _q("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 1000}, "Page size."),
             ],
             "responses": {
