@@ -125,7 +125,8 @@ class ReplayFilter(_Model):
     status: list[Literal["failed", "dead", "undelivered"]] = Field(
         default_factory=list, description="Replayable statuses (default: all of them).")
     channel: str | None = None
-    since: datetime | Ago | None = Field(default=None, description="A date/time (UTC unless it says), or 30m/24h/7d ago.")
+    since: datetime | Ago | None = Field(default=None,
+                                         description="A date/time (UTC unless it says), or 30m/24h/7d ago.")
     until: datetime | Ago | None = None
     recipient_hash: str | None = Field(default=None, pattern="^[0-9a-fA-F]{64}$")
     dry_run: bool = Field(default=True, description="Only count what would be replayed.")
