@@ -7,7 +7,7 @@ only the hash ever reaches a URL, a log line or the database query.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -38,7 +38,7 @@ def parse_when(value: str, now: datetime) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def parse_filters(params: Mapping[str, str], statuses: list[str], now: datetime, *,
+def parse_filters(params: Mapping[str, str], statuses: Sequence[str], now: datetime, *,
                   hash_phone: Callable[[str], str], region: str, default_limit: int = 50,
                   max_limit: int = 500) -> Filters:
     """The filter in `params` (flow, status (repeated), channel, since, until, recipient or
