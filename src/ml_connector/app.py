@@ -256,7 +256,7 @@ class Connector:
         """
         lock = self.store.flow_lock(name, label=f"ml-connector {self.worker}")
         poller = Poller(self.flows[name], self.store.fenced(lock), self.clock)
-        leading = False
+        leading = paused = False
         try:
             while not stop.is_set():
                 if self.store.outage() is not None and not await wait_for_store(self.store, stop):
@@ -265,7 +265,10 @@ class Connector:
                     if not leading:
                         log.info("flow %s: polled by this process (%s)", name, self.worker)
                         leading = True
-                    if not await self._poll_once(poller):
+                    if paused != (paused := name in await asyncio.to_thread(self.store.paused_flows)):
+                        log.warning("flow %s: %s", name, "paused; not polled, watermark kept" if paused
+                                    else "resumed")
+                    if not paused and not await self._poll_once(poller):
                         return
                     wait = poller.flow.spec.schedule.every
                 else:
@@ -281,25 +284,41 @@ class Connector:
     async def _poll_once(self, poller: Poller) -> bool:
         """One main poll (and the lookback when due); False when the flow must stop."""
         name, schedule = poller.flow.name, poller.flow.spec.schedule
+        kind = MAIN
         try:
             report = await poller.poll(MAIN)
             self.activity.polled(name, self.clock(), report.read, report.fired, schedule.every)
+            await self._note_poll(name, MAIN, None, report.read, report.inserted)
             if report.inserted:
                 log.info("flow %s: %s new notification(s) from %s record(s)", name, report.inserted, report.read)
             now = self.clock()  # one reading: the first lookback is due at once, the next `every` later
             if schedule.lookback and now >= self._next_lookback.get(name, now):
-                await poller.poll(LOOKBACK)
+                kind = LOOKBACK
+                report = await poller.poll(LOOKBACK)
+                await self._note_poll(name, LOOKBACK, None, report.read, report.inserted)
                 self._next_lookback[name] = now + schedule.lookback.every
         except TemplateError as exc:
             log.error("flow %s stopped: %s. Fix the template and restart; nothing was sent.", name, exc)
+            await self._note_poll(name, kind, f"stopped: {exc}")
             return False
         except SourceError as exc:
             log.warning("flow %s: poll failed, will retry: %s", name, exc)
             self.activity.failed(name, self.clock(), str(exc), schedule.every)
+            await self._note_poll(name, kind, str(exc))
         except MlcError as exc:
             log.error("flow %s: poll failed: %s", name, exc)
             self.activity.failed(name, self.clock(), str(exc), schedule.every)
+            await self._note_poll(name, kind, str(exc))
         return True
+
+    async def _note_poll(self, name: str, kind: str, error: str | None, read: int | None = None,
+                         inserted: int | None = None) -> None:
+        """Keep the poll's outcome for `ml-connector flows`; a store that cannot take it is no poll error."""
+        try:
+            await asyncio.to_thread(self.store.record_poll, name, at=self.clock(), kind=kind, error=error,
+                                    read=read, inserted=inserted, worker=self.worker)
+        except Exception as exc:  # noqa: BLE001 - the poll's own outcome stands; the store is watched elsewhere
+            log.debug("flow %s: could not record the poll's outcome: %r", name, exc)
 
     def dashboard_app(self) -> Any:
         """The dashboard and REST API (web.dashboard), on their own listener."""

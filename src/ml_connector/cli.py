@@ -32,6 +32,8 @@ from rich.console import Console
 from rich.table import Table
 
 from ml_connector import __version__
+from ml_connector.cli_output import Column, print_table
+from ml_connector.cli_output import console as out_console
 from ml_connector.config import CONFIG_ENV
 from ml_connector.core.lifecycle import REPLAYABLE
 from ml_connector.core.models import Status
@@ -475,17 +477,19 @@ STATUS_STYLE: Mapping[str, str] = {
 }
 
 
-def notifications_table(views: Sequence[Any], title: str = "notifications (newest first)") -> Table:
-    table = Table(title=title)
-    for col in ("id", "created (UTC)", "flow", "record", "to", "status", "tries"):
-        table.add_column(col, no_wrap=col in ("id", "created (UTC)", "to", "status", "tries"),
-                         justify="right" if col in ("id", "tries") else "left")
-    table.add_column("detail", overflow="fold", ratio=1)
-    for v in views:
-        style = STATUS_STYLE.get(str(v.status), "white")
-        table.add_row(str(v.id), _utc(v.created_at), v.flow, v.record_key, mask_phone(v.recipient),
-                      f"[{style}]{v.status}[/{style}]", str(v.attempts_made), v.problem or (v.provider_id or ""))
-    return table
+NOTIFICATION_COLUMNS = (
+    Column("id", right=True), Column("flow"), Column("status"), Column("to"),
+    Column("record", "wrap", 6), Column("created (UTC)", "wrap", 10), Column("tries", right=True),
+    Column("detail", "spill"),
+)
+
+
+def print_notifications(views: Sequence[Any], title: str = "notifications (newest first)") -> None:
+    """The notifications as a table that fits the terminal (plain text when piped)."""
+    rows = [(str(v.id), v.flow, str(v.status), mask_phone(v.recipient), v.record_key, _utc(v.created_at),
+             str(v.attempts_made), v.problem or (v.provider_id or "")) for v in views]
+    styles = [{2: STATUS_STYLE.get(str(v.status), "")} for v in views]
+    print_table(out_console(), NOTIFICATION_COLUMNS, rows, title=title, styles=styles)
 
 
 @main.group()
@@ -518,35 +522,9 @@ def notifications_list(ctx: click.Context, flow: str | None, statuses: Sequence[
     if not views:
         say_error("no notifications match")
         return
-    console.print(notifications_table(views))
+    print_notifications(views)
     if len(views) == limit:
         say_error(f"showing the newest {limit}; --limit shows more")
-
-
-@notifications.command("show")
-@click.argument("notification_id", type=int)
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (phone numbers masked).")
-@click.pass_context
-def notifications_show(ctx: click.Context, notification_id: int, as_json: bool) -> None:
-    """One notification with its body and every attempt."""
-    view = _store(load(ctx)).get_notification(notification_id)
-    if view is None:
-        fail(f"no notification {notification_id}", EXIT_NOT_FOUND)
-    data = _view_dict(view, full=True)
-    if as_json:
-        emit_json(data)
-        return
-    for key, value in data.items():
-        if key != "attempt_history":
-            say(f"{key}: {'' if value is None else value}")
-    table = Table(title="attempts")
-    for col in ("#", "outcome", "started (UTC)", "provider id", "status", "error"):
-        table.add_column(col, overflow="fold")
-    for a in view.attempts:
-        error = f"[{a.error_code}] {a.error_message or ''}" if a.error_code else (a.error_message or "")
-        table.add_row(str(a.attempt_no), a.outcome or "in flight", _utc(a.started_at), a.provider_id or "",
-                      a.provider_status or "", error)
-    console.print(table)
 
 
 # -- replay ----------------------------------------------------------------------------------------
@@ -590,18 +568,29 @@ def _explicit(store: Any, ids: Sequence[int], views: Sequence[Any]) -> int:
 @click.option("--since", type=WHEN, help="Created at or after (ISO date/time or 30m/24h/7d ago).")
 @click.option("--until", type=WHEN, help="Created before.")
 @click.option("--limit", default=1000, show_default=True, type=click.IntRange(min=1))
+@click.option("--re-resolve", "re_resolve", is_flag=True,
+              help="Read the ERP record again first: look the recipient up and render the template anew "
+                   "(both versions are audited). Needed for notifications that never had a recipient.")
+@click.option("--force", is_flag=True, help="Replay even what Twilio refused for good (21211, 21610, ...).")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask before replaying more than one.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True,
+              help="Machine-readable output; never asks: without --yes it lists what would be replayed, exit 1.")
 @click.pass_context
 def replay(ctx: click.Context, ids: Sequence[int], flow: str | None, statuses: Sequence[str],
-           since: datetime | None, until: datetime | None, limit: int, yes: bool, as_json: bool) -> None:
+           since: datetime | None, until: datetime | None, limit: int, re_resolve: bool, force: bool, yes: bool,
+           as_json: bool) -> None:
     """Send failed, dead or undelivered notifications again (by id or filter); old attempts are kept.
 
+    Without --re-resolve the stored message is sent again as it was. What Twilio refused for good
+    is refused here too, with what to fix first, unless --force (or --re-resolve found a new number).
     Several at once are listed and confirmed first (--yes skips the question).
     """
+    from ml_connector.runtime.replay import apply, decide, judge
+
     if not ids and not (flow or statuses or since or until):
         raise click.UsageError("give notification ids, or a filter (--flow/--status/--since/--until)")
-    store = _store(load(ctx))
+    app = connector(ctx) if re_resolve else None
+    store = app.store if app is not None else _store(load(ctx))
     chosen = statuses or sorted(s.value for s in REPLAYABLE)
     views = store.list_notifications(_filter(chosen, flow=flow, since=since, until=until, limit=limit, ids=ids))
     code = _explicit(store, ids, views) if ids else EXIT_OK
@@ -609,16 +598,45 @@ def replay(ctx: click.Context, ids: Sequence[int], flow: str | None, statuses: S
         fail("nothing to replay", code if ids else EXIT_NOT_FOUND)
     if len(views) == limit:
         say_error(f"only the newest {limit} matching notifications are considered; --limit raises it")
-    if len(views) > 1 and not yes:
-        console.print(notifications_table(views, title="to replay"))
-        if not _confirm(f"Replay these {len(views)} notifications?"):
+
+    async def decided() -> list[Any]:
+        try:
+            return await decide(views, re_resolve_them=re_resolve, force=force,
+                                flows=app.flows if app is not None else {})
+        finally:
+            if app is not None:
+                await app.aclose()
+
+    decisions = run_async(decided()) if re_resolve else [judge(v, revision=None, force=force) for v in views]
+    refused = [d for d in decisions if not d.replay]
+    for d in refused:
+        say_error(f"notification {d.notification_id}: not replayed: {d.why_not}")
+    code = max(code, EXIT_FAILED if refused else EXIT_OK)
+    going = [d for d in decisions if d.replay]
+    if not going:
+        if as_json:
+            emit_json({"replayed": [], "refused": [d.as_dict() for d in refused]})
+        fail("nothing to replay", code)
+    if as_json and not yes and len(going) > 1:  # a question people would be asked; --json never asks
+        emit_json({"replayed": [], "would_replay": [d.as_dict() for d in going],
+                   "refused": [d.as_dict() for d in refused]})
+        fail("not replayed: --json never asks; add --yes to replay these", EXIT_FAILED)
+    if len(going) > 1 and not yes:
+        wanted = {d.notification_id for d in going}
+        print_notifications([v for v in views if v.id in wanted], title="to replay")
+        if not _confirm(f"Replay these {len(going)} notifications?"):
             fail("not replayed (use --yes to skip this question)", EXIT_FAILED)
-    replayed = store.replay([v.id for v in views], datetime.now(UTC), os.environ.get("USER") or "cli")
+    replayed = apply(store, going, datetime.now(UTC), os.environ.get("USER") or "cli")
     if as_json:
-        emit_json({"replayed": replayed})
+        emit_json({"replayed": replayed, "decisions": [d.as_dict() for d in decisions]})
     else:
+        for d in going:
+            if d.revision is not None:
+                what = ", ".join(d.changed) + " changed" if d.changed else "nothing changed"
+                say(f"notification {d.notification_id}: re-resolved from the ERP ({what}; now "
+                    f"{d.revision.recipient_field} {mask_phone(d.revision.recipient)})")
         say(f"replayed {len(replayed)} notification(s): {', '.join(map(str, replayed))}; "
-                      f"the dispatcher sends them again (old attempts kept)")
+            f"the dispatcher sends them again (old attempts kept)")
     raise SystemExit(code)
 
 
@@ -703,7 +721,11 @@ def simulate(ctx: click.Context, twilio_port: int | None, events: bool) -> None:
     say_error("simulators stopped")
 
 
-from ml_connector.cli_users import tokens, users  # noqa: E402 - registered after the group exists
+from ml_connector.cli_flows import flows  # noqa: E402 - these register on `main`, which they import
+from ml_connector.cli_journey import notifications_show  # noqa: E402
+from ml_connector.cli_users import tokens, users  # noqa: E402
 
+main.add_command(flows)
+notifications.add_command(notifications_show)
 main.add_command(users)
 main.add_command(tokens)

@@ -20,7 +20,7 @@ from ml_connector.store.tables import metadata
 from .builders import PG_URL, libpq
 
 TABLES = {"store_meta", "watermarks", "record_state", "notifications", "attempts", "delivery_events", "audit",
-          "users", "api_tokens"}
+          "flow_state", "users", "api_tokens"}
 
 
 def test_upgrade_from_empty_then_again(db_url: str) -> None:

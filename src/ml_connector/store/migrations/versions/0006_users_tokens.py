@@ -1,7 +1,7 @@
 """Dashboard users (argon2 password hashes) and REST API tokens (SHA-256 hashes).
 
 Revision ID: 0006
-Revises: 0002
+Revises: 0004
 Create Date: 2026-12-07
 """
 
@@ -15,7 +15,7 @@ from alembic import op
 from ml_connector.store.types import UtcDateTime
 
 revision: str = "0006"
-down_revision: str | None = "0002"
+down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
