@@ -86,3 +86,26 @@ async def test_viewer_sees_no_replay_and_a_forged_replay_is_refused(tmp_path: Pa
         answer = await page.request.post(f"{s.url}/notifications/{failed.id}/replay", form={"csrf": csrf or ""})
         assert answer.status == 403
         assert s.by_record()["1003"].status is Status.FAILED
+
+
+async def test_operator_pauses_and_resumes_a_flow(tmp_path: Path, browser: Any) -> None:
+    async with served(tmp_path) as s:
+        page = await sign_in(browser, s, "olivia")
+        await page.click("text=Flows")
+        row = page.locator("tr[data-flow=po_approved]")
+        await row.locator("button:has-text('Pause')").click()
+        assert "po_approved paused by olivia" in (await page.text_content("#flow-message") or "")
+        assert "paused" in (await row.text_content() or "") and "user:olivia" in (await row.text_content() or "")
+        assert s.p.connector.store.paused_flows() == {"po_approved"}
+        await row.locator("button:has-text('Resume')").click()
+        assert "po_approved resumed by olivia" in (await page.text_content("#flow-message") or "")
+        assert s.p.connector.store.paused_flows() == set()
+        changes = [(e.kind, e.detail["actor"]) for e in s.p.audit() if e.kind in ("flow_paused", "flow_resumed")]
+        assert changes == [("flow_paused", "user:olivia"), ("flow_resumed", "user:olivia")]
+
+
+async def test_a_viewer_has_no_pause_button(tmp_path: Path, browser: Any) -> None:
+    async with served(tmp_path) as s:
+        page = await sign_in(browser, s, "victor")
+        await page.goto(f"{s.url}/flows")
+        assert await page.locator("tr[data-flow=po_approved] button").count() == 0

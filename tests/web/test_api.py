@@ -115,3 +115,14 @@ async def test_audit_exports_as_json_pages_jsonl_and_csv(tmp_path: Path) -> None
         assert [int(r["id"]) for r in rows] == [e.id for e in stored]
         text = "\n".join(jsonl)
         assert "3125550187" not in text and "312-555-0187" not in text  # no phone in the audit
+
+
+async def test_pause_and_resume_through_the_api_are_persisted_and_audited(tmp_path: Path) -> None:
+    async with served(tmp_path) as s, client(s) as c:
+        paused = (await c.post("/api/v1/flows/po_approved/pause")).json()
+        assert paused["paused"] is True and paused["paused_by"] == "token:op_token"
+        assert s.p.connector.store.paused_flows() == {"po_approved"}
+        watermark = paused["watermark"]
+        resumed = (await c.post("/api/v1/flows/po_approved/resume")).json()
+        assert resumed["paused"] is False and resumed["watermark"] == watermark  # a pause keeps the watermark
+        assert (await c.post("/api/v1/flows/nope/pause")).status_code == 404

@@ -79,10 +79,10 @@ def flow(row: FlowRow) -> m.Flow:
     return m.Flow(
         name=row.name, source=row.source, entity=row.entity, enabled=row.enabled, paused=row.paused,
         every_seconds=row.every, watermark=fig.watermark, lookback_watermark=fig.lookback_watermark,
-        last_commit_at=fig.last_commit, last_poll_at=act.last_poll_at if act else None,
+        last_commit_at=fig.last_commit, last_poll_at=row.last_poll_at, paused_by=row.paused_by,
         last_read=act.last_read if act else None, records_read=act.records_read if act else None,
         events_fired=act.events_fired if act else None, errors=act.errors if act else None,
-        last_error=act.last_error if act else None, next_run_at=act.next_run_at if act else None,
+        last_error=row.last_error, next_run_at=act.next_run_at if act else None,
         events_day=fig.events_day, failed_day=fig.failed_day,
     )
 

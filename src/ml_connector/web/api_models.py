@@ -145,6 +145,7 @@ class Flow(_Model):
     entity: str
     enabled: bool
     paused: bool
+    paused_by: str | None = Field(description="Who paused it (user:NAME or token:NAME).")
     every_seconds: float
     watermark: datetime | None
     lookback_watermark: datetime | None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from ml_connector.config_dashboard import DashboardConfig
@@ -37,6 +37,23 @@ class FlowRow:
     paused: bool
     figures: FlowFigures
     activity: FlowActivity | None
+    state: Any = None  # store.flows.FlowState when the store keeps one (last poll and error of any process)
+
+    @property
+    def last_poll_at(self) -> datetime | None:
+        mine = self.activity.last_poll_at if self.activity else None
+        theirs = getattr(self.state, "last_poll_at", None)
+        return max((t for t in (mine, theirs) if t is not None), default=self.figures.last_commit)
+
+    @property
+    def last_error(self) -> str | None:
+        if self.activity and self.activity.last_error:
+            return self.activity.last_error
+        return getattr(self.state, "last_error", None)
+
+    @property
+    def paused_by(self) -> str | None:
+        return getattr(self.state, "paused_by", None)
 
 
 @dataclass
@@ -74,12 +91,15 @@ class Surface:
 
     def flow_rows(self, names: Sequence[str] | None = None) -> list[FlowRow]:
         chosen = list(self.flows) if names is None else list(names)
-        figures = self.insights.flow_figures(chosen, self.clock())
+        now = self.clock()
+        figures = self.insights.flow_figures(chosen, now)
         paused = self.paused_flows()
+        states_of = getattr(self.store, "flow_states", None)
+        states = states_of(chosen, now - timedelta(days=1)) if callable(states_of) else {}
         return [
             FlowRow(name=name, source=spec.source, entity=spec.entity, enabled=spec.enabled,
                     every=spec.schedule.every.total_seconds(), paused=name in paused, figures=figures[name],
-                    activity=self.activity.get(name))
+                    activity=self.activity.get(name), state=states.get(name))
             for name in chosen
             for spec in (self.flows[name],)
         ]
