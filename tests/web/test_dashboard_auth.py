@@ -138,3 +138,15 @@ async def test_a_session_api_post_needs_the_csrf_header(tmp_path: Path) -> None:
         ok = await client.post(f"/api/v1/notifications/{failed.id}/replay", headers={"X-CSRF-Token": token})
         assert ok.status_code == 200 and ok.json()["replayed"] == [failed.id]
         await client.aclose()
+
+
+async def test_a_signed_in_person_downloads_the_audit_from_the_overview_link(tmp_path: Path) -> None:
+    async with served(tmp_path) as s:
+        client = await signed_in(s, "victor")
+        overview = (await client.get("/")).text
+        link = re.search(r'href="([^"]+)" id="audit-csv"', overview)
+        assert link is not None
+        download = await client.get(link.group(1).replace("&amp;", "&"))
+        assert download.status_code == 200 and download.headers["content-type"].startswith("text/csv")
+        assert download.text.splitlines()[0] == "id,at,notification_id,flow,kind,status,detail"
+        await client.aclose()
