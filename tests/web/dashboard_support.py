@@ -40,8 +40,8 @@ def _dashboard_section(extra: dict[str, Any]) -> Callable[[dict[str, Any]], None
 
 
 @contextlib.asynccontextmanager
-async def served(tmp_path: Path, **dashboard: Any) -> AsyncIterator[Served]:
-    async with pipeline(tmp_path, tweak=_dashboard_section(dashboard)) as p:
+async def served(tmp_path: Path, *, store_url: str | None = None, **dashboard: Any) -> AsyncIterator[Served]:
+    async with pipeline(tmp_path, tweak=_dashboard_section(dashboard), store_url=store_url) as p:
         await p.poll()
         for po in (1002, 1003, 1006, 1007):
             p.erp.approve_po(po)
