@@ -27,7 +27,9 @@ def client(s: Served, token: str | None = None) -> httpx.AsyncClient:
     return httpx.AsyncClient(base_url=s.url, headers={"Authorization": f"Bearer {token or s.op_token}"})
 
 
-async def test_the_openapi_document_is_valid_openapi_3_1_and_lists_every_route(tmp_path: Path, store_url: str | None) -> None:
+async def test_the_openapi_document_is_valid_openapi_3_1_and_lists_every_route(
+    tmp_path: Path, store_url: str | None,
+) -> None:
     async with served(tmp_path, store_url=store_url) as s, client(s, s.view_token) as c:
         doc = (await c.get("/api/openapi.json")).json()
         validate(doc)  # raises on an invalid document
@@ -36,7 +38,9 @@ async def test_the_openapi_document_is_valid_openapi_3_1_and_lists_every_route(t
                 "/api/v1/flows/{name}/pause", "/api/v1/audit"} <= set(doc["paths"])
 
 
-async def test_notifications_come_in_pages_with_a_cursor_and_masked_phones(tmp_path: Path, store_url: str | None) -> None:
+async def test_notifications_come_in_pages_with_a_cursor_and_masked_phones(
+    tmp_path: Path, store_url: str | None,
+) -> None:
     async with served(tmp_path, store_url=store_url) as s, client(s) as c:
         first = (await c.get("/api/v1/notifications", params={"limit": 3})).json()
         assert len(first["items"]) == 3 and first["next_cursor"] == first["items"][-1]["id"]
@@ -49,7 +53,9 @@ async def test_notifications_come_in_pages_with_a_cursor_and_masked_phones(tmp_p
         assert {n["record_key"] for n in failed["items"]} == {"1003", "1006"}
 
 
-async def test_a_phone_filters_through_its_keyed_hash_only(tmp_path: Path, store_url: str | None) -> None:
+async def test_a_phone_filters_through_its_keyed_hash_only(
+    tmp_path: Path, store_url: str | None,
+) -> None:
     async with served(tmp_path, store_url=store_url) as s, client(s) as c:
         hashed = (await c.post("/api/v1/recipient-hash", json={"phone": "(312) 555-0187"})).json()["recipient_hash"]
         assert len(hashed) == 64 and "0187" not in hashed
@@ -57,7 +63,9 @@ async def test_a_phone_filters_through_its_keyed_hash_only(tmp_path: Path, store
         assert [n["record_key"] for n in found] == ["1002"]
 
 
-async def test_bad_parameters_get_a_422_problem_naming_each_field(tmp_path: Path, store_url: str | None) -> None:
+async def test_bad_parameters_get_a_422_problem_naming_each_field(
+    tmp_path: Path, store_url: str | None,
+) -> None:
     async with served(tmp_path, store_url=store_url) as s, client(s) as c:
         answer = await c.get("/api/v1/notifications", params={"limit": "0", "since": "yesterday-ish",
                                                               "status": "lost", "recipient_hash": "xyz"})
@@ -75,7 +83,9 @@ async def test_bad_parameters_get_a_422_problem_naming_each_field(tmp_path: Path
         assert missing.status_code == 404 and missing.json()["status"] == 404
 
 
-async def test_journey_shows_attempts_callbacks_and_the_console_link(tmp_path: Path, store_url: str | None) -> None:
+async def test_journey_shows_attempts_callbacks_and_the_console_link(
+    tmp_path: Path, store_url: str | None,
+) -> None:
     async with served(tmp_path, store_url=store_url) as s, client(s) as c:
         delivered = s.by_record()["1002"]
         journey = (await c.get(f"/api/v1/notifications/{delivered.id}/journey")).json()
@@ -93,7 +103,9 @@ async def test_journey_shows_attempts_callbacks_and_the_console_link(tmp_path: P
         assert "becomes: APPROVED" in journey["trigger"]
 
 
-async def test_replay_by_filter_counts_first_then_replays_and_audits_the_token(tmp_path: Path, store_url: str | None) -> None:
+async def test_replay_by_filter_counts_first_then_replays_and_audits_the_token(
+    tmp_path: Path, store_url: str | None,
+) -> None:
     async with served(tmp_path, store_url=store_url) as s, client(s) as c:
         dry = (await c.post("/api/v1/replay", json={"flow": "po_approved"})).json()
         assert dry == {"dry_run": True, "matched": 2, "capped": False, "replayed": []}
@@ -106,7 +118,9 @@ async def test_replay_by_filter_counts_first_then_replays_and_audits_the_token(t
         assert again.status_code == 409  # pending now: not replayable
 
 
-async def test_flows_list_and_get(tmp_path: Path, store_url: str | None) -> None:
+async def test_flows_list_and_get(
+    tmp_path: Path, store_url: str | None,
+) -> None:
     async with served(tmp_path, store_url=store_url) as s, client(s, s.view_token) as c:
         flows = (await c.get("/api/v1/flows")).json()["items"]
         assert {f["name"] for f in flows} == set(s.p.connector.config.flows)
@@ -115,7 +129,9 @@ async def test_flows_list_and_get(tmp_path: Path, store_url: str | None) -> None
         assert (await c.get("/api/v1/flows/nope")).status_code == 404
 
 
-async def test_audit_exports_as_json_pages_jsonl_and_csv(tmp_path: Path, store_url: str | None) -> None:
+async def test_audit_exports_as_json_pages_jsonl_and_csv(
+    tmp_path: Path, store_url: str | None,
+) -> None:
     async with served(tmp_path, store_url=store_url) as s, client(s, s.view_token) as c:
         stored = s.p.audit()
         page = (await c.get("/api/v1/audit", params={"limit": 5})).json()
@@ -128,7 +144,9 @@ async def test_audit_exports_as_json_pages_jsonl_and_csv(tmp_path: Path, store_u
         assert "3125550187" not in text and "312-555-0187" not in text  # no phone in the audit
 
 
-async def test_pause_and_resume_through_the_api_are_persisted_and_audited(tmp_path: Path, store_url: str | None) -> None:
+async def test_pause_and_resume_through_the_api_are_persisted_and_audited(
+    tmp_path: Path, store_url: str | None,
+) -> None:
     async with served(tmp_path, store_url=store_url) as s, client(s) as c:
         paused = (await c.post("/api/v1/flows/po_approved/pause")).json()
         assert paused["paused"] is True and paused["paused_by"] == "token:op_token"
