@@ -31,6 +31,7 @@ from ml_connector.runtime.audit_retention import AuditPruner
 from ml_connector.runtime.dispatcher import Dispatcher, DispatcherSettings
 from ml_connector.runtime.exposure_check import exposure_problems
 from ml_connector.runtime.field_check import field_problems
+from ml_connector.runtime.flow_activity import FlowActivityLog
 from ml_connector.runtime.poller import LOOKBACK, MAIN, FlowRuntime, Poller
 from ml_connector.runtime.status_sweep import StatusSweep, SweepSettings
 from ml_connector.runtime.store_wait import wait_for_store
@@ -159,6 +160,7 @@ class Connector:
         self.worker = self.overrides.worker or f"{socket.gethostname()}:{os.getpid()}"
         self.dispatcher = self._dispatcher()
         self._next_lookback: dict[str, datetime] = {}
+        self.activity = FlowActivityLog()  # what this process saw of its polls (dashboard)
         check_after = config.dispatcher.status_check_after
         self.status_sweep = StatusSweep(self.store, self.channels, clock=self.clock, settings=SweepSettings(
             stale_after=check_after, every=min(timedelta(minutes=1), max(check_after / 2, timedelta(seconds=1))),
@@ -305,6 +307,7 @@ class Connector:
         kind = MAIN
         try:
             report = await poller.poll(MAIN)
+            self.activity.polled(name, self.clock(), report.read, report.fired, schedule.every)
             await self._note_poll(name, MAIN, None, report.read, report.inserted)
             if report.inserted:
                 log.info("flow %s: %s new notification(s) from %s record(s)", name, report.inserted, report.read)
@@ -320,9 +323,11 @@ class Connector:
             return False
         except SourceError as exc:
             log.warning("flow %s: poll failed, will retry: %s", name, exc)
+            self.activity.failed(name, self.clock(), str(exc), schedule.every)
             await self._note_poll(name, kind, str(exc))
         except MlcError as exc:
             log.error("flow %s: poll failed: %s", name, exc)
+            self.activity.failed(name, self.clock(), str(exc), schedule.every)
             await self._note_poll(name, kind, str(exc))
         return True
 
@@ -351,12 +356,21 @@ class Connector:
                 f"choose another port ({WEBHOOK_PORT_ENV} overrides webhooks.port for one process)"
             ) from None
 
+    def dashboard_app(self) -> Any:
+        """The dashboard and REST API (web.dashboard), on their own listener."""
+        from ml_connector.web.dashboard import create_dashboard_app
+
+        return create_dashboard_app(self)
+
     async def _serve_web(self, stop: asyncio.Event, sock: socket.socket) -> None:
         from ml_connector.web.server import serve_until
 
-        webhooks = self.config.webhooks
+        webhooks, dashboard = self.config.webhooks, self.config.dashboard
         try:
-            await serve_until(self.webhook_app(), webhooks.host, self.webhook_port, stop, sock)
+            serving = [serve_until(self.webhook_app(), webhooks.host, self.webhook_port, stop, sock)]
+            if dashboard is not None and dashboard.enabled:
+                serving.append(serve_until(self.dashboard_app(), dashboard.host, dashboard.port, stop))
+            await asyncio.gather(*serving)
         finally:
             sock.close()
 

@@ -769,6 +769,9 @@ def simulate(ctx: click.Context, twilio_port: int | None, events: bool) -> None:
 
 from ml_connector.cli_flows import flows  # noqa: E402 - these register on `main`, which they import
 from ml_connector.cli_journey import notifications_show  # noqa: E402
+from ml_connector.cli_users import tokens, users  # noqa: E402
 
 main.add_command(flows)
 notifications.add_command(notifications_show)
+main.add_command(users)
+main.add_command(tokens)

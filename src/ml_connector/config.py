@@ -43,6 +43,7 @@ from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from ml_connector.audit_config import AuditConfig
+from ml_connector.config_dashboard import DashboardConfig
 from ml_connector.core.flowspec import OPERATORS, Duration, FlowSpec, LookupRecipient
 from ml_connector.core.members import MembersRecipient
 from ml_connector.core.redact import mask_url
@@ -552,6 +553,7 @@ class Config(BaseModel):
     flows: dict[str, FlowSpec] = Field(min_length=1)
     dispatcher: DispatcherConfig = DispatcherConfig()
     audit: AuditConfig = AuditConfig()
+    dashboard: DashboardConfig | None = None  # served with the web role when present
     path: SkipJsonSchema[Path] = Field(exclude=True)
 
     @model_validator(mode="before")

@@ -43,6 +43,17 @@ STYLE = {"delivered": "green", "read": "green", "failed": "red", "undelivered": 
          "suppressed": "magenta", "sent": "cyan", "queued": "cyan"}
 
 
+def demo_login(connector: Any) -> str:
+    """An operator `demo` with a fresh random password, for the demo's dashboard; the password."""
+    import secrets
+
+    from ml_connector.store.users import Role, UserStore, engine_of
+
+    password = secrets.token_urlsafe(12)
+    UserStore(engine_of(connector.store)).add_user("demo", Role.OPERATOR, password, datetime.now(UTC), actor="demo")
+    return password
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -530,6 +541,9 @@ async def run_demo(*, duration: float | None, data_dir: Path | None, every: floa
             config_path = directory / "ml-connector.yaml"
             config = demo_config(directory, twilio_url, webhook_port, ebs_url=ebs_url, syspro_url=syspro_url,
                                  sap_url=sap_url, ps_url=ps_url)
+            dashboard_port = free_port()
+            # Plain HTTP on loopback: the demo's session cookie cannot be Secure-only.
+            config["dashboard"] = {"host": "127.0.0.1", "port": dashboard_port, "secure_cookies": False}
             config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
             if not (directory / "ml-connector.key").exists():
                 create_key_file(directory / "ml-connector.key")
@@ -539,6 +553,9 @@ async def run_demo(*, duration: float | None, data_dir: Path | None, every: floa
                           f"Twilio simulator {twilio_url}, "
                           f"webhooks "
                           f"http://127.0.0.1:{webhook_port}")
+            password = demo_login(connector)
+            console.print(f"[bold]Dashboard[/bold] http://127.0.0.1:{dashboard_port}/  sign in as [bold]demo[/bold] "
+                          f"with password [bold]{password}[/bold] (made for this demo, shown once)", soft_wrap=True)
             console.print("An ERP event every few seconds becomes an SMS; each notification's journey is "
                           "shown. " + (f"Stops after {duration:g} s." if duration else "Ctrl-C stops."))
             watcher = JourneyWatcher(connector.store, console)
