@@ -48,7 +48,7 @@ async def test_gives_up_with_the_last_error_after_retries_plus_one_attempts() ->
         await RetryPolicy(2, 0.5, sleep=sleeps).run(attempt, source="erp", what="GET x")
     assert calls == [1, 2, 3]
     assert not isinstance(caught.value, TryAgain)
-    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+    assert caught.value.__cause__ is None and caught.value.__context__ is None
 
 
 async def test_other_errors_are_never_retried() -> None:

@@ -327,6 +327,8 @@ class OracleEbsSource:
             self.calls += 1
             try:
                 response = await self._http.request(method, path, **kwargs)
+            except SourceUnavailable as exc:  # the login in the auth flow met a 5xx
+                raise TryAgain(exc) from None
             except httpx.HTTPError as exc:
                 raise TryAgain(SourceUnavailable(f"{what}: cannot reach EBS: {type(exc).__name__}"
                                                  + (f" ({tls})" if (tls := tls_failure(exc)) else ""),

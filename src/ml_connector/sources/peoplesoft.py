@@ -236,6 +236,8 @@ class PeopleSoftSource:
         async def attempt(number: int) -> httpx.Response:
             try:
                 response = await self._http.get(path, params=params)
+            except SourceUnavailable as exc:  # the login in the auth flow met a 5xx
+                raise TryAgain(exc) from None
             except httpx.HTTPError as exc:
                 raise TryAgain(SourceUnavailable(f"{what}: cannot reach PeopleSoft: {type(exc).__name__}",
                                                  source=self.name)) from None

@@ -44,6 +44,10 @@ class TryAgain(Exception):  # noqa: N818 - a request, not a failure
 Sleep = Callable[[float], Awaitable[None]]
 
 
+async def _sleep(seconds: float) -> None:
+    await asyncio.sleep(seconds)
+
+
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """`retries` more tries after the first one, waiting as the module docstring says."""
@@ -51,7 +55,8 @@ class RetryPolicy:
     retries: int
     delay: float
     max_delay: float = MAX_DELAY
-    sleep: Sleep = field(default=asyncio.sleep, compare=False)
+    #: None: asyncio.sleep, looked up when waiting (so one patch turns waiting off in tests).
+    sleep: Sleep | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.retries < 0 or self.delay < 0 or self.max_delay < 0:
@@ -68,17 +73,22 @@ class RetryPolicy:
             stop=stop_after_attempt(self.attempts),
             wait=wait_random_exponential(multiplier=self.delay, max=self.max_delay),
             retry=retry_if_exception_type(TryAgain),
-            sleep=self.sleep,
+            sleep=self.sleep or _sleep,
             before_sleep=self._logger(source, what),
             reraise=True,
         )
+        last: TryAgain | None = None
         try:
             async for trying in retrying:
                 with trying:
                     return await attempt(trying.retry_state.attempt_number)
         except TryAgain as exc:
-            raise exc.error from None
-        raise AssertionError("unreachable: tenacity either returns, raises or tries again")
+            last = exc
+        if last is None:
+            raise AssertionError("unreachable: tenacity either returns, raises or tries again")
+        # raised outside the handler: no exception chain, so nothing that carried a URL (httpx
+        # errors do, and e.net's URLs carry passwords) travels with the error
+        raise last.error
 
     def _logger(self, source: str, what: str) -> Callable[[RetryCallState], None]:
         def before_sleep(state: RetryCallState) -> None:
