@@ -707,3 +707,8 @@ def simulate(ctx: click.Context, twilio_port: int | None, events: bool) -> None:
     config = load(ctx)
     run_async(run_simulators(config, twilio_port=twilio_port, events=events, console=err_console))
     say_error("simulators stopped")
+
+
+from ml_connector.cli_config import config_group  # noqa: E402 - commands in their own modules
+
+main.add_command(config_group)
