@@ -17,7 +17,7 @@ def test_round_trip_and_fresh_nonce() -> None:
     ring = KeyRing(os.urandom(32))
     first, second = ring.encrypt("+13125550142"), ring.encrypt("+13125550142")
     assert first != second
-    assert first[0] == 1  # version byte
+    assert first[0] == 2  # version byte (2: with the key id)
     assert ring.decrypt(first) == ring.decrypt(second) == "+13125550142"
     assert b"3125550142" not in first
 
