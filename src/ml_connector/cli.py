@@ -710,5 +710,9 @@ def simulate(ctx: click.Context, twilio_port: int | None, events: bool) -> None:
 
 
 from ml_connector.cli_config import config_group  # noqa: E402 - commands in their own modules
+from ml_connector.cli_keys import keys_group  # noqa: E402
+from ml_connector.cli_secrets import secrets_group  # noqa: E402
 
 main.add_command(config_group)
+main.add_command(secrets_group)
+main.add_command(keys_group)

@@ -252,3 +252,41 @@ def create_key_file(path: Path) -> None:
         path.unlink(missing_ok=True)
         raise
     os.close(fd)
+
+
+def _replace_key_file(path: Path, text: str) -> None:
+    """Write `text` to a new 0600 file beside `path`, then rename it over `path` (never half-written)."""
+    temporary = path.with_name(f".{path.name}.new")
+    temporary.unlink(missing_ok=True)
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, text.encode("ascii"))
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        temporary.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    os.replace(temporary, path)
+
+
+def add_key_to_file(path: Path) -> str:
+    """Put a new random key first in the key file (it becomes the current key), keeping the older
+    keys after it for reading; returns the new key's fingerprint."""
+    old = read_key_file(path)
+    _decode_keys(old, f"key file {path}")  # refuse to build on a file that does not load
+    key = new_key_text()
+    _replace_key_file(path, key + "\n" + old.lstrip("\n"))
+    return fingerprint(_key(base64.urlsafe_b64decode(key)).id)
+
+
+def prune_key_file(path: Path) -> int:
+    """Keep only the current (first) key in the key file; returns how many older keys were removed."""
+    keys = [line.strip() for line in read_key_file(path).splitlines()
+            if line.strip() and not line.strip().startswith("#")]
+    parts = [part.strip() for line in keys for part in line.split(",") if part.strip()]
+    if len(parts) <= 1:
+        return 0
+    _replace_key_file(path, parts[0] + "\n")
+    return len(parts) - 1

@@ -118,6 +118,11 @@ class Rotation:
         self._engine = engine
         self._keys = keys
 
+    @property
+    def keys(self) -> KeyRing:
+        """The ring rotation seals with (its current key) and reads with (all of them)."""
+        return self._keys
+
     def marker(self) -> Progress | None:
         """The rotation under way (interrupted, or running elsewhere), if any."""
         with reading(self._engine) as conn:
