@@ -728,19 +728,18 @@ def _interpolate(
 
 def _secret(match: re.Match[str], path: Loc, problems: list[tuple[Loc, str]], secrets: _Secrets | None) -> str:
     name = match.group("secret")
+    if path[:1] == ("store",):
+        problems.append((path, "${secret:...} cannot be used in the store section: the secrets are kept in "
+                               "the store it configures"))
+        return match.group(0)
     if secrets is None:
         return match.group(0)
     if secrets.values is None:
-        if path[:1] != ("store",):
-            secrets.used.setdefault(name, []).append(path)
+        secrets.used.setdefault(name, []).append(path)
         return match.group(0)
     if not _SECRET_NAME.fullmatch(name):
         problems.append((path, f"secret name {name!r} is not usable: use letters, digits, '_', '.' and '-' "
                                "(starting with a letter or '_')"))
-        return match.group(0)
-    if path[:1] == ("store",):
-        problems.append((path, "${secret:...} cannot be used in the store section: the secrets are kept in "
-                               "the store it configures"))
         return match.group(0)
     value = secrets.values.get(name)
     if value is None and secrets.unreadable:
