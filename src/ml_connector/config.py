@@ -72,7 +72,7 @@ _ENV_SETTINGS: tuple[EnvSetting, ...] = (
     EnvSetting(CONFIG_ENV, f"path of the configuration file (default: ./{DEFAULT_CONFIG_FILE})"),
     EnvSetting(
         MASTER_KEY_ENV,
-        "encryption key for data at rest; when set it is used instead of store.key_file",
+        "encryption key(s) for data at rest, current first, comma-separated; used instead of store.key_file",
     ),
     EnvSetting(
         "MLC_WEBHOOK_PORT",
