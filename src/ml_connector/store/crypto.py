@@ -119,7 +119,7 @@ class KeyRing:
 
     def decrypt(self, blob: bytes) -> str:
         """Decrypt a blob sealed by any key of the ring; else KeyMismatchError (wrong key, altered blob)."""
-        if blob[:1] == bytes([_V2]) and len(blob) > 1 + KEY_ID_BYTES + _NONCE_BYTES:
+        if blob and blob[0] == _V2 and len(blob) > 1 + KEY_ID_BYTES + _NONCE_BYTES:
             head, rest = blob[: 1 + KEY_ID_BYTES], blob[1 + KEY_ID_BYTES :]
             key = self._by_id.get(head[1:])
             if key is None:
