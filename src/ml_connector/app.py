@@ -78,7 +78,8 @@ def compile_flows(config: Config, shown_path: str | None = None) -> dict[str, An
     for name, spec in config.flows.items():
         key = f"flows.{name}.template"
         try:
-            compiled[name] = compile_template(key, spec.template, timezone=spec.timezone, currency=spec.currency)
+            compiled[name] = compile_template(key, spec.template, timezone=spec.timezone, currency=spec.currency,
+                                              locale=spec.locale)
         except TemplateError as exc:
             where = f"{exc.template}, line {exc.line}" if exc.line else exc.template
             message = str(exc).removeprefix(f"template {where}: ")

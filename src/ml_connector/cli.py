@@ -775,3 +775,10 @@ main.add_command(flows)
 notifications.add_command(notifications_show)
 main.add_command(users)
 main.add_command(tokens)
+from ml_connector.cli_config import config_group  # noqa: E402 - commands in their own modules
+from ml_connector.cli_keys import keys_group  # noqa: E402
+from ml_connector.cli_secrets import secrets_group  # noqa: E402
+
+main.add_command(config_group)
+main.add_command(secrets_group)
+main.add_command(keys_group)

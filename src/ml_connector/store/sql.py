@@ -13,7 +13,6 @@ text are stored in clear.
 from __future__ import annotations
 
 import copy
-import hmac
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -38,11 +37,11 @@ from ml_connector.errors import ConfigError
 from ml_connector.store import attempts as attempt_results
 from ml_connector.store import flows as flowstate
 from ml_connector.store import journey as journeys
-from ml_connector.store import lock_holders, polls, replays, reports, retention, writebacks
+from ml_connector.store import keymeta, lock_holders, polls, replays, reports, retention, writebacks
 from ml_connector.store import migrate as migrations
 from ml_connector.store.auditrows import AUDIT, CHUNK, audit_row, audit_tuple
 from ml_connector.store.bulk import DIALECT_INSERTS, Bulk, Writer
-from ml_connector.store.crypto import KeyMismatchError, KeyRing
+from ml_connector.store.crypto import KeyRing
 from ml_connector.store.engine import health, make_engine, reading, writing
 from ml_connector.store.locks import FileFlowLock, FlowLock, PgFlowLock
 from ml_connector.store.port import (
@@ -58,7 +57,9 @@ from ml_connector.store.port import (
     Store,
     WriteBackTask,
 )
+from ml_connector.store.rotation import Rotation
 from ml_connector.store.scrub import mask_numbers
+from ml_connector.store.secrets import SecretBox
 from ml_connector.store.tables import (
     attempts,
     audit,
@@ -89,9 +90,7 @@ _CLAIM_SQL = (
 _LEASE = Bulk(n, ("status", "lease_owner", "lease_until", "attempts_made", "updated_at", "in_doubt_since"),
               keys=("id",))
 _ATTEMPT_STARTED = Bulk(a, ("notification_id", "attempt_no", "started_at"))
-_KEY_CHECK = "key_check"
 _HOLD_PREFIX = "account_hold:"
-_KEY_CHECK_LABEL = "ml-connector master key check v1"
 #: A result row of any shape.
 AnyRow = Row[*tuple[Any, ...]]
 
@@ -135,19 +134,17 @@ class SqlStore:
             )
 
     def _check_key(self) -> None:
-        """Refuse to start with another master key than the one the data was written with."""
-        expected = self._keys.hash_lookup(_KEY_CHECK_LABEL)
+        """Refuse to start with master keys that cannot read this database (store.keymeta)."""
         with writing(self._engine) as conn:
-            found = conn.execute(
-                select(store_meta.c.value).where(store_meta.c.name == _KEY_CHECK)
-            ).scalar_one_or_none()
-            if found is None:
-                conn.execute(store_meta.insert().values(name=_KEY_CHECK, value=expected))
-            elif not hmac.compare_digest(found, expected):
-                raise KeyMismatchError(
-                    "the master key is not the one this database was created with: stored phone "
-                    "numbers and bodies cannot be decrypted; use the original key file or MLC_MASTER_KEY"
-                )
+            self._keys = keymeta.open_ring(conn, self._keys)
+
+    def secrets(self) -> SecretBox:
+        """The named secrets kept in this store (store.secrets)."""
+        return SecretBox(self._engine, self._keys)
+
+    def rotation(self) -> Rotation:
+        """Re-encryption to the current master key (store.rotation)."""
+        return Rotation(self._engine, self._keys)
 
     def ping(self) -> str:
         """Dialect and server version, e.g. 'postgresql 16.2' (for `ml-connector check`)."""
