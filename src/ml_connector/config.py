@@ -42,6 +42,7 @@ from pydantic import (
 from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from ml_connector.config_ops import ADMIN_PORT_ENV, AdminConfig, LoggingConfig
 from ml_connector.core.flowspec import OPERATORS, Duration, FlowSpec, LookupRecipient
 from ml_connector.core.members import MembersRecipient
 from ml_connector.core.redact import mask_url
@@ -76,6 +77,10 @@ _ENV_SETTINGS: tuple[EnvSetting, ...] = (
     EnvSetting(
         "MLC_WEBHOOK_PORT",
         "webhook listener port for this process; overrides webhooks.port (several processes on one machine)",
+    ),
+    EnvSetting(
+        ADMIN_PORT_ENV,
+        "admin listener port (/healthz, /readyz, /metrics) for this process; overrides admin.port",
     ),
     EnvSetting(
         "MLC_EVENT_LOOP",
@@ -550,6 +555,8 @@ class Config(BaseModel):
     sources: dict[str, Any] = Field(min_length=1)
     flows: dict[str, FlowSpec] = Field(min_length=1)
     dispatcher: DispatcherConfig = DispatcherConfig()
+    admin: AdminConfig = AdminConfig()
+    logging: LoggingConfig = LoggingConfig()
     path: SkipJsonSchema[Path] = Field(exclude=True)
 
     @model_validator(mode="before")

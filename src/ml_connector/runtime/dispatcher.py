@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -42,6 +43,7 @@ from ml_connector.errors import (
 )
 from ml_connector.runtime.account_hold import PROBE_EVERY, AccountHolds, Hold
 from ml_connector.runtime.batching import Batcher
+from ml_connector.runtime.metrics import ConnectorMetrics
 from ml_connector.runtime.store_wait import wait_for_store
 from ml_connector.store.port import AttemptResult, Claimed, Outcome, Store
 
@@ -134,8 +136,10 @@ class Dispatcher:
         rand: Callable[[], float] = random.random,
         sleep: Sleep = asyncio.sleep,
         lookups: LookupPolicy = DEFAULT_LOOKUPS,
+        metrics: ConnectorMetrics | None = None,
     ) -> None:
         self._store = store
+        self._metrics = metrics or ConnectorMetrics()
         self._lookups = lookups
         self._channels = channels
         self._pacer = pacer
@@ -371,6 +375,7 @@ class Dispatcher:
 
         Given up only at shutdown; then the lease runs out and the row comes back in doubt, to be
         looked up before any resend, so nothing is lost or doubled either way."""
+        self._metrics.attempt(row.account, result)
         while True:
             try:
                 await self._finish.apply(result)
@@ -419,16 +424,20 @@ class Dispatcher:
         remaining = deadline - asyncio.get_running_loop().time()
         if self._pacer.wait_for(sender_key) > min(MAX_PACING_WAIT, remaining / 2):
             later = self._pacer.defer(sender_key, segments)
+            self._metrics.paced(sender_key, "deferred")
             return self._result(
                 row, Outcome.DEFERRED, started, error_message="paced: sender at its MPS",
                 next_attempt_at=self._clock() + timedelta(seconds=max(0.0, later - DEFER_EARLY)),
             )
         delay = self._pacer.reserve(sender_key, segments)
+        if delay > 0:
+            self._metrics.paced(sender_key, "waited", delay)
         if not await self._paced(delay):
             return self._result(
                 row, Outcome.DEFERRED, started, error_message="shutting down before the send",
                 next_attempt_at=self._clock(),
             )
+        began = time.perf_counter()
         try:
             async with asyncio.timeout_at(deadline):
                 sent = await self._limited(row.account, channel.send(message))
@@ -436,6 +445,8 @@ class Dispatcher:
             return self._still_in_doubt(row, started, "no answer before the lease ran out")
         except DeliveryError as exc:
             return self._failed(row, sender_key, started, exc)
+        finally:
+            self._metrics.sent(row.account, time.perf_counter() - began)
         return self._result(row, Outcome.ACCEPTED, started, sent=sent)
 
     async def _reconcile(
