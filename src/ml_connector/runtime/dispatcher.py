@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TypeVar
 
+from ml_connector import logctx
 from ml_connector.channels.base import Channel, Probe
 from ml_connector.compliance.pacing import Pacer
 from ml_connector.core.flowspec import RetrySpec
@@ -360,6 +361,7 @@ class Dispatcher:
         )
 
     async def _process(self, row: Claimed, deadline: float) -> None:
+        logctx.bind(flow=row.flow, notification_id=row.id)  # a task of its own: its log lines only
         started = self._clock()
         try:
             result = await self._attempt(row, started, deadline)
@@ -447,6 +449,7 @@ class Dispatcher:
             return self._failed(row, sender_key, started, exc)
         finally:
             self._metrics.sent(row.account, time.perf_counter() - began)
+        logctx.bind(twilio_sid=sent.provider_id)
         return self._result(row, Outcome.ACCEPTED, started, sent=sent)
 
     async def _reconcile(
@@ -477,6 +480,7 @@ class Dispatcher:
             log.exception("notification %s: unexpected error while looking up the earlier send", row.id)
             return self._still_in_doubt(row, started, f"internal error: {type(exc).__name__}", outcome=failed)
         if found is not None:
+            logctx.bind(twilio_sid=found.provider_id)
             log.info("notification %s: adopted earlier send %s", row.id, found.provider_id)
             return self._result(row, Outcome.ADOPTED, started, sent=found)
         if row.attempt_no > row.max_attempts:

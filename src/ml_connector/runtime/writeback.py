@@ -32,6 +32,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
+from ml_connector import logctx
 from ml_connector.core.models import Delivery
 from ml_connector.core.retry import RetryPolicy
 from ml_connector.errors import MlcError, SourceAuthError, StoreUnavailable
@@ -126,7 +127,10 @@ class WriteBackRunner:
             self._store.claim_write_backs, self._worker, self._clock(), self._lease, limit or self._batch
         )
         for task in tasks:
-            await self._one(task)
+            delivery = task.delivery
+            with logctx.bound(flow=delivery.flow, notification_id=delivery.notification_id,
+                              twilio_sid=delivery.provider_id):
+                await self._one(task)
         return len(tasks)
 
     def _tries_for(self, source: object) -> int:
