@@ -257,3 +257,42 @@ async def test_no_admin_listener_when_disabled(tmp_path: Path) -> None:
         assert p.connector.admin_url is None
         stop.set()
         await task
+
+
+async def test_the_web_roles_callback_metrics_are_scraped_on_the_admin_address(tmp_path: Path) -> None:
+    from ml_connector.demo import free_port
+
+    port = free_port()
+
+    def own_port(config: dict[str, Any]) -> None:
+        config["webhooks"]["port"] = port
+
+    async with pipeline(tmp_path, tweak=own_port) as p:
+        stop = asyncio.Event()
+        task = asyncio.create_task(p.connector.run(stop, ("web",)))
+        await _until(lambda: p.connector.admin_url is not None and bool(p.connector.web_registries), "serving")
+        try:
+            async with httpx.AsyncClient() as client:
+                await _until_answered(client, f"http://127.0.0.1:{port}/healthz")
+                forged = await client.post(f"http://127.0.0.1:{port}/twilio/status", data={"MessageSid": "SM1"})
+                text = (await client.get(f"{p.connector.admin_url}/metrics")).text
+                ready = (await client.get(f"{p.connector.admin_url}/readyz")).json()
+        finally:
+            stop.set()
+            await task
+    assert forged.status_code == 403
+    samples = _samples(text)
+    assert samples[("mlc_status_callbacks_total", (("result", "unsigned"),))] == 1.0
+    assert samples[("mlc_twilio_account_held", (("account", "main"),))] == 0.0
+    assert set(ready["checks"]) == {"store", "migrations"}  # no poller, no dispatcher here
+    assert p.connector.web_registries == []
+
+
+async def _until_answered(client: httpx.AsyncClient, url: str) -> None:
+    for _ in range(500):
+        try:
+            await client.get(url)
+            return
+        except httpx.TransportError:
+            await asyncio.sleep(0.01)
+    raise AssertionError(f"{url} never answered")
