@@ -35,6 +35,8 @@ class Ago(click.ParamType[timedelta]):
 def _item_lines(item: Any) -> list[str]:
     """One would-be notification as a few lines (bodies stay whole for reading and grep)."""
     lines = [f"{item.entity} {item.record_key}  changed {item.changed_at:%Y-%m-%d %H:%M:%S}Z  {item.event}"]
+    if item.already_stored:
+        lines.append("  (already notified: this notification is stored; a poll would not send it again)")
     if item.recipient:
         lines.append(f"  to:   {item.recipient} ({item.recipient_field})")
     else:
@@ -79,4 +81,5 @@ def preview(ctx: click.Context, flow: str, since: timedelta, limit: int, as_json
         say_error(f"{found.more} more not listed; --limit shows more")
     say(f"flow {found.flow}: read {found.read} {found.entity} record(s) changed {found.since:%Y-%m-%d %H:%M}Z to "
         f"{found.until:%Y-%m-%d %H:%M}Z; {found.fired} event(s); would send {found.would_send} notification(s), "
-        f"{found.without_recipient} without a usable recipient; nothing was sent or stored")
+        f"{found.without_recipient} without a usable recipient, {found.already_stored} already notified; "
+        f"nothing was sent or stored")

@@ -229,6 +229,24 @@ def test_sql_preview_honours_the_stored_last_seen_values_and_changes_nothing(
     assert preview_json(invoke, path, "po_approved")["items"] == []
 
 
+def test_preview_marks_what_is_already_notified(tmp_path: Path, invoke: Invoke, served_twilio: Any) -> None:
+    """A trigger without a transition fires again on every read; the store's keys say it was sent."""
+    path = _sql_setup(tmp_path, served_twilio.url)
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data["flows"]["invoice_validated"]["trigger"] = {"field": "approval_status", "eq": "APPROVED"}
+    data["flows"]["invoice_validated"]["first_sighting"] = "fire"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    _approve_invoice_with_phone(tmp_path, _erp(tmp_path, hours_ago=1), "+13125550142")
+    before = preview_json(invoke, path, "invoice_validated")
+    assert before["would_send"] >= 1 and before["already_stored"] == 0
+    asyncio.run(_poll_once(path, "invoice_validated", ahead=timedelta(minutes=1)))
+    after = preview_json(invoke, path, "invoice_validated")
+    assert after["fired"] == before["fired"]
+    assert after["would_send"] == 0
+    assert after["already_stored"] == before["would_send"] + before["without_recipient"]
+    assert all(item["already_stored"] for item in after["items"])
+
+
 def test_sql_preview_says_why_a_record_has_no_recipient(tmp_path: Path, invoke: Invoke, served_twilio: Any) -> None:
     path = _sql_setup(tmp_path, served_twilio.url)
     erp = _erp(tmp_path)

@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from ml_connector.core import rules
 from ml_connector.core.members import MembersRecipient
@@ -51,14 +51,24 @@ class StateReader(Protocol):
     def last_seen(self, flow: str, record_keys: Sequence[str]) -> dict[str, Mapping[str, Any]]: ...
 
 
+@runtime_checkable
+class KnownReader(Protocol):
+    """Optional: which notifications are stored already (a poll would insert nothing for them)."""
+
+    def known_notifications(self, idempotency_keys: Sequence[str]) -> set[str]: ...
+
+
 class _NoState:
-    """The state of a store that does not exist yet: nothing seen, never started."""
+    """The state of a store that does not exist yet: nothing seen, never started, nothing sent."""
 
     def get_watermark(self, flow: str, kind: str = "main") -> datetime | None:
         return None
 
     def last_seen(self, flow: str, record_keys: Sequence[str]) -> dict[str, Mapping[str, Any]]:
         return {}
+
+    def known_notifications(self, idempotency_keys: Sequence[str]) -> set[str]:
+        return set()
 
 
 class _ReadOnly:
@@ -79,6 +89,7 @@ class PreviewItem:
     recipient: str | None       # masked; None when there is no usable number
     recipient_field: str
     reason: str | None          # why there is no recipient, or why nothing could be rendered
+    already_stored: bool        # this very notification exists: a poll would not create it again
     text: str | None
     segments: int | None
     encoding: str | None
@@ -100,8 +111,9 @@ class FlowPreview:
     until: datetime
     read: int = 0
     fired: int = 0
-    would_send: int = 0          # items with a usable recipient (all of them, not only those listed)
+    would_send: int = 0          # new items with a usable recipient (all of them, not only those listed)
     without_recipient: int = 0
+    already_stored: int = 0      # events already notified (the same idempotency key is stored)
     items: list[PreviewItem] = field(default_factory=list)
     more: int = 0                # items beyond the limit, counted but not listed
     notes: list[str] = field(default_factory=list)
@@ -111,6 +123,7 @@ class FlowPreview:
             "flow": self.flow, "entity": self.entity, "since": self.since.isoformat(),
             "until": self.until.isoformat(), "read": self.read, "fired": self.fired,
             "would_send": self.would_send, "without_recipient": self.without_recipient,
+            "already_stored": self.already_stored,
             "items": [item.as_dict() for item in self.items], "more": self.more, "notes": list(self.notes),
         }
 
@@ -137,9 +150,11 @@ class _Collector:
     def full(self) -> bool:
         return len(self.result.items) >= self.limit
 
-    def add(self, n: NewNotification, changed_at: datetime, event: str) -> None:
+    def add(self, n: NewNotification, changed_at: datetime, event: str, stored: bool) -> None:
         usable = n.status is Status.PENDING
-        if usable:
+        if stored:
+            self.result.already_stored += 1
+        elif usable:
             self.result.would_send += 1
         else:
             self.result.without_recipient += 1
@@ -150,7 +165,8 @@ class _Collector:
         self.result.items.append(PreviewItem(
             entity=n.entity, record_key=n.record_key, changed_at=changed_at, event=event,
             recipient=mask_phone(n.recipient) if usable else None, recipient_field=n.recipient_field,
-            reason=None if usable else n.reason, text=n.body, segments=info.segments, encoding=info.encoding,
+            reason=None if usable else n.reason, already_stored=stored, text=n.body, segments=info.segments,
+            encoding=info.encoding,
             channel=n.channel, account=n.account, sender=n.sender,
         ))
 
@@ -161,7 +177,8 @@ class _Collector:
             return
         self.result.items.append(PreviewItem(
             entity=record.entity, record_key=record.key, changed_at=record.changed_at, event=event,
-            recipient=None, recipient_field="", reason=f"template error: {error}", text=None, segments=None,
+            recipient=None, recipient_field="", reason=f"template error: {error}", already_stored=False,
+            text=None, segments=None,
             encoding=None, channel=flow.spec.channel, account=flow.account, sender=flow.sender,
         ))
 
@@ -217,14 +234,20 @@ async def preview_flow(flow: FlowRuntime, state: StateReader, *, since: datetime
         version = rules.event_version(record.changed_at, snapshot)
         now = clock()
         try:
-            for n in await poller.notifications_for(record, version, resolver, now, snapshot):
-                collect.add(n, record.changed_at, event)
+            await add(await poller.notifications_for(record, version, resolver, now, snapshot), record, event)
             for spec in fan_outs:
                 async for page in fan_out(flow, record, version, spec, resolver, now, template_context):
-                    for n in page:
-                        collect.add(n, record.changed_at, event)
+                    await add(page, record, event)
         except TemplateError as exc:
             collect.failed_render(flow, record, event, exc)
+
+    async def add(made: list[NewNotification], record: Record, event: str) -> None:
+        """Collect what one event makes, marking those whose idempotency key is stored already."""
+        keys = [n.idempotency_key for n in made]
+        known = await asyncio.to_thread(state.known_notifications, keys) \
+            if made and isinstance(state, KnownReader) else set()
+        for n in made:
+            collect.add(n, record.changed_at, event, n.idempotency_key in known)
 
     async for record in _records(flow, since, until):
         result.read += 1
