@@ -1,7 +1,7 @@
 """Logging for the `ml-connector` command: the human or JSON format, a level per component.
 
 Every record passes one filter on the handler before either format sees it
-(`RedactFilter`): the message is rendered, the configured secrets masked and phone numbers
+(logmask.RedactFilter): the message is rendered, the configured secrets masked and phone numbers
 scrubbed by core.redact, exception text included. So neither format can show what the other
 hides. JSON lines carry `flow`, `notification_id` and `twilio_sid` when known (logctx, or an
 `extra=` on the call).
@@ -13,7 +13,6 @@ import contextlib
 import json
 import logging
 import sys
-import traceback
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -23,37 +22,18 @@ from pydantic import BaseModel, SecretStr
 
 from ml_connector import logctx
 from ml_connector.config_ops import parse_level
-from ml_connector.core.redact import mask_secrets, scrub_phones
+from ml_connector.logmask import RedactFilter
 
-__all__ = ["FORMATS", "JsonFormatter", "RedactFilter", "configure", "secrets_of"]
+__all__ = ["FORMATS", "ContextFilter", "JsonFormatter", "configure", "secrets_of"]
 
 FORMATS = ("human", "json")
 _HUMAN = "%(asctime)s %(levelname)s %(name)s: %(message)s%(context)s"
 
 
-class RedactFilter(logging.Filter):
-    """The one redaction point of log output: secrets masked, phone numbers scrubbed, context added."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.secrets: set[str] = set()
-
-    def redact(self, text: str) -> str:
-        return scrub_phones(mask_secrets(text, self.secrets))
+class ContextFilter(logging.Filter):
+    """Adds the fields logctx holds (an `extra=` on the call wins) and their human suffix."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # a bad format string: show it rather than lose the line
-            message = f"{record.msg!r} {record.args!r}"
-        record.msg, record.args = self.redact(message), None
-        if record.exc_info and not record.exc_text:
-            record.exc_text = "".join(traceback.format_exception(*record.exc_info)).rstrip()
-        if record.exc_text:
-            record.exc_text = self.redact(record.exc_text)
-        record.exc_info = None  # rendered above: neither format renders it again unredacted
-        if record.stack_info:
-            record.stack_info = self.redact(record.stack_info)
         for name, value in logctx.current().items():
             if getattr(record, name, None) is None:
                 setattr(record, name, value)
@@ -115,6 +95,7 @@ def configure(*, level: int, fmt: str = "human", levels: Mapping[str, str] | Non
     if _handler is None or _handler not in root.handlers:
         _handler = _Stderr()
         _handler.addFilter(_redact)
+        _handler.addFilter(ContextFilter())
         root.addHandler(_handler)
     _handler.setFormatter(JsonFormatter() if fmt == "json" else _HumanFormatter(_HUMAN))
     root.setLevel(level)

@@ -129,3 +129,34 @@ def test_cli_rejects_a_bad_log_level(tmp_path: Path, logs: None) -> None:
     result = run_cli(["--log-level", "ml_connector=LOUD", "-c", str(write_config(tmp_path)), "validate"])
     assert result.exit_code == 2
     assert "'LOUD' is not a log level" in result.stderr
+
+
+async def test_a_failed_send_logs_one_json_line_naming_flow_and_notification(
+        tmp_path: Path, logs: None, capsys: pytest.CaptureFixture[str]) -> None:
+    """Through the real dispatcher: Twilio refuses a number (21211); the line says which
+    notification of which flow, and never shows the number or the account's token."""
+    import contextlib
+    import random
+    import sqlite3
+
+    from ml_connector.demo import DEMO_AUTH_TOKEN
+    from tests.support.pipeline import pipeline
+
+    async with pipeline(tmp_path) as p:
+        logsetup.configure(level=logging.WARNING, fmt="json", secrets=logsetup.secrets_of(p.connector.config))
+        p.erp.create_invoice(random.Random(1))
+        invoice = max(int(str(r["invoice_id"])) for r in p.erp.rows("ap_invoices"))
+        with contextlib.closing(sqlite3.connect(tmp_path / "demo-erp.db")) as conn, conn:
+            conn.execute("UPDATE ap_invoices SET approver_phone = '+15005550001' WHERE invoice_id = ?", (invoice,))
+        await p.poll()
+        p.erp.validate_invoice(invoice)
+        await p.poll()
+        await p.dispatch()
+        (failed,) = [n for n in p.notifications() if n.error_code == 21211]
+    err = capsys.readouterr().err
+    assert "+15005550001" not in err and DEMO_AUTH_TOKEN not in err
+    lines = [line for line in _lines(err) if "21211" in line["message"]]
+    assert len(lines) == 1, err
+    assert lines[0]["flow"] == "invoice_validated"
+    assert lines[0]["notification_id"] == failed.id
+    assert "+1500•••0001" in lines[0]["message"]
