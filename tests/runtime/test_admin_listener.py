@@ -296,3 +296,19 @@ async def _until_answered(client: httpx.AsyncClient, url: str) -> None:
         except httpx.TransportError:
             await asyncio.sleep(0.01)
     raise AssertionError(f"{url} never answered")
+
+
+async def test_a_taken_admin_port_is_a_clear_configuration_error(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+
+        def same_port(config: dict[str, Any]) -> None:
+            config["admin"] = {"host": "127.0.0.1", "port": port}
+
+        async with pipeline(tmp_path, tweak=same_port) as p:
+            with pytest.raises(ConfigError, match=f"admin listener 127.0.0.1:{port}: .*MLC_ADMIN_PORT"):
+                await p.connector.run(asyncio.Event(), ("poller",))

@@ -24,6 +24,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from ml_connector.config_ops import ADMIN_PORT_ENV
+from ml_connector.errors import ConfigError
 from ml_connector.runtime.health import HealthSettings, Readiness, summary
 from ml_connector.runtime.metrics import OutboxCollector
 from ml_connector.store.probe import StoreProbe
@@ -78,6 +80,10 @@ async def serve_admin(connector: Any, stop: asyncio.Event) -> None:
             connector.admin_url = url
             log.info("admin listener on %s (/healthz, /readyz, /metrics)", url)
             await stop.wait()
+    except OSError as exc:  # binding: the port is taken, or the address is not this host's
+        raise ConfigError(
+            f"admin listener {config.host}:{connector.admin_port}: {exc.strerror or exc}; choose another "
+            f"admin.port (or {ADMIN_PORT_ENV} for this process), or set admin.enabled: false") from None
     finally:
         connector.admin_url = None
         probe.close()
