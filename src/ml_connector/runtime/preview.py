@@ -10,9 +10,10 @@ none, the text with its segment count and encoding, the channel and the sender.
 A flow that has never run has no start time in the store: its preview counts every change in
 the window as new (the poller would treat changes before its first start by `first_sighting`).
 
-`preview_flow` is the entry for a caller holding a built flow and a store (the dashboard);
-`preview_config` builds what one flow needs from a config without opening the store for
-writing (`ml-connector preview`).
+`preview_flow` is the entry for a caller holding a built flow and a store; `preview_connector`
+for one holding a running `app.Connector` (the dashboard: its sources, store and clock, any
+flow of its config, enabled or not); `preview_config` builds what one flow needs from a config
+without opening the store for writing (`ml-connector preview`).
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ from ml_connector.runtime.recipients import RecipientResolver
 from ml_connector.sources.base import Closeable, Source
 from ml_connector.store.port import NewNotification, PollCommit
 
-__all__ = ["DEFAULT_LIMIT", "FlowPreview", "PreviewItem", "StateReader", "preview_config", "preview_flow"]
+__all__ = ["DEFAULT_LIMIT", "FlowPreview", "PreviewItem", "StateReader", "preview_config", "preview_connector",
+           "preview_flow"]
 
 #: Would-be notifications listed at most, unless the caller asks for another number.
 DEFAULT_LIMIT = 50
@@ -276,6 +278,15 @@ def flow_runtime(config: Any, name: str, sources: Mapping[str, Source]) -> FlowR
         name=name, spec=spec, source=sources[spec.source], template=template, account=account, sender=sender,
         default_region=getattr(config.sources[spec.source], "default_region", "US"),
     )
+
+
+async def preview_connector(connector: Any, flow: str, *, since: timedelta,
+                            limit: int = DEFAULT_LIMIT) -> FlowPreview:
+    """Preview one flow of a built `app.Connector` with its own sources, store and clock."""
+    runtime = connector.flows.get(flow) or flow_runtime(connector.config, flow, connector.sources)
+    now = connector.clock()
+    return await preview_flow(runtime, connector.store, since=now - since, until=now, clock=connector.clock,
+                              limit=limit)
 
 
 def _sqlite_file(url: str) -> Path | None:
