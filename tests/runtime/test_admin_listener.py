@@ -28,7 +28,8 @@ from tests.support.pipeline import Pipeline, pipeline
 
 
 async def _until(check: Callable[[], bool], what: str) -> None:
-    for _ in range(1000):
+    """Wait for `check` (polls run every few seconds; a loaded machine is slower): at most a minute."""
+    for _ in range(6000):
         if check():
             return
         await asyncio.sleep(0.01)
