@@ -75,7 +75,8 @@ async def test_healthz_readyz_and_metrics_answer_on_the_admin_address(running: t
     assert samples[("mlc_polls_total", (("flow", "po_approved"), ("kind", "main")))] >= 1
     assert samples[("mlc_store_up", ())] == 1.0
     assert samples[("mlc_queue_depth", ())] == 0.0
-    assert ("mlc_twilio_account_held", (("account", "main"),)) not in samples  # webhooks are not served here
+    assert samples[("mlc_twilio_account_held", (("account", "main"),))] == 0.0  # no web role: shown from here
+    assert ("mlc_status_callbacks_total", (("result", "applied"),)) not in samples  # no webhooks served here
 
 
 async def test_metrics_count_polls_sends_errors_and_show_the_outbox(running: tuple[Pipeline, str]) -> None:

@@ -29,7 +29,7 @@ from ml_connector.errors import ConfigError
 from ml_connector.runtime.health import HealthSettings, Readiness, summary
 from ml_connector.runtime.metrics import OutboxCollector
 from ml_connector.store.probe import StoreProbe
-from ml_connector.web.health import store_problem
+from ml_connector.web.health import AccountHoldCollector, store_problem
 from ml_connector.web.server import serving
 
 __all__ = ["create_admin_app", "serve_admin"]
@@ -74,7 +74,11 @@ async def serve_admin(connector: Any, stop: asyncio.Event) -> None:
         roles=connector.running_roles, clock=connector.clock,
         settings=HealthSettings(stuck_after=config.stuck_after_intervals, max_pending_age=config.max_pending_age),
     )
-    app = create_admin_app(readiness, lambda: [connector.metrics.registry, outbox, *connector.web_registries])
+    # A served webhook app's registry has the account holds too; without one they are shown from here.
+    holds = CollectorRegistry(auto_describe=False)
+    holds.register(AccountHoldCollector(connector.dispatcher.holds, list(connector.config.twilio.accounts)))
+    app = create_admin_app(readiness, lambda: [connector.metrics.registry, outbox,
+                                               *(connector.web_registries or [holds])])
     try:
         async with serving(app, config.host, connector.admin_port) as url:
             connector.admin_url = url
