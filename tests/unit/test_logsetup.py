@@ -160,3 +160,20 @@ async def test_a_failed_send_logs_one_json_line_naming_flow_and_notification(
     assert lines[0]["flow"] == "invoice_validated"
     assert lines[0]["notification_id"] == failed.id
     assert "+1500•••0001" in lines[0]["message"]
+
+
+async def test_the_embedded_servers_errors_go_through_the_same_format_and_redaction(
+        logs: None, capsys: pytest.CaptureFixture[str]) -> None:
+    import httpx
+
+    from ml_connector.web.server import serving
+
+    async def broken(scope: Any, receive: Any, send: Any) -> None:
+        raise RuntimeError(f"crashed on {PHONE}")
+
+    logsetup.configure(level=logging.WARNING, fmt="json")
+    async with serving(broken) as url, httpx.AsyncClient() as client:
+        assert (await client.get(url)).status_code == 500
+    (line,) = [line for line in _lines(capsys.readouterr().err) if line["logger"] == "uvicorn.error"]
+    assert "RuntimeError: crashed on +1312•••0142" in line["exception"]
+    assert PHONE not in json.dumps(line)

@@ -44,6 +44,7 @@ async def serving(app: Any, host: str = "127.0.0.1", port: int = 0) -> AsyncIter
     server = _EmbeddedServer(uvicorn.Config(
         app, log_level="warning", lifespan="off", access_log=False, backlog=2048,
         timeout_keep_alive=30,
+        log_config=None,  # uvicorn's lines go to the root logger: the command's format and redaction
     ))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:
