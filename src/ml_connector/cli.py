@@ -384,7 +384,10 @@ def run(ctx: click.Context, roles: Sequence[str]) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        say_error(f"ml-connector running ({', '.join(chosen)}); Ctrl-C or SIGTERM stops")
+        admin = app.config.admin
+        host = f"[{admin.host}]" if ":" in admin.host else admin.host
+        health = f"; health and metrics on http://{host}:{app.admin_port}" if admin.enabled and app.admin_port else ""
+        say_error(f"ml-connector running ({', '.join(chosen)}){health}; Ctrl-C or SIGTERM stops")
         freeze_long_lived_objects()  # config, store, sources and clients live as long as the process
         try:
             await app.run(stop, chosen)
