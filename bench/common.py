@@ -149,6 +149,7 @@ def bench_config(directory: Path, *, store_url: str, twilio_url: str, webhook_po
     return {
         "store": {"url": store_url, "key_file": str(directory / "ml-connector.key")},
         "webhooks": {"public_url": f"http://127.0.0.1:{webhook_port}", "host": "127.0.0.1", "port": webhook_port},
+        "admin": {"host": "127.0.0.1", "port": 0},  # several processes share this file: each a free port
         "twilio": {"accounts": {"main": {
             "account_sid": ACCOUNT_SID, "auth_token": AUTH_TOKEN, "concurrency": concurrency,
             "base_urls": {"api": twilio_url},

@@ -18,12 +18,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from ml_connector import logctx
 from ml_connector.channels.base import Channel
 from ml_connector.channels.http import AiohttpTransport, HttpTransport
 from ml_connector.channels.sms import SmsChannel
 from ml_connector.channels.twilio_api import TwilioClient
 from ml_connector.compliance.pacing import Pacer
 from ml_connector.config import Config, template_lines
+from ml_connector.config_ops import ADMIN_PORT_ENV
 from ml_connector.core.retry import RetryPolicy
 from ml_connector.core.templates import compile_template
 from ml_connector.errors import ConfigError, MlcError, SourceError, TemplateError
@@ -32,6 +34,8 @@ from ml_connector.runtime.dispatcher import Dispatcher, DispatcherSettings
 from ml_connector.runtime.exposure_check import exposure_problems
 from ml_connector.runtime.field_check import field_problems
 from ml_connector.runtime.flow_activity import FlowActivityLog
+from ml_connector.runtime.health import PollerHealth
+from ml_connector.runtime.metrics import ConnectorMetrics
 from ml_connector.runtime.poller import LOOKBACK, MAIN, FlowRuntime, Poller
 from ml_connector.runtime.status_sweep import StatusSweep, SweepSettings
 from ml_connector.runtime.store_wait import wait_for_store
@@ -131,6 +135,16 @@ def webhook_port(config: Config, env: Mapping[str, str]) -> int:
     return int(raw)
 
 
+def admin_port(config: Config, env: Mapping[str, str]) -> int:
+    """`MLC_ADMIN_PORT` when set, else `admin.port` (0: a free port)."""
+    raw = env.get(ADMIN_PORT_ENV, "").strip()
+    if not raw:
+        return config.admin.port
+    if not raw.isdigit() or not 0 <= int(raw) <= 65535:
+        raise ConfigError(f"{ADMIN_PORT_ENV}={raw!r}: must be a port number from 0 to 65535")
+    return int(raw)
+
+
 def sender_value(config: Config, ref: str) -> tuple[str, str]:
     """"account.sender" -> (account name, From number or MG SID)."""
     _, sender = config.sender(ref)
@@ -150,6 +164,14 @@ class Connector:
         #: Which setting chose the port, for an error that names it.
         self.webhook_port_setting = (f"{WEBHOOK_PORT_ENV}={self.webhook_port}" if env.get(WEBHOOK_PORT_ENV, "").strip()
                                      else f"webhooks.port in {config.path}")
+        self.admin_port = admin_port(config, env)
+        #: The admin listener's base URL while it is served (`run`), else None.
+        self.admin_url: str | None = None
+        self._admin_serving = False
+        #: Roles of every `run()` under way (the demo runs two), for the admin listener's checks.
+        self.running_roles: set[str] = set()
+        self.metrics = ConnectorMetrics()
+        self.web_registries: list[Any] = []  # the served webhook app's, scraped with the rest
         self.keyring = load_keyring(config.store.key_file, env)
         self.store = SqlStore(config.store.url, self.keyring)
         self.templates = compile_flows(config)
@@ -158,6 +180,9 @@ class Connector:
         self.channels: dict[str, Channel] = {name: SmsChannel(client) for name, client in self.clients.items()}
         self.flows = self._flow_runtimes()
         self.pollers = {name: Poller(flow, self.store, self.clock) for name, flow in self.flows.items()}
+        self.poll_health = PollerHealth(self.clock)
+        for name, flow in self.flows.items():
+            self.poll_health.watch(name, flow.spec.schedule.every)
         self.worker = self.overrides.worker or f"{socket.gethostname()}:{os.getpid()}"
         self.dispatcher = self._dispatcher()
         self._next_lookback: dict[str, datetime] = {}
@@ -172,7 +197,7 @@ class Connector:
             max_batches=audit.prune_max_batches,
         ) if audit.retention is not None else None
         self.write_backs = WriteBackRunner(self.store, self.sources, worker=self.worker, clock=self.clock,
-                                           drain_for=config.dispatcher.shutdown_grace)
+                                           drain_for=config.dispatcher.shutdown_grace, metrics=self.metrics)
 
     def _flow_runtimes(self) -> dict[str, FlowRuntime]:
         flows: dict[str, FlowRuntime] = {}
@@ -209,15 +234,16 @@ class Connector:
         return Dispatcher(
             self.store, self.channels, Pacer(mps), policies, settings, clock=self.clock,
             account_limits={n: a.concurrency for n, a in self.config.twilio.accounts.items()},
+            metrics=self.metrics,
         )
 
-    def webhook_app(self) -> Any:
+    def webhook_app(self, registry: Any = None) -> Any:
         from prometheus_client import CollectorRegistry
 
         from ml_connector.web.health import AccountHoldCollector
         from ml_connector.web.webhooks import create_webhook_app
 
-        registry = CollectorRegistry(auto_describe=True)
+        registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         registry.register(AccountHoldCollector(self.dispatcher.holds, list(self.config.twilio.accounts)))
 
         tokens = {
@@ -237,6 +263,7 @@ class Connector:
         roles = set(roles)
         # Bound first: a port in use stops the start before any other role runs.
         web_socket = self.bind_webhooks() if "web" in roles else None
+        self.running_roles.update(roles)
         tasks: list[asyncio.Task[None]] = []
         writing_back: asyncio.Task[None] | None = None
         write_backs_stop = asyncio.Event()
@@ -251,11 +278,20 @@ class Connector:
                 writing_back = self._write_back_until_drained(stop, write_backs_stop)
         if web_socket is not None:
             tasks.append(asyncio.create_task(self._serve_web(stop, web_socket)))
+        if self.config.admin.enabled and not self._admin_serving:  # one listener per connector
+            self._admin_serving = True
+            tasks.append(asyncio.create_task(self._serve_admin(stop)))
         try:
             await asyncio.gather(*tasks)
         finally:
-            for task in tasks:
-                task.cancel()
+            # One role ended (a stop, or a failure): the others wind down as on a stop, listeners
+            # included (cancelling a server mid-start can leave it waiting forever); stragglers are
+            # cancelled after the grace period.
+            stop.set()
+            if tasks:
+                _, pending = await asyncio.wait(tasks, timeout=self.config.dispatcher.shutdown_grace.total_seconds())
+                for task in pending:
+                    task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             if writing_back is not None:  # last: the final statuses the other roles recorded
                 write_backs_stop.set()
@@ -275,6 +311,7 @@ class Connector:
         every `leader_retry`, so a dead poller is replaced within seconds. Each poll's commit is
         fenced by the lock: a process that lost it commits nothing.
         """
+        logctx.bind(flow=name)  # this task's log lines name the flow
         lock = self.store.flow_lock(name, label=f"ml-connector {self.worker}")
         poller = Poller(self.flows[name], self.store.fenced(lock), self.clock)
         leading = paused = False
@@ -286,16 +323,20 @@ class Connector:
                     if not leading:
                         log.info("flow %s: polled by this process (%s)", name, self.worker)
                         leading = True
+                        self.poll_health.leading(name, True)
                     if paused != (paused := name in await asyncio.to_thread(self.store.paused_flows)):
                         log.warning("flow %s: %s", name, "paused; not polled, watermark kept" if paused
                                     else "resumed")
-                    if not paused and not await self._poll_once(poller):
+                    if paused:
+                        self.poll_health.polled(name)  # paused on purpose: not stuck
+                    elif not await self._poll_once(poller):
                         return
                     wait = poller.flow.spec.schedule.every
                 else:
                     if leading:
                         log.warning("flow %s: no longer polled by this process; another one takes over", name)
                         leading = False
+                        self.poll_health.leading(name, False)
                     wait = self.overrides.leader_retry
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), wait.total_seconds())
@@ -305,9 +346,10 @@ class Connector:
     async def _poll_once(self, poller: Poller) -> bool:
         """One main poll (and the lookback when due); False when the flow must stop."""
         name, schedule = poller.flow.name, poller.flow.spec.schedule
-        kind = MAIN
+        kind, channel = MAIN, poller.flow.spec.channel
         try:
             report = await poller.poll(MAIN)
+            self.metrics.poll_done(name, MAIN, channel, report.read, report.fired, report.inserted)
             self.activity.polled(name, self.clock(), report.read, report.fired, schedule.every)
             await self._note_poll(name, MAIN, None, report.read, report.inserted)
             if report.inserted:
@@ -315,19 +357,27 @@ class Connector:
             now = self.clock()  # one reading: the first lookback is due at once, the next `every` later
             if schedule.lookback and now >= self._next_lookback.get(name, now):
                 kind = LOOKBACK
-                report = await poller.poll(LOOKBACK)
-                await self._note_poll(name, LOOKBACK, None, report.read, report.inserted)
+                late = await poller.poll(LOOKBACK)
+                self.metrics.poll_done(name, LOOKBACK, channel, late.read, late.fired, late.inserted)
+                await self._note_poll(name, LOOKBACK, None, late.read, late.inserted)
                 self._next_lookback[name] = now + schedule.lookback.every
+            self.poll_health.polled(name)
         except TemplateError as exc:
             log.error("flow %s stopped: %s. Fix the template and restart; nothing was sent.", name, exc)
+            self.metrics.poll_failed(name)
+            self.poll_health.stopped(name, f"template error: {exc}")
             await self._note_poll(name, kind, f"stopped: {exc}")
             return False
         except SourceError as exc:
             log.warning("flow %s: poll failed, will retry: %s", name, exc)
+            self.metrics.poll_failed(name)
+            self.poll_health.failed(name, str(exc))
             self.activity.failed(name, self.clock(), str(exc), schedule.every)
             await self._note_poll(name, kind, str(exc))
         except MlcError as exc:
             log.error("flow %s: poll failed: %s", name, exc)
+            self.metrics.poll_failed(name)
+            self.poll_health.failed(name, str(exc))
             self.activity.failed(name, self.clock(), str(exc), schedule.every)
             await self._note_poll(name, kind, str(exc))
         return True
@@ -364,16 +414,29 @@ class Connector:
         return create_dashboard_app(self)
 
     async def _serve_web(self, stop: asyncio.Event, sock: socket.socket) -> None:
+        from prometheus_client import CollectorRegistry
+
         from ml_connector.web.server import serve_until
 
         webhooks, dashboard = self.config.webhooks, self.config.dashboard
+        registry = CollectorRegistry(auto_describe=True)
+        self.web_registries.append(registry)
         try:
-            serving = [serve_until(self.webhook_app(), webhooks.host, self.webhook_port, stop, sock)]
+            serving = [serve_until(self.webhook_app(registry), webhooks.host, self.webhook_port, stop, sock)]
             if dashboard is not None and dashboard.enabled:
                 serving.append(serve_until(self.dashboard_app(), dashboard.host, dashboard.port, stop))
             await asyncio.gather(*serving)
         finally:
+            self.web_registries.remove(registry)
             sock.close()
+
+    async def _serve_admin(self, stop: asyncio.Event) -> None:
+        from ml_connector.web.admin import serve_admin
+
+        try:
+            await serve_admin(self, stop)
+        finally:
+            self._admin_serving = False
 
     async def aclose(self) -> None:
         for client in self.clients.values():

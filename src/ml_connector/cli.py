@@ -141,9 +141,12 @@ def _config_path(ctx: click.Context) -> Path:
 
 def load(ctx: click.Context) -> Any:
     """Load and validate the config; a ConfigError lists every problem (exit 2)."""
+    from ml_connector.cli_logging import config_logging
     from ml_connector.config import load_config
 
-    return load_config(_config_path(ctx), os.environ)
+    config = load_config(_config_path(ctx), os.environ)
+    config_logging(ctx, config)
+    return config
 
 
 def connector(ctx: click.Context) -> Any:
@@ -225,9 +228,13 @@ def _environment_help() -> str:
               show_envvar=True, help="The YAML configuration file.")
 @click.option("--verbose", "-v", count=True,
               help="More log output (-vv for debug; -vvv adds the libraries' own, e.g. database migrations).")
+@click.option("--log-format", type=click.Choice(["human", "json"]), default=None,
+              help="Log lines for people, or one JSON object a line (default: the config's logging.format, human).")
+@click.option("--log-level", "log_levels", multiple=True, metavar="[COMPONENT=]LEVEL",
+              help="Level of one component (ml_connector.sources=DEBUG) or of all (DEBUG); repeatable.")
 @click.version_option(__version__, prog_name="ml-connector")
 @click.pass_context
-def main(ctx: click.Context, config: str, verbose: int) -> None:
+def main(ctx: click.Context, config: str, verbose: int, log_format: str | None, log_levels: Sequence[str]) -> None:
     """Turn ERP events into tracked Twilio notifications.
 
     Secrets come from the environment: the variables below, and whatever ${VARS} the config
@@ -238,8 +245,9 @@ def main(ctx: click.Context, config: str, verbose: int) -> None:
     """
     ctx.ensure_object(dict)
     ctx.obj["config"] = config
-    level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from ml_connector.cli_logging import start_logging
+
+    start_logging(ctx, verbose, log_format, log_levels)
     # alembic's own lines ("Context impl SQLiteImpl.") are not news to a user: only with -vvv
     logging.getLogger("alembic").setLevel(logging.WARNING if verbose < 3 else logging.NOTSET)
 
@@ -782,3 +790,6 @@ from ml_connector.cli_secrets import secrets_group  # noqa: E402
 main.add_command(config_group)
 main.add_command(secrets_group)
 main.add_command(keys_group)
+from ml_connector.cli_preview import preview  # noqa: E402  (registered last: it imports from here)
+
+main.add_command(preview)

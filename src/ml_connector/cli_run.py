@@ -30,6 +30,10 @@ def startup_summary(app: Any, roles: Sequence[str]) -> list[str]:
         callback = config.webhooks.status_callback_url or "(no webhooks.public_url: Twilio sends no callbacks)"
         lines.append(f"  webhooks: listening on {config.webhooks.host}:{app.webhook_port} "
                      f"({app.webhook_port_setting}); Twilio calls {callback}")
+    admin = config.admin
+    if admin.enabled and app.admin_port:
+        host = f"[{admin.host}]" if ":" in admin.host else admin.host
+        lines.append(f"  health and metrics: http://{host}:{app.admin_port} (/healthz, /readyz, /metrics)")
     if "dispatcher" in roles:
         accounts = ", ".join(f"{name} ({len(a.senders)} sender(s))" for name, a in config.twilio.accounts.items())
         lines.append(f"  sending through Twilio account(s) {accounts}")

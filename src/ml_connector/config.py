@@ -45,6 +45,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from ml_connector.audit_config import AuditConfig
 from ml_connector.config_dashboard import DashboardConfig
+from ml_connector.config_ops import ADMIN_PORT_ENV, AdminConfig, LoggingConfig
 from ml_connector.core.flowspec import OPERATORS, Duration, FlowSpec, LookupRecipient
 from ml_connector.core.members import MembersRecipient
 from ml_connector.core.redact import mask_url
@@ -79,6 +80,10 @@ _ENV_SETTINGS: tuple[EnvSetting, ...] = (
     EnvSetting(
         "MLC_WEBHOOK_PORT",
         "webhook listener port for this process; overrides webhooks.port (several processes on one machine)",
+    ),
+    EnvSetting(
+        ADMIN_PORT_ENV,
+        "admin listener port (/healthz, /readyz, /metrics) for this process; overrides admin.port",
     ),
     EnvSetting(
         "MLC_EVENT_LOOP",
@@ -555,6 +560,8 @@ class Config(BaseModel):
     dispatcher: DispatcherConfig = DispatcherConfig()
     audit: AuditConfig = AuditConfig()
     dashboard: DashboardConfig | None = None  # served with the web role when present
+    admin: AdminConfig = AdminConfig()
+    logging: LoggingConfig = LoggingConfig()
     path: SkipJsonSchema[Path] = Field(exclude=True)
 
     @model_validator(mode="before")

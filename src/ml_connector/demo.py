@@ -186,6 +186,7 @@ def _sql_demo_config(twilio_url: str, webhook_port: int) -> dict[str, Any]:
     return {
         "store": {"url": "sqlite:///ml-connector.db", "key_file": "ml-connector.key"},
         "webhooks": {"public_url": f"http://127.0.0.1:{webhook_port}", "host": "127.0.0.1", "port": webhook_port},
+        "admin": {"host": "127.0.0.1", "port": 0},  # each process a free port: several may share this file
         "twilio": {"accounts": {"main": {
             "account_sid": DEMO_ACCOUNT_SID,
             "auth_token": DEMO_AUTH_TOKEN,
@@ -562,6 +563,7 @@ async def run_demo(*, duration: float | None, data_dir: Path | None, every: floa
             stop_sending = asyncio.Event()
             polling = asyncio.create_task(connector.run(stop, ("poller",)))
             sending = asyncio.create_task(connector.run(stop_sending, ("dispatcher", "web")))
+            await _print_admin_url(connector, console)
             sap_events = SapEvents(sap)
             erps = [erp, EbsEvents(ebs), SysproEvents(syspro), sap_events, PeopleSoftEvents(peoplesoft)]
             events = asyncio.create_task(_generate_events(erps, stop, every, console, seed=7))
@@ -607,6 +609,16 @@ async def run_demo(*, duration: float | None, data_dir: Path | None, every: floa
         console.print(sap_line)
         console.print(f"data kept in {directory}" if data_dir else "demo data removed")
         return watcher.delivered > 0
+
+
+async def _print_admin_url(connector: Any, console: Console) -> None:
+    """Once the admin listener is bound (a free port): where health, readiness and metrics are."""
+    for _ in range(200):
+        if connector.admin_url:
+            url = connector.admin_url
+            console.print(f"admin listener: {url}/healthz, {url}/readyz, {url}/metrics")
+            return
+        await asyncio.sleep(0.01)
 
 
 def twilio_sim_for(config: Any) -> Any:

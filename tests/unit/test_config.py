@@ -237,7 +237,7 @@ def test_all_flows_may_be_disabled(tmp_path: Path) -> None:
 
 def test_env_settings_and_default_path() -> None:
     names = [setting.name for setting in cfg.env_settings()]
-    assert names == [cfg.CONFIG_ENV, "MLC_MASTER_KEY", "MLC_WEBHOOK_PORT", "MLC_EVENT_LOOP"]
+    assert names == [cfg.CONFIG_ENV, "MLC_MASTER_KEY", "MLC_WEBHOOK_PORT", "MLC_ADMIN_PORT", "MLC_EVENT_LOOP"]
     assert cfg.CONFIG_ENV == "MLC_CONFIG"
     assert cfg.default_config_path({}) == Path("ml-connector.yaml")
     assert cfg.default_config_path({"MLC_CONFIG": "/etc/mlc.yaml"}) == Path("/etc/mlc.yaml")

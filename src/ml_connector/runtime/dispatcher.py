@@ -19,11 +19,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TypeVar
 
+from ml_connector import logctx
 from ml_connector.channels.base import Channel, Probe
 from ml_connector.compliance.pacing import Pacer
 from ml_connector.core.flowspec import RetrySpec
@@ -42,6 +44,7 @@ from ml_connector.errors import (
 )
 from ml_connector.runtime.account_hold import PROBE_EVERY, AccountHolds, Hold
 from ml_connector.runtime.batching import Batcher
+from ml_connector.runtime.metrics import ConnectorMetrics
 from ml_connector.runtime.store_wait import wait_for_store
 from ml_connector.store.port import AttemptResult, Claimed, Outcome, Store
 
@@ -134,8 +137,10 @@ class Dispatcher:
         rand: Callable[[], float] = random.random,
         sleep: Sleep = asyncio.sleep,
         lookups: LookupPolicy = DEFAULT_LOOKUPS,
+        metrics: ConnectorMetrics | None = None,
     ) -> None:
         self._store = store
+        self._metrics = metrics or ConnectorMetrics()
         self._lookups = lookups
         self._channels = channels
         self._pacer = pacer
@@ -356,6 +361,7 @@ class Dispatcher:
         )
 
     async def _process(self, row: Claimed, deadline: float) -> None:
+        logctx.bind(flow=row.flow, notification_id=row.id)  # a task of its own: its log lines only
         started = self._clock()
         try:
             result = await self._attempt(row, started, deadline)
@@ -371,6 +377,7 @@ class Dispatcher:
 
         Given up only at shutdown; then the lease runs out and the row comes back in doubt, to be
         looked up before any resend, so nothing is lost or doubled either way."""
+        self._metrics.attempt(row.account, result)
         while True:
             try:
                 await self._finish.apply(result)
@@ -419,16 +426,20 @@ class Dispatcher:
         remaining = deadline - asyncio.get_running_loop().time()
         if self._pacer.wait_for(sender_key) > min(MAX_PACING_WAIT, remaining / 2):
             later = self._pacer.defer(sender_key, segments)
+            self._metrics.paced(sender_key, "deferred")
             return self._result(
                 row, Outcome.DEFERRED, started, error_message="paced: sender at its MPS",
                 next_attempt_at=self._clock() + timedelta(seconds=max(0.0, later - DEFER_EARLY)),
             )
         delay = self._pacer.reserve(sender_key, segments)
+        if delay > 0:
+            self._metrics.paced(sender_key, "waited", delay)
         if not await self._paced(delay):
             return self._result(
                 row, Outcome.DEFERRED, started, error_message="shutting down before the send",
                 next_attempt_at=self._clock(),
             )
+        began = time.perf_counter()
         try:
             async with asyncio.timeout_at(deadline):
                 sent = await self._limited(row.account, channel.send(message))
@@ -436,6 +447,9 @@ class Dispatcher:
             return self._still_in_doubt(row, started, "no answer before the lease ran out")
         except DeliveryError as exc:
             return self._failed(row, sender_key, started, exc)
+        finally:
+            self._metrics.sent(row.account, time.perf_counter() - began)
+        logctx.bind(twilio_sid=sent.provider_id)
         return self._result(row, Outcome.ACCEPTED, started, sent=sent)
 
     async def _reconcile(
@@ -466,6 +480,7 @@ class Dispatcher:
             log.exception("notification %s: unexpected error while looking up the earlier send", row.id)
             return self._still_in_doubt(row, started, f"internal error: {type(exc).__name__}", outcome=failed)
         if found is not None:
+            logctx.bind(twilio_sid=found.provider_id)
             log.info("notification %s: adopted earlier send %s", row.id, found.provider_id)
             return self._result(row, Outcome.ADOPTED, started, sent=found)
         if row.attempt_no > row.max_attempts:

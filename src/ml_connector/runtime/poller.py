@@ -219,7 +219,7 @@ class Poller:
             if event in self._stored_events:
                 report.known += 1
                 continue
-            notifications.extend(await self._notifications_for(record, event[1], resolver, now, snapshot))
+            notifications.extend(await self.notifications_for(record, event[1], resolver, now, snapshot))
             for spec in self._fan_outs:
                 async for page in fan_out(flow, record, event[1], spec, resolver, now, template_context):
                     await commits.drain()  # one page at a time: memory holds one page
@@ -260,10 +260,12 @@ class Poller:
         ]
         return fired, states
 
-    async def _notifications_for(
+    async def notifications_for(
         self, record: Record, version: str, resolver: RecipientResolver, now: datetime,
         snapshot: Mapping[str, Any] | None = None,
     ) -> list[NewNotification]:
+        """The notifications one fired event makes for its own and routed recipients (fan-out
+        members are paged apart); `runtime.preview` shows these without storing them."""
         flow = self.flow
         specs = routing.recipients_for(flow.spec.recipients, flow.spec.routing_table, record.data)
         recipients = await resolver.resolve(specs, record)

@@ -32,9 +32,11 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
+from ml_connector import logctx
 from ml_connector.core.models import Delivery
 from ml_connector.core.retry import RetryPolicy
 from ml_connector.errors import MlcError, SourceAuthError, StoreUnavailable
+from ml_connector.runtime.metrics import ConnectorMetrics
 from ml_connector.runtime.store_wait import wait_for_store
 from ml_connector.sources.base import Source, WriteBack
 from ml_connector.store.port import Store, WriteBackTask
@@ -72,8 +74,10 @@ class WriteBackRunner:
         rand: Callable[[], float] = random.random,
         rejected_tries: int = REJECTED_TRIES,
         drain_for: timedelta = timedelta(seconds=10),
+        metrics: ConnectorMetrics | None = None,
     ) -> None:
         self._store = store
+        self._metrics = metrics or ConnectorMetrics()
         self._sources = sources
         self._worker = worker
         self._clock = clock
@@ -123,7 +127,10 @@ class WriteBackRunner:
             self._store.claim_write_backs, self._worker, self._clock(), self._lease, limit or self._batch
         )
         for task in tasks:
-            await self._one(task)
+            delivery = task.delivery
+            with logctx.bound(flow=delivery.flow, notification_id=delivery.notification_id,
+                              twilio_sid=delivery.provider_id):
+                await self._one(task)
         return len(tasks)
 
     def _tries_for(self, source: object) -> int:
@@ -132,6 +139,8 @@ class WriteBackRunner:
 
     async def _finish(self, task: WriteBackTask, *, ok: bool, error: str | None,
                       next_attempt_at: datetime | None = None, skipped: bool = False) -> None:
+        result = "skipped" if skipped else "done" if ok else "retry" if next_attempt_at else "given_up"
+        self._metrics.write_back(task.source, result)
         await asyncio.to_thread(self._store.finish_write_back, task.id, ok=ok, error=error,
                                 next_attempt_at=next_attempt_at, now=self._clock(), skipped=skipped)
 

@@ -133,6 +133,15 @@ _NEW_IDS_SQL = select(notifications.c.idempotency_key, notifications.c.id).where
 )
 
 
+def known_keys(conn: Connection, keys: KeyRing, idempotency_keys: Sequence[str]) -> set[str]:
+    """Those of `idempotency_keys` already stored (they are kept as keyed hashes)."""
+    hashed = {keys.hash_lookup(key): key for key in idempotency_keys}
+    found: set[str] = set()
+    for chunk in chunks(list(hashed)):
+        found.update(hashed[h] for h in conn.execute(_KNOWN_KEYS_SQL, {"keys": list(chunk)}).scalars())
+    return found
+
+
 def _insert_notifications(conn: Connection, writer: Writer, rows: list[dict[str, Any]]) -> dict[str, int]:
     """Insert, skipping idempotency keys already stored; key -> id of the rows really inserted.
 

@@ -249,6 +249,11 @@ class SqlStore:
         with reading(self._engine) as conn:
             return polls.last_seen(conn, flow, record_keys)
 
+    def known_notifications(self, idempotency_keys: Sequence[str]) -> set[str]:
+        """The keys among these already stored: what a poll would skip (runtime.preview)."""
+        with reading(self._engine) as conn:
+            return polls.known_keys(conn, self._keys, idempotency_keys)
+
     def commit_poll(self, commit: PollCommit) -> list[int]:
         """Watermark, record states and new notifications in ONE transaction (invariant 1)."""
         with writing(self._engine) as conn:

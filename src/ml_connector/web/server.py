@@ -26,10 +26,14 @@ def bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets that say so (else ~40 ms waits).
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
-    sock.setblocking(False)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+        sock.setblocking(False)
+    except OSError:  # the port is taken: the caller reports it, the socket must not leak
+        sock.close()
+        raise
     return sock
 
 
@@ -41,6 +45,7 @@ async def serving(app: Any, host: str = "127.0.0.1", port: int = 0,
     server = _EmbeddedServer(uvicorn.Config(
         app, log_level="warning", lifespan="off", access_log=False, backlog=2048,
         timeout_keep_alive=30,
+        log_config=None,  # uvicorn's lines go to the root logger: the command's format and redaction
     ))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:
