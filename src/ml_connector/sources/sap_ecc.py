@@ -18,8 +18,22 @@ Config (OData)::
         entities:
           purchase_orders: {service: po, entity_set: PurchaseOrderSet, key: Ebeln, ...}
 
-The entity options are in `sap_odata`; the shared connection fields in `sap_common`. The RFC
-mode speaks to the on-premises agent and is provided by `sources/sap_rfc.py`.
+Config (RFC through the on-premises agent, docs/sap-agent-protocol.md)::
+
+    sources:
+      sap:
+        type: sap_ecc
+        mode: rfc
+        client: "100"                               # the client the agent logs on to (checked)
+        timezone: Europe/Berlin
+        agent: {url: https://sap-agent.corp.example:8950, token: ${SAP_AGENT_TOKEN}}
+        rfc:
+          max_concurrent_calls: 5
+          entities:
+            purchase_orders: {kind: change_documents}
+
+The OData entity options are in `sap_odata`, the RFC ones in `sap_rfc`; the shared connection
+fields in `sap_common`. In RFC mode the connector holds no SAP credentials: the agent does.
 """
 
 from __future__ import annotations
@@ -31,6 +45,7 @@ from pydantic import Field, model_validator
 
 from ml_connector.sources.sap_common import SapConnection
 from ml_connector.sources.sap_odata import SapODataEntity, SapWriteBack
+from ml_connector.sources.sap_rfc import SapAgent, SapRfc
 
 DEFAULT_SERVICE_PREFIX = "/sap/opu/odata/sap/"
 
@@ -43,14 +58,28 @@ class SapEccConfig(SapConnection):
     services: dict[str, str] = {}
     entities: dict[str, SapODataEntity] = Field(default_factory=dict)
     write_back: SapWriteBack | None = None
+    agent: SapAgent | None = None
+    rfc: SapRfc | None = None
 
     @model_validator(mode="after")
     def _mode(self) -> SapEccConfig:
         if self.mode == "rfc":
-            raise ValueError("mode rfc is provided by sources/sap_rfc.py (the on-premises agent), "
-                             "which this installation does not include; use mode odata")
+            if self.agent is None:
+                raise ValueError("mode rfc needs agent (url and token of the on-premises SAP agent)")
+            if self.rfc is None:
+                raise ValueError("mode rfc needs rfc.entities (the tables, change documents and BAPIs to read)")
+            if self.entities or self.services or self.write_back:
+                raise ValueError("mode rfc reads rfc.entities; services, entities and write_back are for "
+                                 "mode odata")
+            if self.username or self.password:
+                raise ValueError("mode rfc: the agent holds the SAP logon; remove username and password here")
+            return self
         if self.base_url is None:
             raise ValueError("mode odata needs base_url (the Gateway host and port, e.g. https://sapgw:44300)")
+        if not self.username or self.password is None:
+            raise ValueError("mode odata needs username and password (the Gateway logon)")
+        if self.agent is not None or self.rfc is not None:
+            raise ValueError("agent and rfc are for mode rfc")
         if not self.services:
             raise ValueError("services: name at least one Gateway service (name: service root path)")
         if not self.entities:
@@ -81,6 +110,12 @@ class SapEccConfig(SapConnection):
 
 
 def build(config: SapEccConfig, context: Mapping[str, Any]) -> Any:
+    if config.mode == "rfc":
+        from ml_connector.sources.sap_rfc_source import SapRfcSource
+
+        return SapRfcSource(context.get("name", "sap"), config,
+                            transport=(context.get("transports") or {}).get(context.get("name")),
+                            clock=context.get("clock"))
     from ml_connector.sources.sap_odata_source import SapODataSource
 
     return SapODataSource(context.get("name", "sap"), config,

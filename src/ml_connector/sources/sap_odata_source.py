@@ -49,6 +49,8 @@ class SapODataSource:
         self.zone = ZoneInfo(config.timezone)
         self._clock = clock or (lambda: datetime.now(UTC))
         self._http = httpx.AsyncClient(transport=transport, verify=tls_context(config), timeout=config.timeout)
+        if config.username is None or config.password is None:
+            raise SourceError("mode odata needs username and password", source=name)
         self.gateway = GatewayClient(self._http, username=config.username,
                                      password=config.password.get_secret_value(), client=config.sap_client,
                                      language=config.sap_language, source=name, retries=config.retries,
@@ -289,7 +291,7 @@ class SapODataSource:
         """Log on, read each service's $metadata, check every configured name against it, read
         each entity once with its change filter and warn when the service ignores the filter."""
         details: dict[str, str] = {"mode": "odata", "url": mask_url(str(self.config.base_url)),
-                                   "client": self.config.sap_client, "user": self.config.username,
+                                   "client": self.config.sap_client, "user": self.config.username or "",
                                    "language": self.config.sap_language}
         services = []
         for service in self.config.services:
