@@ -311,7 +311,6 @@ class SapAgentSim:
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
             await asyncio.sleep(self.latency)
-            self.calls.append(function)
             return self._run(function, context, imports, tables)
         finally:
             self.in_flight -= 1
@@ -322,6 +321,7 @@ class SapAgentSim:
         if self.failures:
             return self._error(self.failures.pop(0))
         handler = FUNCTIONS.get(function)
+        self.calls.append(function)
         if handler is None:
             return self._error("ABAP_APPLICATION_ERROR", f"Function module {function} not found",
                                key="FU_NOT_FOUND", message_class="FL", message_type="E", message_number="046",
