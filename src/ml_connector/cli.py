@@ -701,3 +701,8 @@ def simulate(ctx: click.Context, twilio_port: int | None, events: bool) -> None:
     config = load(ctx)
     run_async(run_simulators(config, twilio_port=twilio_port, events=events, console=err_console))
     say_error("simulators stopped")
+
+
+from ml_connector.cli_sap_agent import sap_agent  # noqa: E402 - a command of its own module
+
+main.add_command(sap_agent)

@@ -93,8 +93,8 @@ def status_of(error_type: str) -> int:
 
 def return_rows(value: Any) -> list[dict[str, Any]]:
     """A BAPI's RETURN parameter (a BAPIRET2 structure or table) as a list of rows."""
-    if isinstance(value, Mapping):
-        return [dict(value)] if any(str(v).strip() for v in value.values()) else []
+    if isinstance(value, Mapping):  # a blank BAPIRET2 (TYPE and MESSAGE empty, NUMBER '000') says nothing
+        return [dict(value)] if str(value.get("TYPE", "")).strip() or str(value.get("MESSAGE", "")).strip() else []
     if isinstance(value, Sequence) and not isinstance(value, str):
         return [dict(row) for row in value if isinstance(row, Mapping)]
     return []
