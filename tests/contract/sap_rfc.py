@@ -39,7 +39,7 @@ def rfc_config(page_size: int = 3, **overrides: Any) -> SapEccConfig:
                          "change": {"date": "CPUDT", "time": "CPUTM"}},
             "buyers": {"kind": "table", "table": "T024", "key": "EKGRP"},
             "suppliers": {"kind": "table", "table": "LFA1", "key": "LIFNR", "alpha": {"LIFNR": 10},
-                          "join": [{"table": "ADR6", "on": {"ADRNR": "ADDRNUMBER"}, "fields": ["SMTP_ADDR"],
+                          "join": [{"table": "ADR6", "by": {"ADRNR": "ADDRNUMBER"}, "fields": ["SMTP_ADDR"],
                                     "where": [{"field": "FLGDEFAULT", "eq": "X"}]}]},
             "vendor_detail": {"kind": "bapi", "function": "BAPI_VENDOR_GETDETAIL", "key_parameter": "VENDORNO"},
         }},

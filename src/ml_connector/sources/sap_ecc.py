@@ -96,6 +96,10 @@ class SapEccConfig(SapConnection):
             raise ValueError(f"write_back.service: unknown service {self.write_back.service!r}")
         return self
 
+    def entity_names(self) -> list[str]:
+        """The entities flows can name: `entities` (OData) or `rfc.entities` (RFC)."""
+        return list(self.rfc.entities) if self.mode == "rfc" and self.rfc is not None else list(self.entities)
+
     def service_of(self, entity: SapODataEntity) -> str:
         return entity.service or next(iter(self.services))
 

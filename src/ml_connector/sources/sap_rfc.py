@@ -21,7 +21,7 @@ Every table, field and function module name is configuration with SAP's standard
           table: LFA1
           key: LIFNR
           alpha: {LIFNR: 10}
-          join: [{table: ADR6, on: {ADRNR: ADDRNUMBER}, fields: [SMTP_ADDR], where: [{field: FLGDEFAULT, eq: X}]}]
+          join: [{table: ADR6, by: {ADRNR: ADDRNUMBER}, fields: [SMTP_ADDR], where: [{field: FLGDEFAULT, eq: X}]}]
         vendor_detail: {kind: bapi, function: BAPI_VENDOR_GETDETAIL, key_parameter: VENDORNO}
       write_back: {enabled: true, function: Z_MLC_DELIVERY_STATUS}
 
@@ -72,7 +72,8 @@ class RfcJoin(_Model):
     """Fields of a second table joined to each row, e.g. LFA1-ADRNR -> ADR6-ADDRNUMBER."""
 
     table: str
-    on: dict[str, str] = Field(min_length=1)     # this entity's field -> the joined table's field
+    #: this entity's field -> the joined table's field (named `by`: YAML reads a key `on` as true)
+    by: dict[str, str] = Field(min_length=1)
     fields: list[str] = Field(min_length=1)
     where: list[SapWhere] = []
 
@@ -99,7 +100,7 @@ class RfcTableEntity(_Model):
         if not self.fields:
             return []
         needed = [*self.keys, *self.fields, *(w.field for w in self.where),
-                  *(p for p in (self.change.date, self.change.time) if p), *(f for j in self.join for f in j.on)]
+                  *(p for p in (self.change.date, self.change.time) if p), *(f for j in self.join for f in j.by)]
         return list(dict.fromkeys(needed))
 
     @model_validator(mode="after")

@@ -127,10 +127,10 @@ class SapRfcSource:
 
     async def _join(self, spec: RfcTableEntity, row: dict[str, Any]) -> None:
         for join in spec.join:
-            parts = [f"{theirs} = {rt.quote(row.get(mine) or '')}" for mine, theirs in join.on.items()]
+            parts = [f"{theirs} = {rt.quote(row.get(mine) or '')}" for mine, theirs in join.by.items()]
             parts += [rt.condition(w, {}) for w in join.where]
-            names = list(dict.fromkeys([*join.on.values(), *join.fields]))
-            _, found = await self.reader.read(join.table, names, list(join.on.values()), rt.conjunction(parts),
+            names = list(dict.fromkeys([*join.by.values(), *join.fields]))
+            _, found = await self.reader.read(join.table, names, list(join.by.values()), rt.conjunction(parts),
                                               page_size=1, limit=1)
             for name in join.fields:
                 row.setdefault(name, found[0].get(name) if found else "")
