@@ -323,8 +323,7 @@ def delivery(status: Status = Status.DELIVERED) -> Delivery:
 
 
 async def test_write_back_commits_in_the_same_session(rig: Rig) -> None:
-    source = rig.source(rfc={"entities": rfc_config().rfc.entities,  # type: ignore[union-attr]
-                             "write_back": {"enabled": True}})
+    source = rig.source(write_back={"enabled": True})
     await source.write_back(delivery())
     [row] = rig.sim.deliveries()
     assert row["NOTIFICATION_ID"] == "42" and row["STATUS"] == "delivered" and row["FINISHED_AT"] == "20240305150009"
@@ -333,8 +332,7 @@ async def test_write_back_commits_in_the_same_session(rig: Rig) -> None:
 
 
 async def test_write_back_rejected_by_the_module_rolls_back_and_names_the_message(rig: Rig) -> None:
-    source = rig.source(rfc={"entities": rfc_config().rfc.entities,  # type: ignore[union-attr]
-                             "write_back": {"enabled": True, "parameters": {"NOTIFICATION_ID": "notification_id"}}})
+    source = rig.source(write_back={"enabled": True, "parameters": {"NOTIFICATION_ID": "notification_id"}})
     with pytest.raises(RfcReturnError, match="E ZMLC/002: Status is initial"):
         await source.write_back(delivery())
     assert rig.sim.deliveries() == [] and "BAPI_TRANSACTION_COMMIT" not in rig.sim.calls

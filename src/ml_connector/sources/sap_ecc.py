@@ -39,16 +39,28 @@ fields in `sap_common`. In RFC mode the connector holds no SAP credentials: the 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Discriminator, Field, Tag, model_validator
 
 from ml_connector.sources.sap_common import SapConnection
 from ml_connector.sources.sap_odata import SapODataEntity, SapWriteBack
-from ml_connector.sources.sap_rfc import SapAgent, SapRfc
+from ml_connector.sources.sap_rfc import RfcWriteBack, SapAgent, SapRfc
 
 DEFAULT_SERVICE_PREFIX = "/sap/opu/odata/sap/"
 
+
+def _write_back_kind(value: Any) -> str:
+    """OData write-back names an entity set; RFC write-back a function module."""
+    if isinstance(value, RfcWriteBack):
+        return "rfc"
+    if isinstance(value, SapWriteBack):
+        return "odata"
+    return "odata" if isinstance(value, dict) and ("service" in value or "entity_set" in value) else "rfc"
+
+
+WriteBackConfig = Annotated[Annotated[SapWriteBack, Tag("odata")] | Annotated[RfcWriteBack, Tag("rfc")],
+                            Discriminator(_write_back_kind)]
 
 class SapEccConfig(SapConnection):
     type: Literal["sap_ecc"]
@@ -57,7 +69,8 @@ class SapEccConfig(SapConnection):
     #: ``;mo`` allowed); a bare name means ``/sap/opu/odata/sap/<name>/``.
     services: dict[str, str] = {}
     entities: dict[str, SapODataEntity] = Field(default_factory=dict)
-    write_back: SapWriteBack | None = None
+    #: OData: an entity set to POST to (CSRF); RFC: a Z function module + BAPI_TRANSACTION_COMMIT
+    write_back: WriteBackConfig | None = None
     agent: SapAgent | None = None
     rfc: SapRfc | None = None
 
@@ -68,9 +81,11 @@ class SapEccConfig(SapConnection):
                 raise ValueError("mode rfc needs agent (url and token of the on-premises SAP agent)")
             if self.rfc is None:
                 raise ValueError("mode rfc needs rfc.entities (the tables, change documents and BAPIs to read)")
-            if self.entities or self.services or self.write_back:
-                raise ValueError("mode rfc reads rfc.entities; services, entities and write_back are for "
-                                 "mode odata")
+            if self.entities or self.services:
+                raise ValueError("mode rfc reads rfc.entities; services and entities are for mode odata")
+            if self.write_back is not None and not isinstance(self.write_back, RfcWriteBack):
+                raise ValueError("write_back: in mode rfc it names a function module (function, parameters), "
+                                 "not a service and entity set")
             if self.username or self.password:
                 raise ValueError("mode rfc: the agent holds the SAP logon; remove username and password here")
             return self
@@ -92,9 +107,19 @@ class SapEccConfig(SapConnection):
             if service not in self.services:
                 raise ValueError(f"entities.{name}.service: unknown service {service!r}; "
                                  f"services: {', '.join(self.services)}")
+        if self.write_back is not None and not isinstance(self.write_back, SapWriteBack):
+            raise ValueError("write_back: in mode odata it names a service, entity_set and fields")
         if self.write_back is not None and self.write_back.service not in self.services:
             raise ValueError(f"write_back.service: unknown service {self.write_back.service!r}")
         return self
+
+    @property
+    def odata_write_back(self) -> SapWriteBack | None:
+        return self.write_back if isinstance(self.write_back, SapWriteBack) else None
+
+    @property
+    def rfc_write_back(self) -> RfcWriteBack | None:
+        return self.write_back if isinstance(self.write_back, RfcWriteBack) else None
 
     def entity_names(self) -> list[str]:
         """The entities flows can name: `entities` (OData) or `rfc.entities` (RFC)."""

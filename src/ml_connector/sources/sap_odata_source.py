@@ -316,7 +316,7 @@ class SapODataSource:
                                 f"{self.outside[entity]} row(s) outside the $filter sent: the service ignores "
                                 "(part of) $filter. Rows are filtered here, so nobody is flooded, but every poll "
                                 "reads more than it needs: ask the service developer to implement the filter")
-        wb = self.config.write_back
+        wb = self.config.odata_write_back
         if wb is not None and wb.enabled:
             meta = await self.metadata(wb.service)
             target = meta.entity_sets.get(wb.entity_set)
@@ -384,7 +384,7 @@ class SapODataSource:
 
     async def write_back(self, delivery: Delivery) -> None:
         """POST the final status as a new entity of the configured entity set (CSRF-protected)."""
-        wb = self.config.write_back
+        wb = self.config.odata_write_back
         if wb is None or not wb.enabled:
             return
         values = {"flow": delivery.flow, "entity": delivery.entity, "record_key": delivery.record_key,

@@ -23,7 +23,7 @@ Every table, field and function module name is configuration with SAP's standard
           alpha: {LIFNR: 10}
           join: [{table: ADR6, by: {ADRNR: ADDRNUMBER}, fields: [SMTP_ADDR], where: [{field: FLGDEFAULT, eq: X}]}]
         vendor_detail: {kind: bapi, function: BAPI_VENDOR_GETDETAIL, key_parameter: VENDORNO}
-      write_back: {enabled: true, function: Z_MLC_DELIVERY_STATUS}
+    write_back: {enabled: true, function: Z_MLC_DELIVERY_STATUS}   # at the source's level, as in OData
 
 Field names are SAP's (EBELN, LIFNR); values keep SAP's form (ALPHA numbers padded), DATS and
 TIMS become dates and times, packed numbers exact Decimals.
@@ -180,4 +180,3 @@ class SapRfc(_Model):
     max_concurrent_calls: int = Field(default=5, ge=1, le=50)
     delimiter: str = Field(default="|", min_length=1, max_length=1)
     entities: dict[str, RfcEntity] = Field(min_length=1)
-    write_back: RfcWriteBack | None = None

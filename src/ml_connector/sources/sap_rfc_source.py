@@ -333,7 +333,7 @@ class SapRfcSource:
         now = self._clock()
         for entity, spec in self.rfc.entities.items():
             details[f"entity {entity}"] = await self._probe(entity, spec, now)
-        wb = self.rfc.write_back
+        wb = self.config.rfc_write_back
         if wb is not None and wb.enabled:
             details["write_back"] = f"{wb.function} + {wb.commit} in one agent session"
         return CheckResult(system="SAP ECC (RFC through the agent)", details=details)
@@ -384,7 +384,7 @@ class SapRfcSource:
     async def write_back(self, delivery: Delivery) -> None:
         """The final status through the Z module, committed by BAPI_TRANSACTION_COMMIT in the same
         agent session; E/A RETURN rows roll back and are errors naming message class and number."""
-        wb = self.rfc.write_back
+        wb = self.config.rfc_write_back
         if wb is None or not wb.enabled:
             return
         values = {"flow": delivery.flow, "entity": delivery.entity, "record_key": delivery.record_key,
