@@ -21,5 +21,6 @@ HARNESSES: dict[str, Callable[[], SourceHarness]] = {
     "syspro-enet": lambda: SysproHarness("enet", mode="enet"),
     "syspro-odata": lambda: SysproHarness("odata", mode="odata"),
     "sap-odata-skip": lambda: SapHarness("skip"), "sap-odata-server": lambda: SapHarness("server", paging="server"),
-    "sap-rfc": lambda: SapRfcHarness("agent"),
+    "sap-rfc-change-documents": lambda: SapRfcHarness("cd"),
+    "sap-rfc-table": lambda: SapRfcHarness("table", entity="invoices"),
 }

@@ -53,14 +53,14 @@ class SapRfcHarness:
 
     page_size = 3
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, entity: str = "purchase_orders") -> None:
         self.name = name
         self.clock = ManualClock(START)
         self.sim = SapAgentSim(clock=self.clock, token=TOKEN)
         self.sim.add_supplier(SUPPLIER, "Müller Präzision GmbH", phone="+49 89 1234567", email="sales@mueller.example")
         self.sim.add_group("001", "Einkauf Team 1", "+14155550100")
-        self.entity = "purchase_orders"
-        self.key_field = "PO_NUMBER"
+        self.entity = entity
+        self.key_field = "PO_NUMBER" if entity == "purchase_orders" else "BELNR"
         self.expected_check: Mapping[str, str] = {"client": "100", "user": "MLC_RFC", "release": "731",
                                                   "system_id": "ECD", "mode": "rfc"}
         self._built: list[Source] = []
@@ -72,13 +72,20 @@ class SapRfcHarness:
         return source
 
     def change(self, count: int) -> list[str]:
+        if self.entity == "invoices":
+            return ["|".join(self.sim.post_invoice(lifnr=SUPPLIER, xblnr=f"RE-{n}", amount="99.50"))
+                    for n in range(count)]
         return [self.sim.create_po(lifnr=SUPPLIER, netwr="1250.00") for _ in range(count)]
 
     def late(self, age: timedelta) -> str:
-        """A PO whose change document is stamped `age` ago and committed only now (V1 update)."""
-        ebeln = self.sim.create_po(lifnr=SUPPLIER, at=self.clock() - age, committed=False)
+        """A PO (its change document) or an invoice stamped `age` ago and committed only now (V1 update)."""
+        if self.entity == "invoices":
+            key = "|".join(self.sim.post_invoice(lifnr=SUPPLIER, xblnr="RE-LATE", amount="10.00",
+                                                 at=self.clock() - age, committed=False))
+        else:
+            key = self.sim.create_po(lifnr=SUPPLIER, at=self.clock() - age, committed=False)
         assert self.sim.commit_updates() == 1
-        return ebeln
+        return key
 
     def expire_sessions(self) -> bool:
         return False  # reads are stateless calls; the agent holds the SAP logon

@@ -196,17 +196,20 @@ class SapAgentSim:
         return done
 
     def post_invoice(self, *, lifnr: str, xblnr: str, amount: Decimal | str, bukrs: str = "1000",
-                     waers: str = "EUR", at: datetime | None = None, status: str = "5") -> tuple[str, str]:
-        """MIRO: RBKP entered at `at` (CPUDT/CPUTM, wall time); (BELNR, GJAHR)."""
+                     waers: str = "EUR", at: datetime | None = None, status: str = "5",
+                     committed: bool = True) -> tuple[str, str]:
+        """MIRO: RBKP entered at `at` (CPUDT/CPUTM, wall time), written by the update task (late when
+        not `committed` until `commit_updates()`); (BELNR, GJAHR)."""
         self._invoice_number += 1
         wall = self.wall(at)
         belnr, gjahr = str(self._invoice_number), str(wall.year)
-        self.db.insert("RBKP", {"BELNR": belnr, "GJAHR": gjahr, "BLART": "RE", "BLDAT": _dats(wall.date()),
+        row = self.db.insert("RBKP", {"BELNR": belnr, "GJAHR": gjahr, "BLART": "RE", "BLDAT": _dats(wall.date()),
                                 "BUDAT": _dats(wall.date()), "USNAM": "AP01", "TCODE": "MIRO",
                                 "CPUDT": _dats(wall.date()), "CPUTM": wall.strftime("%H%M%S"), "XBLNR": xblnr,
                                 "BUKRS": bukrs, "LIFNR": lifnr.zfill(10) if lifnr.isdigit() else lifnr,
                                 "WAERS": waers, "RMWWR": Decimal(str(amount)), "RBSTAT": status},
-                       client=self.client)
+                             committed=False, client=self.client)
+        self._update([row], lambda: None, committed)
         return belnr, gjahr
 
     def set_invoice_status(self, belnr: str, gjahr: str, status: str) -> None:
