@@ -13,6 +13,8 @@ from typing import Any
 
 import click
 
+from ml_connector.sap_agent.config import AgentConfig
+
 AGENT_CONFIG_ENV = "MLC_SAP_AGENT_CONFIG"
 
 
@@ -24,6 +26,17 @@ def connector(pyrfc: Any, params: dict[str, str]) -> Any:
         return pyrfc.Connection(config={"rstrip": True, "dtime": False}, **params)
 
     return connect
+
+
+def tls_options(config: AgentConfig) -> dict[str, Any]:
+    """uvicorn's TLS settings: HTTPS with the agent's certificate; with `client_ca`, a client
+    certificate signed by it is required (mutual TLS) before any request reaches the app."""
+    if config.tls is None:
+        return {}
+    options: dict[str, Any] = {"ssl_certfile": str(config.tls.cert), "ssl_keyfile": str(config.tls.key)}
+    if config.tls.client_ca is not None:
+        options.update(ssl_ca_certs=str(config.tls.client_ca), ssl_cert_reqs=ssl.CERT_REQUIRED)
+    return options
 
 
 @click.command("sap-agent")
@@ -52,11 +65,7 @@ def sap_agent(agent_config: Path, host: str | None, port: int | None) -> None:
     from ml_connector.web.sap_agent import AgentApp
 
     app = AgentApp(config, connector(pyrfc, config.connection_params()))
-    options: dict[str, Any] = {}
-    if config.tls is not None:
-        options.update(ssl_certfile=str(config.tls.cert), ssl_keyfile=str(config.tls.key))
-        if config.tls.client_ca is not None:
-            options.update(ssl_ca_certs=str(config.tls.client_ca), ssl_cert_reqs=ssl.CERT_REQUIRED)
+    options = tls_options(config)
     listen_host, listen_port = host or config.listen.host, port or config.listen.port
     shown = config.shown()
     click.echo(f"sap-agent: serving protocol v1 on {'https' if config.tls else 'http'}://{listen_host}:{listen_port} "

@@ -342,3 +342,19 @@ async def test_write_back_rejected_by_the_module_rolls_back_and_names_the_messag
 async def test_write_back_is_off_by_default(rig: Rig) -> None:
     await rig.source().write_back(delivery())
     assert rig.sim.calls == []
+
+
+async def test_a_changed_po_the_bapi_refuses_stops_the_poll_with_sap_message(rig: Rig) -> None:
+    rig.sim.create_po(lifnr=SUPPLIER, ekgrp="009")
+    rig.sim.display_blocked.add("009")
+    source = rig.source()
+    with pytest.raises(RfcReturnError, match=r"BAPI_PO_GETDETAIL1 4500000001: E ME/045: No authorization"):
+        await read(source, "purchase_orders", NOW - timedelta(minutes=1), NOW + timedelta(seconds=1))
+    with pytest.raises(RfcReturnError, match="ME/045"):  # not "does not exist": a look-up says so too
+        await source.lookup("purchase_orders", "4500000001")
+
+
+async def test_a_mistyped_client_cert_is_a_clear_error(tmp_path: Any) -> None:
+    with pytest.raises(SourceError, match=r"agent.client_cert: cannot load .*nope.pem"):
+        SapRfcSource("sap", rfc_config(agent={"url": "https://agent.test", "token": TOKEN,
+                                              "client_cert": str(tmp_path / "nope.pem")}))

@@ -74,6 +74,8 @@ class SapAgentSim:
         self.latency = latency
         self.db = Database()
         self.not_authorized: set[str] = set()
+        #: purchasing groups whose POs our user may not display (BAPI_PO_GETDETAIL1 answers RETURN E)
+        self.display_blocked: set[str] = set()
         self.logon_refused = False
         self.faults = ArmedFaults()
         self.failures: list[str] = []

@@ -50,6 +50,7 @@ class System(Protocol):
     sid: str
     release: str
     not_authorized: set[str]
+    display_blocked: set[str]
 
 
 @dataclass
@@ -174,6 +175,10 @@ def bapi_po_getdetail1(system: System, context: Context, imports: Imports, table
         return {"POHEADER": {}}, {"RETURN": [bapiret2("E", "06", "019", f"Purchase order {ebeln} does not exist",
                                                       ebeln)], "POITEM": [], "POSCHEDULE": []}
     ekko = found[0]
+    if str(ekko["EKGRP"]) in system.display_blocked:  # no M_BEST_EKG display authority for the group
+        return {"POHEADER": {}}, {"RETURN": [bapiret2("E", "ME", "045", f"No authorization to display purchase "
+                                                      f"order {ebeln}", ebeln, str(ekko["EKGRP"]))],
+                                  "POITEM": [], "POSCHEDULE": []}
     header = {"PO_NUMBER": ekko["EBELN"], "COMP_CODE": ekko["BUKRS"], "DOC_CAT": ekko["BSTYP"],
               "DOC_TYPE": ekko["BSART"], "DELETE_IND": ekko["LOEKZ"], "STATUS": ekko["STATU"],
               "CREAT_DATE": ekko["AEDAT"], "CREATED_BY": ekko["ERNAM"], "VENDOR": ekko["LIFNR"],

@@ -126,6 +126,9 @@ class RfcDetail(_Model):
     flags: dict[str, str] = {}                        # more import parameters, e.g. {ITEM_TEXT: X}
     dates: list[str] = ["CREAT_DATE", "DOC_DATE", "DELIVERY_DATE"]
     decimals: list[str] = ["QUANTITY", "NET_PRICE"]
+    #: RETURN messages (ID/NUMBER) meaning "no such object": a look-up finds nothing; any other
+    #: E or A row (authorisation, locks) is an error
+    not_found: list[str] = ["06/019"]
 
 
 class RfcChangeDocuments(_Model):
@@ -156,6 +159,7 @@ class RfcBapiEntity(_Model):
     key_parameter: str
     key_width: int | None = Field(default=10, ge=1, le=90)
     exports: list[str] = Field(default=["GENERALDETAIL"], min_length=1)
+    not_found: list[str] = ["F2/163"]     # RETURN ID/NUMBER meaning "no such object" (see RfcDetail)
 
 
 RfcEntity = Annotated[RfcTableEntity | RfcChangeDocuments | RfcBapiEntity, Field(discriminator="kind")]

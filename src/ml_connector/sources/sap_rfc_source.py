@@ -75,7 +75,12 @@ class SapRfcSource:
                     context.check_hostname = False
                     context.verify_mode = ssl.CERT_NONE
                 verify = context
-            verify.load_cert_chain(self.agent_config.client_cert, self.agent_config.client_key)
+            try:
+                verify.load_cert_chain(self.agent_config.client_cert, self.agent_config.client_key)
+            except (OSError, ssl.SSLError) as exc:
+                raise SourceError(f"agent.client_cert: cannot load {self.agent_config.client_cert}"
+                                  f"{' with ' + self.agent_config.client_key if self.agent_config.client_key else ''}"
+                                  f": {exc.strerror or exc}", source=name) from None
         self._http = httpx.AsyncClient(transport=transport, verify=verify, timeout=config.timeout)
         token = self.agent_config.token.get_secret_value() if self.agent_config.token else None
         self.agent = AgentClient(self._http, url=self.agent_config.url, token=token, client=config.sap_client,
@@ -254,23 +259,20 @@ class SapRfcSource:
             raise SourcePayloadError(f"{detail.function}: {name} holds {value[:20]!r}", source=self.name) from None
         return value
 
-    async def _detail(self, detail: RfcDetail, objectid: str) -> dict[str, Any] | None:
+    async def _detail(self, detail: RfcDetail, objectid: str, *, missing_ok: bool) -> dict[str, Any] | None:
         imports = {detail.key_parameter: alpha_pad(objectid, detail.key_width), **detail.flags}
         result = await self.agent.call(detail.function, imports, what=objectid)
-        if result.returned and not result.exports.get(detail.header) and all(
-                str(r.get("TYPE", "")).strip() == "E" for r in result.returned) and len(result.returned) == 1 \
-                and str(result.returned[0].get("MESSAGE_V1", "")).strip() in (objectid, imports[detail.key_parameter]):
-            return None  # "does not exist": the one E row naming the object
+        if missing_ok and _does_not_exist(result, detail.header, detail.not_found):
+            return None
         result.raise_for_return(self.name, objectid)
         return self._detail_data(detail, result)
 
     async def _fetch_changes(self, entity: str, spec: RfcChangeDocuments, since: datetime,
                              until: datetime) -> AsyncIterator[Record]:
         for when, objectid in await self._changed_objects(spec, since, until):
-            data = await self._detail(spec.detail, objectid)
-            if data is None:
-                log.info("%s: %s %s has change documents but no longer exists", self.name, entity, objectid)
-                continue
+            # an object with change documents must be readable: a refusal (E/A) stops the poll
+            data = await self._detail(spec.detail, objectid, missing_ok=False)
+            assert data is not None
             yield Record(entity=entity, key=objectid, changed_at=when, data=data)
 
     # -- the contract ------------------------------------------------------------------------------
@@ -295,7 +297,7 @@ class SapRfcSource:
         if isinstance(spec, RfcTableEntity):
             return await self._lookup_table(entity, spec, key)
         if isinstance(spec, RfcChangeDocuments):
-            data = await self._detail(spec.detail, key)
+            data = await self._detail(spec.detail, key, missing_ok=True)
             return None if data is None else Record(entity=entity, key=key, changed_at=now, data=data)
         return await self._lookup_bapi(entity, spec, key, now)
 
@@ -303,9 +305,8 @@ class SapRfcSource:
         value = alpha_pad(key, spec.key_width) if spec.key_width else key
         result = await self.agent.call(spec.function, {spec.key_parameter: value}, what=key)
         found = [result.exports.get(name) for name in spec.exports]
-        if result.returned and not any(isinstance(f, Mapping) and any(str(v).strip() for v in f.values())
-                                       for f in found):
-            return None  # the BAPI says it does not exist (RETURN E) and returns nothing
+        if _does_not_exist(result, spec.exports[0], spec.not_found):
+            return None
         result.raise_for_return(self.name, key)
         data: dict[str, Any] = {}
         for part in found:
@@ -406,4 +407,17 @@ class SapRfcSource:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+
+def _does_not_exist(result: RfcResult, export: str, not_found: list[str]) -> bool:
+    """A BAPI's "does not exist": nothing exported, and every RETURN row an E whose ID/NUMBER is
+    configured as such (other errors, such as missing authorisation, stay errors)."""
+    exported = result.exports.get(export)
+    if isinstance(exported, Mapping) and any(str(v).strip() for v in exported.values()):
+        return False
+    known = {m.strip().upper() for m in not_found}
+    rows = result.returned
+    return bool(rows) and all(str(r.get("TYPE", "")).strip() == "E" and
+                              f"{str(r.get('ID', '')).strip()}/{str(r.get('NUMBER', '')).strip()}".upper() in known
+                              for r in rows)
 
