@@ -10,6 +10,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from ml_connector.core.models import Delivery, Record, Status
@@ -20,6 +22,7 @@ from ml_connector.sources.sap_odata import SapWhere
 from ml_connector.sources.sap_rfc_client import AgentClient, RfcError, RfcResult, RfcReturnError, RfcUnavailable
 from ml_connector.sources.sap_rfc_source import SapRfcSource
 from ml_connector.sources.sap_rfc_table import FieldInfo, condition, convert, field_groups, in_list, where_lines
+from ml_connector.sources.sap_rfc_table import quote as quote_of
 from tests.contract.sap_rfc import AGENT_URL, TOKEN, rfc_config
 from tests.support.clock import ManualClock
 
@@ -358,3 +361,22 @@ async def test_a_mistyped_client_cert_is_a_clear_error(tmp_path: Any) -> None:
     with pytest.raises(SourceError, match=r"agent.client_cert: cannot load .*nope.pem"):
         SapRfcSource("sap", rfc_config(agent={"url": "https://agent.test", "token": TOKEN,
                                               "client_cert": str(tmp_path / "nope.pem")}))
+
+
+# -- OPTIONS lines as SAP reads them (the adapter's splitting, the simulator's parser) ---------------------
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.text(alphabet=st.characters(codec="latin-1", exclude_categories=("Cc", "Cs")),
+                        min_size=1, max_size=34), min_size=1, max_size=8), st.integers(min_value=0, max_value=7))
+def test_any_clause_survives_the_72_character_lines(values: list[str], pick: int) -> None:
+    from ml_connector.sim.sap_agent_data import Field
+    from ml_connector.sim.sap_agent_where import compile_where, join_lines
+
+    clause = f"LAND1 = 'DE' AND ( {in_list('NAME1', values)} OR NAME1 = {quote_of(values[0])} )"
+    lines = where_lines(clause)
+    assert all(len(line) <= 72 for line in lines)
+    fields = {"NAME1": Field("NAME1", "C", 60, ""), "LAND1": Field("LAND1", "C", 3, "")}
+    predicate = compile_where(join_lines(lines), fields)  # SAP's reading: no OPTION_NOT_VALID
+    chosen = values[pick % len(values)]
+    assert predicate({"NAME1": chosen, "LAND1": "DE"})
+    assert not predicate({"NAME1": chosen, "LAND1": "AT"})
