@@ -324,3 +324,11 @@ def test_the_command_says_what_is_missing(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "sap-agent: the SAP agent needs pyrfc" in result.output and "NW RFC SDK" in result.output
     assert PASSWORD not in result.output
+
+
+def test_the_example_agent_file_validates() -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "sap-agent.yaml"
+    config = load_agent_config(example, env={"MLC_SAP_AGENT_TOKEN": TOKEN, "SAP_RFC_PASSWORD": PASSWORD})
+    assert config.pool.size == 5 and config.tls is not None and config.tls.client_ca is not None
+    assert config.connection_params()["codepage"] == "4110" and config.connection_params()["sysnr"] == "00"
+    assert "RFC_READ_TABLE" in config.allowed_functions
