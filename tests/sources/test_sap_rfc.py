@@ -380,3 +380,14 @@ def test_any_clause_survives_the_72_character_lines(values: list[str], pick: int
     chosen = values[pick % len(values)]
     assert predicate({"NAME1": chosen, "LAND1": "DE"})
     assert not predicate({"NAME1": chosen, "LAND1": "AT"})
+
+
+async def test_a_field_group_still_too_wide_is_halved(rig: Rig) -> None:
+    source = rig.source()
+    # what the dictionary said was wrong: pretend the key alone leaves room for everything
+    source.reader.groups[("LFA1", ())] = [["LIFNR", *(f.name for f in (await source.reader.dictionary("LFA1"))
+                                                   if f.name != "LIFNR")]]
+    found = await source.lookup("suppliers", SUPPLIER)
+    assert found is not None and found.data["NAME1"] == "Müller Präzision GmbH" and found.data["LOEVM"] == ""
+    learnt = source.reader.groups[("LFA1", ())]
+    assert len(learnt) > 1 and all(g[0] == "LIFNR" for g in learnt)

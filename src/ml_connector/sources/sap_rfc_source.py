@@ -187,14 +187,14 @@ class SapRfcSource:
 
     # -- change documents --------------------------------------------------------------------------
 
-    async def _changed_objects(self, spec: RfcChangeDocuments, since: datetime,
-                               until: datetime) -> list[tuple[datetime, str]]:
+    async def _changed_objects(self, spec: RfcChangeDocuments, since: datetime, until: datetime,
+                               limit: int | None = None) -> list[tuple[datetime, str]]:
         """(newest change time in the window, object id) of each object changed in [since, until)."""
         clause = rt.conjunction([f"OBJECTCLAS = {rt.quote(spec.object_class)}",
                                  f"UDATE >= {rt.quote(_dats(self._wall_day(since)))}",
                                  f"UDATE <= {rt.quote(_dats(self._wall_day(until)))}"])
         _, headers = await self.reader.read(spec.header_table, ["OBJECTID", "CHANGENR", "UDATE", "UTIME"],
-                                            ["OBJECTID", "CHANGENR"], clause, page_size=spec.page_size)
+                                            ["OBJECTID", "CHANGENR"], clause, page_size=spec.page_size, limit=limit)
         docs: list[tuple[datetime, str, str]] = []
         for row in headers:
             when = self._when(row.get("UDATE"), row.get("UTIME"))
@@ -345,9 +345,10 @@ class SapRfcSource:
                 fields = await self.reader.fields(spec.table, spec.read_fields())
                 return f"{spec.table}: {len(fields)} field(s)"
             if isinstance(spec, RfcChangeDocuments):
-                changed = await self._changed_objects(spec, now - CHECK_LOOKBACK, now + timedelta(seconds=1))
-                return (f"{spec.header_table} {spec.object_class}: {len(changed)} object(s) changed in the last "
-                        f"{CHECK_LOOKBACK.days} days, read by {spec.detail.function}")
+                changed = await self._changed_objects(spec, now - CHECK_LOOKBACK, now + timedelta(seconds=1),
+                                                      limit=spec.page_size)  # one page is enough to know
+                return (f"{spec.header_table} {spec.object_class}: {len(changed)} object(s) in the first page of "
+                        f"change documents of the last {CHECK_LOOKBACK.days} days, read by {spec.detail.function}")
             return f"look-up by {spec.function}"
         except SourceError as exc:
             raise reworded(exc, f"check failed at entities.{entity}", self.name) from None

@@ -282,8 +282,22 @@ class TableReader:
                 raise SourceError(f"{table}: {exc}", source=self.source) from None
         joined: dict[tuple[Any, ...], dict[str, Any]] = {}
         all_fields: list[FieldInfo] = []
-        for n, group in enumerate(self.groups[cache_key]):
-            fields, rows = await self._pages(table, group, options, page_size, limit)
+        pending = [list(g) for g in self.groups[cache_key]]
+        done: list[list[str]] = []
+        n = 0
+        while pending:
+            group = pending.pop(0)
+            try:
+                fields, rows = await self._pages(table, group, options, page_size, limit)
+            except RfcError as exc:
+                # the dictionary's lengths and SAP's work area disagree: halve the group and go on
+                rest = [f for f in group if f not in keys]
+                if exc.key != "DATA_BUFFER_EXCEEDED" or len(rest) < 2:
+                    raise
+                half = len(rest) // 2
+                pending[:0] = [[*keys, *rest[:half]], [*keys, *rest[half:]]]
+                continue
+            done.append(group)
             all_fields += [f for f in fields if n == 0 or f.name not in keys]
             for row in rows:
                 key = tuple(row.get(k) for k in keys)
@@ -291,6 +305,8 @@ class TableReader:
                     joined.setdefault(key, {}).update(row)
                 elif key in joined:  # a row that appeared between the groups' reads waits for the next poll
                     joined[key].update(row)
+            n += 1
+        self.groups[cache_key] = done
         complete = [r for r in joined.values() if all(f.name in r for f in all_fields)]
         return all_fields, complete
 
