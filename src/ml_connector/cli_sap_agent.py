@@ -8,6 +8,7 @@ and serves protocol v1 (docs/sap-agent-protocol.md) with uvicorn, over HTTPS and
 from __future__ import annotations
 
 import ssl
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,19 @@ def connector(pyrfc: Any, params: dict[str, str]) -> Any:
     return connect
 
 
+def logon_check(connect: Callable[[], Any]) -> str:
+    """Open one connection, call RFC_SYSTEM_INFO, close it: what was reached, in one line."""
+    connection = connect()
+    try:
+        info = connection.call("RFC_SYSTEM_INFO").get("RFCSI_EXPORT") or {}
+    finally:
+        close = getattr(connection, "close", None)
+        if close is not None:
+            close()
+    return (f"system {str(info.get('RFCSYSID', '?')).strip()}, release {str(info.get('RFCSAPRL', '?')).strip()}, "
+            f"host {str(info.get('RFCHOST', '?')).strip()}, code page {str(info.get('RFCCHARTYP', '?')).strip()}")
+
+
 def tls_options(config: AgentConfig) -> dict[str, Any]:
     """uvicorn's TLS settings: HTTPS with the agent's certificate; with `client_ca`, a client
     certificate signed by it is required (mutual TLS) before any request reaches the app."""
@@ -44,10 +58,14 @@ def tls_options(config: AgentConfig) -> dict[str, Any]:
               type=click.Path(dir_okay=False, path_type=Path), help="The agent's YAML file (SAP logon, token, TLS).")
 @click.option("--host", default=None, help="Listen address (default: listen.host of the file).")
 @click.option("--port", type=click.IntRange(1, 65535), default=None, help="Listen port (default: listen.port).")
-def sap_agent(agent_config: Path, host: str | None, port: int | None) -> None:
-    """Serve SAP RFC to ml-connector (protocol v1) from a host that has SAP's NW RFC SDK."""
+@click.option("--check", "check_only", is_flag=True,
+              help="Log on to SAP once (RFC_SYSTEM_INFO), print what was reached, and exit.")
+def sap_agent(agent_config: Path, host: str | None, port: int | None, check_only: bool) -> None:
+    """Serve SAP RFC to ml-connector (protocol v1) from a host that has SAP's NW RFC SDK.
+
+    Before serving it logs on once, so a wrong password or client stops it at start."""
     from ml_connector.errors import ConfigError
-    from ml_connector.sap_agent.backend import SdkMissing, load_pyrfc
+    from ml_connector.sap_agent.backend import SdkMissing, error_of, load_pyrfc
     from ml_connector.sap_agent.config import load_agent_config
 
     try:
@@ -64,7 +82,16 @@ def sap_agent(agent_config: Path, host: str | None, port: int | None) -> None:
 
     from ml_connector.web.sap_agent import AgentApp
 
-    app = AgentApp(config, connector(pyrfc, config.connection_params()))
+    connect = connector(pyrfc, config.connection_params())
+    try:
+        reached = logon_check(connect)
+    except Exception as exc:  # noqa: BLE001 - pyrfc's errors, said in the protocol's words
+        click.echo(f"sap-agent: SAP logon failed: {error_of(exc).describe()}", err=True)
+        raise SystemExit(1) from None
+    click.echo(f"sap-agent: reached SAP {reached}", err=True)
+    if check_only:
+        return
+    app = AgentApp(config, connect)
     options = tls_options(config)
     listen_host, listen_port = host or config.listen.host, port or config.listen.port
     shown = config.shown()

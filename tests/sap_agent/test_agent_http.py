@@ -332,3 +332,35 @@ def test_the_example_agent_file_validates() -> None:
     assert config.pool.size == 5 and config.tls is not None and config.tls.client_ca is not None
     assert config.connection_params()["codepage"] == "4110" and config.connection_params()["sysnr"] == "00"
     assert "RFC_READ_TABLE" in config.allowed_functions
+
+
+def fake_pyrfc(connection: Any) -> Any:
+    import types
+
+    module = types.ModuleType("pyrfc")
+    module.Connection = lambda config=None, **params: connection(params)  # type: ignore[attr-defined]
+    return module
+
+
+def test_the_command_checks_the_logon_and_names_a_refusal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "agent.yaml"
+    path.write_text(f"token: {TOKEN}\ncodepage: '4110'\nsap: {{ashost: sapecd01, sysnr: '00', passwd: {PASSWORD}}}\n",
+                    encoding="utf-8")
+    seen: list[dict[str, Any]] = []
+
+    def refuse(params: dict[str, Any]) -> Any:
+        seen.append(params)
+        raise LogonError("Name or password is incorrect (repeat logon)", key="RFC_LOGON_FAILURE")
+
+    monkeypatch.setitem(__import__("sys").modules, "pyrfc", fake_pyrfc(refuse))
+    result = CliRunner().invoke(main, ["sap-agent", "--agent-config", str(path), "--check"])
+    assert result.exit_code == 1 and "SAP logon failed: RFC_LOGON_FAILURE" in result.output
+    assert PASSWORD not in result.output and seen[0]["codepage"] == "4110" and seen[0]["passwd"] == PASSWORD
+
+    def accept(params: dict[str, Any]) -> Any:
+        return FakeConnection(Rig().script)
+
+    monkeypatch.setitem(__import__("sys").modules, "pyrfc", fake_pyrfc(accept))
+    result = CliRunner().invoke(main, ["sap-agent", "--agent-config", str(path), "--check"])
+    assert result.exit_code == 0, result.output
+    assert "reached SAP system ECD, release 731, host sapecd01, code page 4103" in result.output
