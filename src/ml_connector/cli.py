@@ -775,21 +775,16 @@ def simulate(ctx: click.Context, twilio_port: int | None, events: bool) -> None:
     say_error("simulators stopped")
 
 
-from ml_connector.cli_flows import flows  # noqa: E402 - these register on `main`, which they import
+# Commands in modules of their own; imported last, as they register on `main`, which they import.
+from ml_connector.cli_config import config_group  # noqa: E402
+from ml_connector.cli_flows import flows  # noqa: E402
 from ml_connector.cli_journey import notifications_show  # noqa: E402
+from ml_connector.cli_keys import keys_group  # noqa: E402
+from ml_connector.cli_preview import preview  # noqa: E402
+from ml_connector.cli_sap_agent import sap_agent  # noqa: E402
+from ml_connector.cli_secrets import secrets_group  # noqa: E402
 from ml_connector.cli_users import tokens, users  # noqa: E402
 
-main.add_command(flows)
 notifications.add_command(notifications_show)
-main.add_command(users)
-main.add_command(tokens)
-from ml_connector.cli_config import config_group  # noqa: E402 - commands in their own modules
-from ml_connector.cli_keys import keys_group  # noqa: E402
-from ml_connector.cli_secrets import secrets_group  # noqa: E402
-
-main.add_command(config_group)
-main.add_command(secrets_group)
-main.add_command(keys_group)
-from ml_connector.cli_preview import preview  # noqa: E402  (registered last: it imports from here)
-
-main.add_command(preview)
+for command in (flows, users, tokens, config_group, secrets_group, keys_group, preview, sap_agent):
+    main.add_command(command)

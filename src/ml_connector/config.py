@@ -612,6 +612,9 @@ class Config(BaseModel):
 
 
 def _entity_names(source: Any) -> Collection[str] | None:
+    named = getattr(source, "entity_names", None)  # a source whose entities depend on its mode
+    if callable(named):
+        return set(named())
     entities = getattr(source, "entities", None)
     return set(entities) if isinstance(entities, Mapping) else None
 

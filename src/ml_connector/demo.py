@@ -671,6 +671,14 @@ async def run_simulators(config: Any, *, twilio_port: int | None, events: bool, 
                 served = await stack.enter_async_context(serving(ebs.create_app(), "127.0.0.1", _port_of(url)))
                 console.print(f"source {name}: Oracle EBS simulator on {served}")
                 erps.append(EbsEvents(ebs))
+            elif source.type == "sap_ecc" and source.mode == "rfc":
+                from ml_connector.demo_sap_rfc import SapAgentEvents, sap_agent_simulator
+
+                agent = sap_agent_simulator(source)
+                served = await stack.enter_async_context(serving(agent.create_app(), "127.0.0.1",
+                                                                 _port_of(source.agent.url)))
+                console.print(f"source {name}: SAP RFC agent simulator on {served} (client {source.sap_client})")
+                erps.append(SapAgentEvents(agent))
             elif source.type == "sap_ecc":
                 from ml_connector.demo_sap import SapEvents, sap_simulator
 

@@ -68,8 +68,9 @@ def sap_simulator(source: Any) -> Any:
     """A Gateway simulator accepting the config's user and client, in its time zone, seeded."""
     from ml_connector.sim.sap_gateway import SapGatewaySim
 
+    password = source.password.get_secret_value() if source.password is not None else SAP_PASSWORD
     sim = SapGatewaySim(timezone=source.timezone, client=source.sap_client,
-                        users={source.username.upper(): source.password.get_secret_value()})
+                        users={(source.username or SAP_USER).upper(): password})
     seed(sim)
     return sim
 

@@ -11,6 +11,7 @@ from .ebs import ebs_harnesses
 from .harness import SourceHarness
 from .peoplesoft import PeopleSoftHarness
 from .sap import SapHarness
+from .sap_rfc import SapRfcHarness
 from .syspro import SysproHarness
 
 HARNESSES: dict[str, Callable[[], SourceHarness]] = {
@@ -20,4 +21,6 @@ HARNESSES: dict[str, Callable[[], SourceHarness]] = {
     "syspro-enet": lambda: SysproHarness("enet", mode="enet"),
     "syspro-odata": lambda: SysproHarness("odata", mode="odata"),
     "sap-odata-skip": lambda: SapHarness("skip"), "sap-odata-server": lambda: SapHarness("server", paging="server"),
+    "sap-rfc-change-documents": lambda: SapRfcHarness("cd"),
+    "sap-rfc-table": lambda: SapRfcHarness("table", entity="invoices"),
 }

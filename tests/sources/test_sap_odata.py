@@ -415,8 +415,10 @@ async def test_describe_lists_entity_sets_and_typed_properties(rig: Rig) -> None
 
 
 def test_config_errors_name_the_key() -> None:
-    with pytest.raises(ValueError, match="sap_rfc"):
+    with pytest.raises(ValueError, match="mode rfc needs agent"):
         config(mode="rfc")
+    with pytest.raises(ValueError, match="needs username and password"):
+        config(username=None)
     with pytest.raises(ValueError, match="three digits"):
         config(client="1")
     with pytest.raises(ValueError, match="unknown service 'nope'"):

@@ -29,8 +29,8 @@ class SapConnection(_Model):
     base_url: AnyHttpUrl | None = None        # e.g. https://sapgw.example.com:44300
     sap_client: str = Field(default="100", alias="client")
     sap_language: str = Field(default="EN", alias="language")
-    username: str
-    password: SecretStr
+    username: str | None = None               # OData's logon; RFC mode: the agent holds the logon
+    password: SecretStr | None = None
     timezone: TimeZoneName                     # the SAP system's clock (table TTZCU / STZAC)
     default_region: PhoneRegion = "US"
     verify_tls: bool = True

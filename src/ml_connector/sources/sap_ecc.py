@@ -18,22 +18,49 @@ Config (OData)::
         entities:
           purchase_orders: {service: po, entity_set: PurchaseOrderSet, key: Ebeln, ...}
 
-The entity options are in `sap_odata`; the shared connection fields in `sap_common`. The RFC
-mode speaks to the on-premises agent and is provided by `sources/sap_rfc.py`.
+Config (RFC through the on-premises agent, docs/sap-agent-protocol.md)::
+
+    sources:
+      sap:
+        type: sap_ecc
+        mode: rfc
+        client: "100"                               # the client the agent logs on to (checked)
+        timezone: Europe/Berlin
+        agent: {url: https://sap-agent.corp.example:8950, token: ${SAP_AGENT_TOKEN}}
+        rfc:
+          max_concurrent_calls: 5
+          entities:
+            purchase_orders: {kind: change_documents}
+
+The OData entity options are in `sap_odata`, the RFC ones in `sap_rfc`; the shared connection
+fields in `sap_common`. In RFC mode the connector holds no SAP credentials: the agent does.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Discriminator, Field, Tag, model_validator
 
 from ml_connector.sources.sap_common import SapConnection
 from ml_connector.sources.sap_odata import SapODataEntity, SapWriteBack
+from ml_connector.sources.sap_rfc import RfcWriteBack, SapAgent, SapRfc
 
 DEFAULT_SERVICE_PREFIX = "/sap/opu/odata/sap/"
 
+
+def _write_back_kind(value: Any) -> str:
+    """OData write-back names an entity set; RFC write-back a function module."""
+    if isinstance(value, RfcWriteBack):
+        return "rfc"
+    if isinstance(value, SapWriteBack):
+        return "odata"
+    return "odata" if isinstance(value, dict) and ("service" in value or "entity_set" in value) else "rfc"
+
+
+WriteBackConfig = Annotated[Annotated[SapWriteBack, Tag("odata")] | Annotated[RfcWriteBack, Tag("rfc")],
+                            Discriminator(_write_back_kind)]
 
 class SapEccConfig(SapConnection):
     type: Literal["sap_ecc"]
@@ -42,15 +69,32 @@ class SapEccConfig(SapConnection):
     #: ``;mo`` allowed); a bare name means ``/sap/opu/odata/sap/<name>/``.
     services: dict[str, str] = {}
     entities: dict[str, SapODataEntity] = Field(default_factory=dict)
-    write_back: SapWriteBack | None = None
+    #: OData: an entity set to POST to (CSRF); RFC: a Z function module + BAPI_TRANSACTION_COMMIT
+    write_back: WriteBackConfig | None = None
+    agent: SapAgent | None = None
+    rfc: SapRfc | None = None
 
     @model_validator(mode="after")
     def _mode(self) -> SapEccConfig:
         if self.mode == "rfc":
-            raise ValueError("mode rfc is provided by sources/sap_rfc.py (the on-premises agent), "
-                             "which this installation does not include; use mode odata")
+            if self.agent is None:
+                raise ValueError("mode rfc needs agent (url and token of the on-premises SAP agent)")
+            if self.rfc is None:
+                raise ValueError("mode rfc needs rfc.entities (the tables, change documents and BAPIs to read)")
+            if self.entities or self.services:
+                raise ValueError("mode rfc reads rfc.entities; services and entities are for mode odata")
+            if self.write_back is not None and not isinstance(self.write_back, RfcWriteBack):
+                raise ValueError("write_back: in mode rfc it names a function module (function, parameters), "
+                                 "not a service and entity set")
+            if self.username or self.password:
+                raise ValueError("mode rfc: the agent holds the SAP logon; remove username and password here")
+            return self
         if self.base_url is None:
             raise ValueError("mode odata needs base_url (the Gateway host and port, e.g. https://sapgw:44300)")
+        if not self.username or self.password is None:
+            raise ValueError("mode odata needs username and password (the Gateway logon)")
+        if self.agent is not None or self.rfc is not None:
+            raise ValueError("agent and rfc are for mode rfc")
         if not self.services:
             raise ValueError("services: name at least one Gateway service (name: service root path)")
         if not self.entities:
@@ -63,9 +107,23 @@ class SapEccConfig(SapConnection):
             if service not in self.services:
                 raise ValueError(f"entities.{name}.service: unknown service {service!r}; "
                                  f"services: {', '.join(self.services)}")
+        if self.write_back is not None and not isinstance(self.write_back, SapWriteBack):
+            raise ValueError("write_back: in mode odata it names a service, entity_set and fields")
         if self.write_back is not None and self.write_back.service not in self.services:
             raise ValueError(f"write_back.service: unknown service {self.write_back.service!r}")
         return self
+
+    @property
+    def odata_write_back(self) -> SapWriteBack | None:
+        return self.write_back if isinstance(self.write_back, SapWriteBack) else None
+
+    @property
+    def rfc_write_back(self) -> RfcWriteBack | None:
+        return self.write_back if isinstance(self.write_back, RfcWriteBack) else None
+
+    def entity_names(self) -> list[str]:
+        """The entities flows can name: `entities` (OData) or `rfc.entities` (RFC)."""
+        return list(self.rfc.entities) if self.mode == "rfc" and self.rfc is not None else list(self.entities)
 
     def service_of(self, entity: SapODataEntity) -> str:
         return entity.service or next(iter(self.services))
@@ -81,6 +139,12 @@ class SapEccConfig(SapConnection):
 
 
 def build(config: SapEccConfig, context: Mapping[str, Any]) -> Any:
+    if config.mode == "rfc":
+        from ml_connector.sources.sap_rfc_source import SapRfcSource
+
+        return SapRfcSource(context.get("name", "sap"), config,
+                            transport=(context.get("transports") or {}).get(context.get("name")),
+                            clock=context.get("clock"))
     from ml_connector.sources.sap_odata_source import SapODataSource
 
     return SapODataSource(context.get("name", "sap"), config,

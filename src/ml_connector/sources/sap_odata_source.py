@@ -49,6 +49,8 @@ class SapODataSource:
         self.zone = ZoneInfo(config.timezone)
         self._clock = clock or (lambda: datetime.now(UTC))
         self._http = httpx.AsyncClient(transport=transport, verify=tls_context(config), timeout=config.timeout)
+        if config.username is None or config.password is None:
+            raise SourceError("mode odata needs username and password", source=name)
         self.gateway = GatewayClient(self._http, username=config.username,
                                      password=config.password.get_secret_value(), client=config.sap_client,
                                      language=config.sap_language, source=name, retries=config.retries,
@@ -289,7 +291,7 @@ class SapODataSource:
         """Log on, read each service's $metadata, check every configured name against it, read
         each entity once with its change filter and warn when the service ignores the filter."""
         details: dict[str, str] = {"mode": "odata", "url": mask_url(str(self.config.base_url)),
-                                   "client": self.config.sap_client, "user": self.config.username,
+                                   "client": self.config.sap_client, "user": self.config.username or "",
                                    "language": self.config.sap_language}
         services = []
         for service in self.config.services:
@@ -314,7 +316,7 @@ class SapODataSource:
                                 f"{self.outside[entity]} row(s) outside the $filter sent: the service ignores "
                                 "(part of) $filter. Rows are filtered here, so nobody is flooded, but every poll "
                                 "reads more than it needs: ask the service developer to implement the filter")
-        wb = self.config.write_back
+        wb = self.config.odata_write_back
         if wb is not None and wb.enabled:
             meta = await self.metadata(wb.service)
             target = meta.entity_sets.get(wb.entity_set)
@@ -382,7 +384,7 @@ class SapODataSource:
 
     async def write_back(self, delivery: Delivery) -> None:
         """POST the final status as a new entity of the configured entity set (CSRF-protected)."""
-        wb = self.config.write_back
+        wb = self.config.odata_write_back
         if wb is None or not wb.enabled:
             return
         values = {"flow": delivery.flow, "entity": delivery.entity, "record_key": delivery.record_key,
