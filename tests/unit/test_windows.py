@@ -146,7 +146,8 @@ def wall_clock_open(hours: BusinessHours, at: datetime, zone: ZoneInfo) -> bool:
 
 
 def far_from_a_change(at: datetime, zone: ZoneInfo) -> bool:
-    return (at - timedelta(hours=3)).astimezone(zone).utcoffset() == (at + timedelta(hours=3)).astimezone(zone).utcoffset()
+    before, after = (at - timedelta(hours=3)).astimezone(zone), (at + timedelta(hours=3)).astimezone(zone)
+    return before.utcoffset() == after.utcoffset()
 
 
 @settings(max_examples=300)

@@ -101,7 +101,8 @@ class BusinessHours:
     def of(cls, windows: Iterable[Window]) -> BusinessHours:
         return cls(tuple(windows))
 
-    def intervals(self, around: datetime, zone: ZoneInfo, days: int = _HORIZON_DAYS) -> Iterator[tuple[datetime, datetime]]:
+    def intervals(self, around: datetime, zone: ZoneInfo,
+                  days: int = _HORIZON_DAYS) -> Iterator[tuple[datetime, datetime]]:
         """Each window's interval [opens, closes) in UTC, for local days from the day before
         `around` to `days` after it, in order of opening."""
         start_day = require_aware(around, "around").astimezone(zone).date() - timedelta(days=1)
