@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 from ml_connector.core.due import DueSpec
 from ml_connector.core.members import MembersRecipient
+from ml_connector.core.windows import BusinessHours, Window
 
 OPERATORS = ("eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte", "is_null", "matches", "becomes", "changed")
 
@@ -162,6 +163,35 @@ class ScheduleSpec(_Frozen):
     clock_skew: Duration = timedelta(seconds=5)
 
 
+class QuietWindowSpec(_Frozen):
+    days: str = "mon-fri"
+    from_: str = Field(alias="from")
+    to: str
+
+    @model_validator(mode="after")
+    def _valid(self) -> QuietWindowSpec:
+        self.window()  # unknown days or times fail validation with the reason
+        return self
+
+    def window(self) -> Window:
+        return Window.of(self.days, self.from_, self.to)
+
+
+class BusinessHoursSpec(_Frozen):
+    """When a flow may send, in each recipient's time zone (core.windows); outside, it waits.
+
+        business_hours:
+          windows: [{days: mon-fri, from: "08:00", to: "20:00"}, {days: sat, from: "09:00", to: "13:00"}]
+          timezone_field: TIMEZONE      # the record's IANA zone for its recipient; else the flow's zone
+    """
+
+    windows: list[QuietWindowSpec] = Field(min_length=1)
+    timezone_field: str | None = None
+
+    def hours(self) -> BusinessHours:
+        return BusinessHours.of(w.window() for w in self.windows)
+
+
 class RetrySpec(_Frozen):
     max_attempts: int = Field(default=6, ge=1, le=50)
     base_delay: Duration = timedelta(seconds=5)
@@ -190,6 +220,10 @@ class FlowSpec(_Frozen):
     enabled: bool = True
     #: Date-driven: fire `before` the date in a field, at a local time (core.due); `trigger` filters.
     due: DueSpec | None = None
+    #: Send only inside these hours of the recipient's zone; outside, notifications are deferred.
+    business_hours: BusinessHoursSpec | None = None
+    #: Critical flows bypass business hours (an outage page at 03:00 must go out at 03:00).
+    critical: bool = False
 
     @field_validator("routing", mode="before")
     @classmethod

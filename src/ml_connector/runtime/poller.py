@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from ml_connector.core import dedupe, routing, rules, watermark
+from ml_connector.core import dedupe, quiet, routing, rules, watermark
 from ml_connector.core.flowspec import FlowSpec
 from ml_connector.core.idempotency import notification_key
 from ml_connector.core.members import MembersRecipient
@@ -267,12 +267,16 @@ class Poller:
             return []
         body = flow.template.render(template_context(flow.name, record))  # TemplateError stops the flow
         segments = segment_info(body).segments
+        held = quiet.hold(flow.spec.business_hours, critical=flow.spec.critical, data=record.data,
+                          default_zone=flow.spec.timezone, now=now)
         result: list[NewNotification] = []
         # dedupe_on: the business document, not the record, names the notification (core.dedupe)
         key_part, version_part = dedupe.key_parts(flow.spec.dedupe_on, record.key, version, record.data,
                                                   snapshot or {})
         for recipient in recipients:
             address = recipient.phone or f"invalid:{recipient.field}"
+            status, reason, due = quiet.initial_state(usable=bool(recipient.phone), failure=recipient.reason,
+                                                      held=held, now=now)
             result.append(
                 NewNotification(
                     idempotency_key=notification_key(
@@ -288,9 +292,9 @@ class Poller:
                     recipient=recipient.phone or recipient.raw,
                     recipient_field=recipient.field,
                     body=body,
-                    status=Status.PENDING if recipient.phone else Status.FAILED,
-                    reason=recipient.reason,
-                    next_attempt_at=now,
+                    status=status,
+                    reason=reason,
+                    next_attempt_at=due,
                     max_attempts=flow.spec.retry.max_attempts,
                     segments=segments,
                     record_changed_at=record.changed_at,

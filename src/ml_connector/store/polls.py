@@ -77,6 +77,12 @@ def commit(conn: Connection, keys: KeyRing, insert: InsertFactory, commit: PollC
         for nid, x in ids
         if x.status in (Status.FAILED, Status.SUPPRESSED)
     ]
+    entries += [  # held by policy (quiet hours): the journey shows why and until when
+        audit_row(now, "deferred", nid=nid, flow=x.flow, status=x.status.value, reason=x.reason,
+                  until=x.next_attempt_at.isoformat())
+        for nid, x in ids
+        if x.status is Status.DEFERRED
+    ]
     if moved or ids:
         entries.append(audit_row(
             now, "poll", nid=None, flow=commit.flow, status=None,
@@ -100,7 +106,7 @@ def _notification_row(keys: KeyRing, x: NewNotification, now: datetime) -> dict[
         "status": x.status.value, "reason": mask_numbers(x.reason),
         "attempts_made": 0, "max_attempts": x.max_attempts, "attempt_budget": x.max_attempts,
         "segments": x.segments, "write_back_source": x.write_back,
-        "next_attempt_at": x.next_attempt_at if x.status is Status.PENDING else None,
+        "next_attempt_at": x.next_attempt_at if x.status in (Status.PENDING, Status.DEFERRED) else None,
         "record_changed_at": x.record_changed_at, "created_at": now, "updated_at": now,
     }
 
