@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from operator import itemgetter
 from typing import Any
@@ -16,7 +17,7 @@ from sqlalchemy import Connection, String, Table, bindparam, cast, func, select
 
 from ml_connector.core.lifecycle import FINAL
 from ml_connector.core.models import Status, require_aware
-from ml_connector.store import writebacks
+from ml_connector.store import suppressions, writebacks
 from ml_connector.store.auditrows import AUDIT, audit_row, audit_tuple, chunks
 from ml_connector.store.bulk import Bulk, Writer
 from ml_connector.store.crypto import KeyRing
@@ -47,7 +48,7 @@ def commit(conn: Connection, keys: KeyRing, insert: InsertFactory, commit: PollC
     first_of_key: dict[str, NewNotification] = {}
     for x in commit.notifications:
         first_of_key.setdefault(x.idempotency_key, x)
-    unique = list(first_of_key.values())
+    unique = _suppressed(conn, keys, list(first_of_key.values()))
     rows = [_notification_row(keys, x, now) for x in unique]
     states = {
         (s.flow, s.record_key): {
@@ -92,6 +93,19 @@ def commit(conn: Connection, keys: KeyRing, insert: InsertFactory, commit: PollC
         ))
     writer.write(AUDIT, [audit_tuple(entry) for entry in entries])
     return [nid for nid, _ in ids]
+
+
+def _suppressed(conn: Connection, keys: KeyRing, unique: list[NewNotification]) -> list[NewNotification]:
+    """The notifications, with those to recipients who opted out of their sender suppressed."""
+    waiting = [x for x in unique if x.status in (Status.PENDING, Status.DEFERRED)]
+    if not waiting or not suppressions.any_exist(conn):
+        return unique
+    hashed = {id(x): keys.hash_lookup(x.recipient) for x in waiting}
+    found = suppressions.matching(conn, ((hashed[id(x)], x.sender) for x in waiting))
+    if not found:
+        return unique
+    return [replace(x, status=Status.SUPPRESSED, reason=found[(hashed[id(x)], x.sender)])
+            if id(x) in hashed and (hashed[id(x)], x.sender) in found else x for x in unique]
 
 
 def _notification_row(keys: KeyRing, x: NewNotification, now: datetime) -> dict[str, Any]:

@@ -38,7 +38,7 @@ from ml_connector.core.models import Status, StatusEvent, require_aware
 from ml_connector.errors import ConfigError
 from ml_connector.store import attempts as attempt_results
 from ml_connector.store import migrate as migrations
-from ml_connector.store import polls, reports, writebacks
+from ml_connector.store import polls, reports, suppressions, writebacks
 from ml_connector.store.auditrows import AUDIT, CHUNK, audit_row, audit_tuple, chunks
 from ml_connector.store.bulk import DIALECT_INSERTS, Bulk, Writer
 from ml_connector.store.crypto import KeyMismatchError, KeyRing
@@ -215,6 +215,31 @@ class SqlStore:
             if self._fence is not None:
                 self._fence.assert_held(conn)
             return polls.commit(conn, self._keys, self._insert, commit)
+
+    # -- suppressions (opt-outs) -----------------------------------------------------------
+
+    def suppress(self, recipient: str, scope: str, *, source: str, reason: str, at: datetime) -> int:
+        """Suppress `recipient` (E.164) for sender `scope` (or "*"); returns how many waiting
+        notifications that suppressed."""
+        require_aware(at, "suppress(at)")
+        with writing(self._engine) as conn:
+            entries = suppressions.add(conn, recipient_hash=self._keys.hash_lookup(recipient), scope=scope,
+                                       source=source, reason=mask_numbers(reason) or reason, at=at)
+            Writer(conn).write(AUDIT, [audit_tuple(e) for e in entries])
+        return sum(e["kind"] == "suppressed" for e in entries)
+
+    def lift_suppression(self, recipient: str, scopes: Sequence[str], *, at: datetime) -> None:
+        require_aware(at, "lift_suppression(at)")
+        with writing(self._engine) as conn:
+            entries = suppressions.remove(conn, recipient_hash=self._keys.hash_lookup(recipient), scopes=scopes,
+                                          at=at)
+            Writer(conn).write(AUDIT, [audit_tuple(e) for e in entries])
+
+    def is_suppressed(self, recipient: str, sender: str) -> str | None:
+        """The reason `recipient` may not be texted from `sender`, or None."""
+        key = (self._keys.hash_lookup(recipient), sender)
+        with reading(self._engine) as conn:
+            return suppressions.matching(conn, [key]).get(key)
 
     # -- dispatching -----------------------------------------------------------------------
 

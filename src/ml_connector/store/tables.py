@@ -163,3 +163,15 @@ audit = Table(
     Column("status", String(32)),
     Column("detail_json", Text, nullable=False),
 )
+
+#: Who asked not to be texted, from which sender (an E.164 number or Messaging Service SID) or "*"
+#: (everywhere). By keyed phone hash only: nothing about an opt-out is stored in clear.
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column("recipient_hash", String(64), primary_key=True),
+    Column("scope", String(200), primary_key=True),
+    Column("source", String(32), nullable=False),  # keyword, twilio_21610, operator
+    Column("reason", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
