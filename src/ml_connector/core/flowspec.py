@@ -192,6 +192,18 @@ class BusinessHoursSpec(_Frozen):
         return BusinessHours.of(w.window() for w in self.windows)
 
 
+class RepliesSpec(_Frozen):
+    """Replies to a flow's texts are threaded to the notification they answer (core.threads).
+
+        replies: {window: 3d, reference: PO_NUMBER}   # the template says "Reply YES {{ PO_NUMBER }}"
+    """
+
+    window: Duration = timedelta(days=3)
+    #: A record field whose value the text carries as a short reference; a reply quoting it
+    #: matches that notification even when several are open.
+    reference: str | None = None
+
+
 class RetrySpec(_Frozen):
     max_attempts: int = Field(default=6, ge=1, le=50)
     base_delay: Duration = timedelta(seconds=5)
@@ -224,6 +236,8 @@ class FlowSpec(_Frozen):
     business_hours: BusinessHoursSpec | None = None
     #: Critical flows bypass business hours (an outage page at 03:00 must go out at 03:00).
     critical: bool = False
+    #: Thread replies to this flow's texts (kept for `window` after each is sent).
+    replies: RepliesSpec | None = None
 
     @field_validator("routing", mode="before")
     @classmethod

@@ -299,12 +299,21 @@ class Poller:
                     segments=segments,
                     record_changed_at=record.changed_at,
                     write_back=flow.write_back_source,
+                    reply_reference=reply_reference(flow.spec, record.data),
                 )
             )
         return result
 
     async def _commit(self, commit: PollCommit) -> list[int]:
         return await asyncio.to_thread(self._store.commit_poll, commit)
+
+
+def reply_reference(spec: FlowSpec, data: Mapping[str, Any]) -> str | None:
+    """The short reference a reply may quote (the flow's `replies.reference` field), if any."""
+    field = spec.replies.reference if spec.replies else None
+    value = data.get(field) if field else None
+    text = str(value).strip() if value is not None else ""
+    return text[:64] or None
 
 
 def template_context(flow: str, record: Record) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from ml_connector.store.bulk import Bulk, Writer
 from ml_connector.store.crypto import KeyRing
 from ml_connector.store.port import NewNotification, PollCommit
 from ml_connector.store.scrub import mask_numbers
-from ml_connector.store.tables import notifications, record_state, watermarks
+from ml_connector.store.tables import notifications, record_state, reply_refs, watermarks
 from ml_connector.store.types import UtcDateTime
 
 InsertFactory = Callable[[Table], Any]
@@ -73,6 +73,9 @@ def commit(conn: Connection, keys: KeyRing, insert: InsertFactory, commit: PollC
            if row["idempotency_key"] in inserted]
     entries = [_created_audit(nid, x, now) for nid, x in ids]
     writebacks.enqueue_final(conn, [nid for nid, x in ids if x.status in FINAL], now)
+    refs = [{"notification_id": nid, "reference": x.reply_reference} for nid, x in ids if x.reply_reference]
+    if refs:
+        conn.execute(reply_refs.insert(), refs)
     entries += [
         audit_row(now, x.status.value, nid=nid, flow=x.flow, status=x.status.value, reason=x.reason)
         for nid, x in ids

@@ -49,6 +49,7 @@ class NewNotification:
     segments: int
     record_changed_at: datetime
     write_back: str | None = None  # source name to record the final status in (its own queue)
+    reply_reference: str | None = None  # the short reference in the text that a reply may quote
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,12 +37,13 @@ from ml_connector.core.lifecycle import REPLAYABLE
 from ml_connector.core.models import Status, StatusEvent, require_aware
 from ml_connector.errors import ConfigError
 from ml_connector.store import attempts as attempt_results
+from ml_connector.store import inbound, polls, reports, suppressions, writebacks
 from ml_connector.store import migrate as migrations
-from ml_connector.store import polls, reports, suppressions, writebacks
 from ml_connector.store.auditrows import AUDIT, CHUNK, audit_row, audit_tuple, chunks
 from ml_connector.store.bulk import DIALECT_INSERTS, Bulk, Writer
 from ml_connector.store.crypto import KeyMismatchError, KeyRing
 from ml_connector.store.engine import health, make_engine, reading, writing
+from ml_connector.store.inbound import InboundMessage, InboundOutcome, InboundView
 from ml_connector.store.locks import FileFlowLock, FlowLock, PgFlowLock
 from ml_connector.store.port import (
     ApplyResult,
@@ -65,6 +66,7 @@ from ml_connector.store.tables import (
     store_meta,
     watermarks,
 )
+from ml_connector.store.tables import inbound_messages as im
 from ml_connector.store.types import UtcDateTime
 
 n, a, de = notifications, attempts, delivery_events
@@ -240,6 +242,24 @@ class SqlStore:
         key = (self._keys.hash_lookup(recipient), sender)
         with reading(self._engine) as conn:
             return suppressions.matching(conn, [key]).get(key)
+
+    def record_inbound(self, msg: InboundMessage, *, reply_windows: Mapping[str, timedelta],
+                       opt_out_everywhere: bool = False) -> InboundOutcome:
+        """Store an inbound text, apply its opt-out or opt-in, thread it to what it answers."""
+        require_aware(msg.received_at, "InboundMessage.received_at")
+        with writing(self._engine) as conn:
+            outcome, entries = inbound.record(conn, self._keys, msg, reply_windows=reply_windows,
+                                              opt_out_everywhere=opt_out_everywhere)
+            Writer(conn).write(AUDIT, [audit_tuple(e) for e in entries])
+        return outcome
+
+    def inbound_messages(self, *, limit: int = 100) -> list[InboundView]:
+        """The newest inbound texts, decrypted (for the operator's eyes; callers mask phones)."""
+        with reading(self._engine) as conn:
+            rows = conn.execute(select(im).order_by(im.c.id.desc()).limit(limit)).all()
+        return [InboundView(id=r.id, received_at=r.received_at, sender=self._keys.decrypt(r.from_enc),
+                            to=r.to_number, body=self._keys.decrypt(r.body_enc), intent=r.intent,
+                            notification_id=r.notification_id, match_reason=r.match_reason) for r in rows]
 
     # -- dispatching -----------------------------------------------------------------------
 

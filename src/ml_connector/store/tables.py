@@ -175,3 +175,29 @@ suppressions = Table(
     Column("reason", Text, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
 )
+
+#: Every inbound text, matched or not (body and sender encrypted; the sender's keyed hash for look-ups).
+inbound_messages = Table(
+    "inbound_messages",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("provider_id", String(64), nullable=False, unique=True),  # MessageSid: Twilio may post twice
+    Column("received_at", UtcDateTime, nullable=False, index=True),
+    Column("account_sid", String(64), nullable=False),
+    Column("from_enc", LargeBinary, nullable=False),
+    Column("from_hash", String(64), nullable=False, index=True),
+    Column("to_number", String(64), nullable=False),
+    Column("messaging_service_sid", String(64)),
+    Column("body_enc", LargeBinary, nullable=False),
+    Column("intent", String(16), nullable=False),  # opt_out, opt_in, help, reply
+    Column("notification_id", Id, ForeignKey("notifications.id"), index=True),
+    Column("match_reason", Text, nullable=False),  # how it was matched, or why it was not
+)
+
+#: The short reference a flow put in a notification's text ("Reply YES 4711"), for reply matching.
+reply_refs = Table(
+    "reply_refs",
+    metadata,
+    Column("notification_id", Id, ForeignKey("notifications.id"), primary_key=True),
+    Column("reference", String(64), nullable=False),
+)
