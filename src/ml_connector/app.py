@@ -194,6 +194,7 @@ class Connector:
 
     def webhook_app(self) -> Any:
         from prometheus_client import CollectorRegistry
+        from starlette.routing import Route
 
         from ml_connector.web.health import AccountHoldCollector
         from ml_connector.web.webhooks import create_webhook_app
@@ -205,10 +206,31 @@ class Connector:
             a.account_sid: a.auth_token.get_secret_value()
             for a in self.config.twilio.accounts.values() if a.auth_token
         }
+        inbound = self._inbound_endpoint(tokens)
         return create_webhook_app(
             store=self.store, auth_tokens=tokens,
             status_callback_url=self.config.webhooks.status_callback_url or "http://127.0.0.1/twilio/status",
             max_body_bytes=self.config.webhooks.max_body_bytes, clock=self.clock, registry=registry,
+            extra_routes=[Route(path, inbound.handle, methods=["POST"]) for path in inbound.paths],
+        )
+
+    def _inbound_endpoint(self, tokens: Mapping[str, str]) -> Any:
+        from ml_connector.core.keywords import HELP_WORDS, OPT_IN_WORDS, OPT_OUT_WORDS, Keywords
+        from ml_connector.web.inbound import InboundEndpoint, InboundSettings
+
+        talk = self.config.conversations
+        settings = InboundSettings(
+            help_text=talk.help_text, opt_out_reply=talk.opt_out_reply, opt_in_reply=talk.opt_in_reply,
+            opt_out_everywhere=talk.opt_out_scope == "everywhere",
+            keywords=Keywords.of(opt_out=[*OPT_OUT_WORDS, *talk.opt_out_keywords],
+                                 opt_in=[*OPT_IN_WORDS, *talk.opt_in_keywords],
+                                 help=[*HELP_WORDS, *talk.help_keywords]),
+        )
+        windows = {name: spec.replies.window for name, spec in self.config.flows.items() if spec.replies}
+        return InboundEndpoint(
+            store=self.store, tokens=tokens, public_url=self.config.webhooks.inbound_url or
+            "http://127.0.0.1/twilio/inbound", reply_windows=windows, settings=settings, clock=self.clock,
+            max_body_bytes=self.config.webhooks.max_body_bytes,
         )
 
     # -- running ---------------------------------------------------------------------------------

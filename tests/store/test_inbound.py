@@ -66,7 +66,7 @@ def test_stop_suppresses_the_next_notification(store: SqlStore) -> None:
     (nid,) = enqueue(store, notification(1))
     view = store.get_notification(nid)
     assert view is not None and view.status is Status.SUPPRESSED
-    assert view.reason == "opted out: replied 'Stop.' on 2024-05-01"
+    assert view.reason == "opted out: replied STOP on 2024-05-01"
     store.record_inbound(text("START", sid="SM" + "2" * 32), reply_windows=WINDOWS)
     (again,) = enqueue(store, notification(2))
     assert store.get_notification(again).status is Status.PENDING  # type: ignore[union-attr]

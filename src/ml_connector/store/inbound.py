@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from ml_connector.core.keywords import Intent, wants_reply
+from ml_connector.core.keywords import Intent, wants_reply, words
 from ml_connector.core.threads import Inbound, Matched, Sent, match_reply
 from ml_connector.store import suppressions
 from ml_connector.store.auditrows import audit_row
@@ -74,9 +74,9 @@ def record(conn: Connection, keys: KeyRing, msg: InboundMessage, *, reply_window
     entries: list[dict[str, Any]] = []
     notification_id: int | None = None
     if msg.intent is Intent.OPT_OUT:
-        said = msg.body.strip()[:20]
+        keyword = next(iter(words(msg.body)), "an opt-out")  # the keyword only: the rest may be personal
         entries += suppressions.add(conn, recipient_hash=from_hash, scope=scope, source="keyword",
-                                    reason=f"opted out: replied {said!r} on {msg.received_at:%Y-%m-%d}",
+                                    reason=f"opted out: replied {keyword} on {msg.received_at:%Y-%m-%d}",
                                     at=msg.received_at)
         reason = "opt-out"
     elif msg.intent is Intent.HELP:
