@@ -26,6 +26,7 @@ from ml_connector.config import Config, template_lines
 from ml_connector.core.retry import RetryPolicy
 from ml_connector.core.templates import compile_template
 from ml_connector.errors import ConfigError, MlcError, SourceError, TemplateError
+from ml_connector.runtime.digests import DigestCloser
 from ml_connector.runtime.dispatcher import Dispatcher, DispatcherSettings
 from ml_connector.runtime.exposure_check import exposure_problems
 from ml_connector.runtime.poller import LOOKBACK, MAIN, FlowRuntime, Poller
@@ -61,6 +62,10 @@ class Overrides:
     leader_retry: timedelta = LEADER_RETRY
 
 
+#: compile_flows' key suffix for a flow's digest template (`flows.NAME.digest.template`).
+DIGEST_TEMPLATE = "#digest"
+
+
 def compile_flows(config: Config, shown_path: str | None = None) -> dict[str, Any]:
     """Compile every flow's template; all errors together, as 'file:line: flows.NAME.template: ...'."""
     lines = template_lines(Path(config.path))
@@ -68,15 +73,19 @@ def compile_flows(config: Config, shown_path: str | None = None) -> dict[str, An
     compiled: dict[str, Any] = {}
     problems: list[str] = []
     for name, spec in config.flows.items():
-        key = f"flows.{name}.template"
-        try:
-            compiled[name] = compile_template(key, spec.template, timezone=spec.timezone, currency=spec.currency)
-        except TemplateError as exc:
-            where = f"{exc.template}, line {exc.line}" if exc.line else exc.template
-            message = str(exc).removeprefix(f"template {where}: ")
-            at = f"line {exc.line} of the template: " if exc.line else ""
-            line = f":{lines[name]}" if name in lines else ""
-            problems.append(f"{shown}{line}: {key}: {at}{message}")
+        sources = [(name, f"flows.{name}.template", spec.template)]
+        if spec.digest is not None:
+            sources.append((name + DIGEST_TEMPLATE, f"flows.{name}.digest.template", spec.digest.template))
+        for compiled_name, key, source in sources:
+            try:
+                compiled[compiled_name] = compile_template(key, source, timezone=spec.timezone,
+                                                           currency=spec.currency)
+            except TemplateError as exc:
+                where = f"{exc.template}, line {exc.line}" if exc.line else exc.template
+                message = str(exc).removeprefix(f"template {where}: ")
+                at = f"line {exc.line} of the template: " if exc.line else ""
+                line = f":{lines[name]}" if name in lines else ""
+                problems.append(f"{shown}{line}: {key}: {at}{message}")
         problems += exposure_problems(config, name, spec, f"{shown}:{lines[name]}" if name in lines else shown)
     if problems:
         raise ConfigError(f"{len(problems)} template error(s)", problems)
@@ -152,6 +161,7 @@ class Connector:
         self.status_sweep = StatusSweep(self.store, self.channels, clock=self.clock, settings=SweepSettings(
             stale_after=check_after, every=min(timedelta(minutes=1), max(check_after / 2, timedelta(seconds=1))),
         ))
+        self.digests = DigestCloser(self.store, self.flows, clock=self.clock)
         self.write_backs = WriteBackRunner(self.store, self.sources, worker=self.worker, clock=self.clock,
                                            drain_for=config.dispatcher.shutdown_grace)
 
@@ -166,6 +176,7 @@ class Connector:
                 account=account, sender=sender,
                 default_region=getattr(self.config.sources[spec.source], "default_region", "US"),
                 write_back_source=spec.source if self._writes_back(spec.source) else None,
+                digest_template=self.templates.get(name + DIGEST_TEMPLATE),
             )
         return flows
 
@@ -246,6 +257,8 @@ class Connector:
         if "dispatcher" in roles:
             tasks.append(asyncio.create_task(self.dispatcher.run(stop)))
             tasks.append(asyncio.create_task(self.status_sweep.run(stop)))
+            if self.digests.wanted:
+                tasks.append(asyncio.create_task(self.digests.run(stop)))
             if any(flow.write_back_source for flow in self.flows.values()):
                 writing_back = self._write_back_until_drained(stop, write_backs_stop)
         if "web" in roles:

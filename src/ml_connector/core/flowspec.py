@@ -29,9 +29,10 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 if TYPE_CHECKING:
     from ml_connector.core.routing import RoutingTable
 
+from ml_connector.core.batching import DigestSpec
 from ml_connector.core.due import DueSpec
 from ml_connector.core.members import MembersRecipient
-from ml_connector.core.windows import BusinessHours, Window
+from ml_connector.core.windows import BusinessHours, Window, parse_time
 
 OPERATORS = ("eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte", "is_null", "matches", "becomes", "changed")
 
@@ -204,6 +205,35 @@ class RepliesSpec(_Frozen):
     reference: str | None = None
 
 
+class DigestFlowSpec(_Frozen):
+    """Batch a flow's events: one message per recipient per window (core.batching).
+
+        digest:
+          every: 1h                  # or  at: ["08:00"]  (recipient local time)
+          max_items: 20              # also close when this many have arrived
+          top: 5                     # items listed; the rest counted
+          template: "{{ count }} invoices await your approval: {{ items | join(', ') }}"
+
+    The flow's own `template` renders each event's item; `digest.template` the message, with
+    `count`, `items` (the first `top`), `more` and `all_items`.
+    """
+
+    every: Duration | None = None
+    at: list[str] = []
+    max_items: int | None = Field(default=None, ge=1)
+    top: int = Field(default=5, ge=1, le=100)
+    template: str
+
+    @model_validator(mode="after")
+    def _valid(self) -> DigestFlowSpec:
+        self.batching()  # every xor at, window at least a minute: the reasons as errors
+        return self
+
+    def batching(self) -> DigestSpec:
+        return DigestSpec(every=self.every, at=tuple(parse_time(t) for t in self.at), max_items=self.max_items,
+                          top=self.top)
+
+
 class RetrySpec(_Frozen):
     max_attempts: int = Field(default=6, ge=1, le=50)
     base_delay: Duration = timedelta(seconds=5)
@@ -238,6 +268,8 @@ class FlowSpec(_Frozen):
     critical: bool = False
     #: Thread replies to this flow's texts (kept for `window` after each is sent).
     replies: RepliesSpec | None = None
+    #: Batch events into one message per recipient per window.
+    digest: DigestFlowSpec | None = None
 
     @field_validator("routing", mode="before")
     @classmethod

@@ -21,27 +21,16 @@ from typing import Any
 from sqlalchemy import Connection, func, select, update
 
 from ml_connector.store.auditrows import audit_row
+from ml_connector.store.bulk import DIALECT_INSERTS
 from ml_connector.store.crypto import KeyRing
+from ml_connector.store.port import DigestItem
 from ml_connector.store.tables import digest_items as di
 from ml_connector.store.tables import digests as dg
 
 OPEN, CLOSED = "open", "closed"
-
-
-@dataclass(frozen=True, slots=True)
-class DigestItem:
-    """One event's line in a digest, as the poller decided it."""
-
-    item_key: str  # the idempotency key the event's own notification would have had
-    flow: str
-    recipient: str  # E.164
-    account: str
-    sender: str
-    window_key: str
-    closes_at: datetime
-    max_items: int | None
-    text: str  # the flow's template rendered for this event
-    record_key: str
+#: Rounds of "find the open part, else insert the next one" before giving up (each lost race
+#: means another process committed a part meanwhile, so a handful always suffices).
+_RACES = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +59,7 @@ def add_items(conn: Connection, keys: KeyRing, items: Sequence[DigestItem], now:
         count += 1
         full = item.max_items is not None and count >= item.max_items
         conn.execute(update(dg).where(dg.c.id == digest_id).values(
-            items=count, updated_at=now, **({"closes_at": now} if full else {})))
+            item_count=count, updated_at=now, **({"closes_at": now} if full else {})))
         entries.append(audit_row(now, "digest_item", nid=None, flow=item.flow, status=None, digest_id=digest_id,
                                  record_key=item.record_key, window=item.window_key, items=count))
     return entries
@@ -78,25 +67,33 @@ def add_items(conn: Connection, keys: KeyRing, items: Sequence[DigestItem], now:
 
 def _open_digest(conn: Connection, keys: KeyRing, item: DigestItem, recipient_hash: str,
                  now: datetime) -> tuple[int, int]:
-    """The open digest of this flow, recipient and window (locked), or a new part of it."""
+    """The open digest of this flow, recipient and window with room left (locked), or a new part.
+
+    A full digest stays open until the closer takes it (its close time is now): the next item
+    opens the next part instead of joining it."""
     same = (dg.c.flow == item.flow, dg.c.recipient_hash == recipient_hash, dg.c.window_key == item.window_key)
-    row = conn.execute(select(dg.c.id, dg.c.items).where(*same, dg.c.state == OPEN).with_for_update()).first()
-    if row is not None:
-        return int(row.id), int(row.items)
-    part = conn.execute(select(func.coalesce(func.max(dg.c.part), -1)).where(*same)).scalar_one() + 1
-    inserted = conn.execute(dg.insert().values(
-        flow=item.flow, recipient_hash=recipient_hash, recipient_enc=keys.encrypt(item.recipient),
-        account=item.account, sender=item.sender, window_key=item.window_key, part=part, state=OPEN, items=0,
-        closes_at=item.closes_at, created_at=now, updated_at=now, notification_id=None))
-    key = inserted.inserted_primary_key
-    assert key is not None  # an INSERT of one row always has its key
-    return int(key[0]), 0
+    room = dg.c.item_count < item.max_items if item.max_items is not None else dg.c.item_count >= 0
+    insert = DIALECT_INSERTS[conn.dialect.name]
+    for _ in range(_RACES):
+        row = conn.execute(select(dg.c.id, dg.c.item_count).where(*same, dg.c.state == OPEN, room)
+                           .with_for_update()).first()
+        if row is not None:
+            return int(row.id), int(row.item_count)
+        part = conn.execute(select(func.coalesce(func.max(dg.c.part), -1)).where(*same)).scalar_one() + 1
+        # Another process may insert this part first: it waits for that one's commit, then does
+        # nothing, and the next round finds that row (or its successor) instead.
+        conn.execute(insert(dg).values(
+            flow=item.flow, recipient_hash=recipient_hash, recipient_enc=keys.encrypt(item.recipient),
+            account=item.account, sender=item.sender, window_key=item.window_key, part=part, state=OPEN,
+            item_count=0, closes_at=item.closes_at, created_at=now, updated_at=now, notification_id=None,
+        ).on_conflict_do_nothing())
+    raise RuntimeError(f"digest of flow {item.flow}: no open part after {_RACES} tries")
 
 
 def due(conn: Connection, keys: KeyRing, now: datetime, limit: int) -> list[DueDigest]:
     """Open digests whose window closed (or that filled up), locked, with their items."""
     rows = conn.execute(
-        select(dg).where(dg.c.state == OPEN, dg.c.closes_at <= now, dg.c.items > 0)
+        select(dg).where(dg.c.state == OPEN, dg.c.closes_at <= now, dg.c.item_count > 0)
         .order_by(dg.c.closes_at, dg.c.id).limit(limit).with_for_update(skip_locked=True)
     ).all()
     found = []

@@ -17,7 +17,7 @@ from sqlalchemy import Connection, String, Table, bindparam, cast, func, select
 
 from ml_connector.core.lifecycle import FINAL
 from ml_connector.core.models import Status, require_aware
-from ml_connector.store import suppressions, writebacks
+from ml_connector.store import digests, suppressions, writebacks
 from ml_connector.store.auditrows import AUDIT, audit_row, audit_tuple, chunks
 from ml_connector.store.bulk import Bulk, Writer
 from ml_connector.store.crypto import KeyRing
@@ -27,6 +27,8 @@ from ml_connector.store.tables import notifications, record_state, reply_refs, w
 from ml_connector.store.types import UtcDateTime
 
 InsertFactory = Callable[[Table], Any]
+#: The `watermark_kind` of a commit made by closing digests (no poll: no poll audit row).
+DIGEST = "digest"
 
 
 def last_seen(conn: Connection, flow: str, record_keys: Sequence[str]) -> dict[str, Mapping[str, Any]]:
@@ -87,12 +89,15 @@ def commit(conn: Connection, keys: KeyRing, insert: InsertFactory, commit: PollC
         for nid, x in ids
         if x.status is Status.DEFERRED
     ]
-    if moved or ids:
+    if commit.digest_items:
+        entries += digests.add_items(conn, keys, commit.digest_items, now)
+    if (moved or ids or commit.digest_items) and commit.watermark_kind != DIGEST:
         entries.append(audit_row(
             now, "poll", nid=None, flow=commit.flow, status=None,
             watermark_kind=commit.watermark_kind,
             watermark=commit.watermark.isoformat() if moved and commit.watermark else None,
             inserted=len(ids), duplicates=len(commit.notifications) - len(ids), states=len(states),
+            **({"digest_items": len(commit.digest_items)} if commit.digest_items else {}),
         ))
     writer.write(AUDIT, [audit_tuple(entry) for entry in entries])
     return [nid for nid, _ in ids]

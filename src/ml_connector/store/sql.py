@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import hmac
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,11 +37,12 @@ from ml_connector.core.lifecycle import REPLAYABLE
 from ml_connector.core.models import Status, StatusEvent, require_aware
 from ml_connector.errors import ConfigError
 from ml_connector.store import attempts as attempt_results
-from ml_connector.store import inbound, polls, reports, suppressions, writebacks
+from ml_connector.store import digests, inbound, polls, reports, suppressions, writebacks
 from ml_connector.store import migrate as migrations
 from ml_connector.store.auditrows import AUDIT, CHUNK, audit_row, audit_tuple, chunks
 from ml_connector.store.bulk import DIALECT_INSERTS, Bulk, Writer
 from ml_connector.store.crypto import KeyMismatchError, KeyRing
+from ml_connector.store.digests import DueDigest
 from ml_connector.store.engine import health, make_engine, reading, writing
 from ml_connector.store.inbound import InboundMessage, InboundOutcome, InboundView
 from ml_connector.store.locks import FileFlowLock, FlowLock, PgFlowLock
@@ -51,6 +52,7 @@ from ml_connector.store.port import (
     AttemptView,
     AuditEntry,
     Claimed,
+    NewNotification,
     NotificationFilter,
     NotificationView,
     PollCommit,
@@ -260,6 +262,26 @@ class SqlStore:
         return [InboundView(id=r.id, received_at=r.received_at, sender=self._keys.decrypt(r.from_enc),
                             to=r.to_number, body=self._keys.decrypt(r.body_enc), intent=r.intent,
                             notification_id=r.notification_id, match_reason=r.match_reason) for r in rows]
+
+    def close_due_digests(self, now: datetime, render: Callable[[DueDigest], NewNotification | None],
+                          limit: int = 50) -> list[int]:
+        """Close the digests due at `now` into one notification each (`render`: pure, no I/O; None
+        leaves a digest open), in one transaction with their closing."""
+        require_aware(now, "close_due_digests(now)")
+        with writing(self._engine) as conn:
+            made: list[tuple[DueDigest, NewNotification]] = []
+            for due in digests.due(conn, self._keys, now, limit):
+                note = render(due)
+                if note is not None:
+                    made.append((due, note))
+            ids: list[int] = []
+            for due, note in made:  # one commit each: the notification id belongs to its digest
+                inserted = polls.commit(conn, self._keys, self._insert, PollCommit(
+                    flow=due.flow, watermark_kind=polls.DIGEST, watermark=None, states=[], notifications=[note],
+                    polled_at=now))
+                digests.mark_closed(conn, due.id, inserted[0] if inserted else None, now)
+                ids += inserted
+        return ids
 
     # -- dispatching -----------------------------------------------------------------------
 

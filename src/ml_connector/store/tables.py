@@ -201,3 +201,37 @@ reply_refs = Table(
     Column("notification_id", Id, ForeignKey("notifications.id"), primary_key=True),
     Column("reference", String(64), nullable=False),
 )
+
+#: One batch of a flow's items for one recipient and window (`part` > 0: the window filled up and
+#: went on in a new part). Unique per flow + recipient + window + part, so processes race to one row.
+digests = Table(
+    "digests",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("flow", String(200), nullable=False),
+    Column("recipient_hash", String(64), nullable=False),
+    Column("recipient_enc", LargeBinary, nullable=False),
+    Column("account", String(200), nullable=False),
+    Column("sender", String(200), nullable=False),
+    Column("window_key", String(64), nullable=False),
+    Column("part", Integer, nullable=False),
+    Column("state", String(16), nullable=False),  # open, closed
+    Column("item_count", Integer, nullable=False),
+    Column("closes_at", UtcDateTime, nullable=False),
+    Column("notification_id", Id, ForeignKey("notifications.id")),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    UniqueConstraint("flow", "recipient_hash", "window_key", "part"),
+    Index(None, "state", "closes_at"),
+)
+
+digest_items = Table(
+    "digest_items",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("digest_id", Id, ForeignKey("digests.id"), nullable=False, index=True),
+    Column("item_key", String(64), nullable=False, unique=True),  # keyed hash of the event's key
+    Column("record_key", String(500), nullable=False),
+    Column("text_enc", LargeBinary, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)

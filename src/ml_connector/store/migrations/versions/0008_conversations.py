@@ -1,4 +1,4 @@
-"""Conversations: suppressions (opt-outs by keyed phone hash), inbound messages, reply references.
+"""Conversations: suppressions (opt-outs by keyed phone hash), inbound messages, reply references, digests.
 
 Revision ID: 0008
 Revises: 0002
@@ -60,9 +60,47 @@ def upgrade() -> None:
                                 name="fk_reply_refs_notification_id_notifications"),
         sa.PrimaryKeyConstraint("notification_id", name="pk_reply_refs"),
     )
+    op.create_table(
+        "digests",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
+        sa.Column("flow", sa.String(200), nullable=False),
+        sa.Column("recipient_hash", sa.String(64), nullable=False),
+        sa.Column("recipient_enc", sa.LargeBinary(), nullable=False),
+        sa.Column("account", sa.String(200), nullable=False),
+        sa.Column("sender", sa.String(200), nullable=False),
+        sa.Column("window_key", sa.String(64), nullable=False),
+        sa.Column("part", sa.Integer(), nullable=False),
+        sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("item_count", sa.Integer(), nullable=False),
+        sa.Column("closes_at", UtcDateTime(), nullable=False),
+        sa.Column("notification_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True),
+        sa.Column("created_at", UtcDateTime(), nullable=False),
+        sa.Column("updated_at", UtcDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(["notification_id"], ["notifications.id"],
+                                name="fk_digests_notification_id_notifications"),
+        sa.PrimaryKeyConstraint("id", name="pk_digests"),
+        sa.UniqueConstraint("flow", "recipient_hash", "window_key", "part",
+                            name="uq_digests_flow_recipient_hash_window_key_part"),
+    )
+    op.create_index("ix_digests_state_closes_at", "digests", ["state", "closes_at"])
+    op.create_table(
+        "digest_items",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
+        sa.Column("digest_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("item_key", sa.String(64), nullable=False),
+        sa.Column("record_key", sa.String(500), nullable=False),
+        sa.Column("text_enc", sa.LargeBinary(), nullable=False),
+        sa.Column("created_at", UtcDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(["digest_id"], ["digests.id"], name="fk_digest_items_digest_id_digests"),
+        sa.PrimaryKeyConstraint("id", name="pk_digest_items"),
+        sa.UniqueConstraint("item_key", name="uq_digest_items_item_key"),
+    )
+    op.create_index("ix_digest_items_digest_id", "digest_items", ["digest_id"])
 
 
 def downgrade() -> None:
+    op.drop_table("digest_items")
+    op.drop_table("digests")
     op.drop_table("reply_refs")
     op.drop_table("inbound_messages")
     op.drop_table("suppressions")
