@@ -296,9 +296,12 @@ def init(ctx: click.Context, force: bool) -> None:
 def validate(ctx: click.Context) -> None:
     """Check the config (every error with file, line and key path) and compile every template."""
     from ml_connector.app import compile_flows
+    from ml_connector.callback_keys import validate_warnings
 
     config = load(ctx)
     compile_flows(config, str(_config_path(ctx)))  # ConfigError lists every template problem
+    for warning in validate_warnings(config):
+        say_error(f"warning: {warning}")
     enabled = sum(1 for flow in config.flows.values() if flow.enabled)
     say(
         f"{config.path}: valid ({len(config.sources)} source(s), {len(config.flows)} flow(s) of which "
@@ -364,11 +367,14 @@ def discover(ctx: click.Context, source: str, as_json: bool) -> None:
 def run(ctx: click.Context, roles: Sequence[str]) -> None:
     """Run pollers, dispatcher and webhook server until SIGINT/SIGTERM (then exit 0)."""
     from ml_connector.app import ROLES
+    from ml_connector.callback_keys import runnable_roles
     from ml_connector.tls import warn_unverified_tls
     from ml_connector.web.server import freeze_long_lived_objects
 
     app = connector(ctx)
-    chosen = tuple(dict.fromkeys(roles)) or ROLES
+    chosen, unverifiable = runnable_roles(app.config, tuple(dict.fromkeys(roles)) or ROLES, explicit=bool(roles))
+    if unverifiable:
+        say_error(f"warning: {unverifiable}")
     warn_unverified_tls(app.config)
 
     async def main_loop() -> None:

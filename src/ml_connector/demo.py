@@ -15,7 +15,8 @@ import random
 import signal
 import socket
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections import Counter
+from collections.abc import AsyncIterator, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -334,6 +335,25 @@ class JourneyWatcher:
         return sum(1 for j in self.journeys.values() if j.last in ("delivered", "read"))
 
 
+def written_back_line(journeys: Mapping[int, Journey], flows: Collection[str],
+                      rows: Sequence[Mapping[str, object]]) -> str:
+    """Whether every final status the demo showed for an EBS flow is in EBS's audit table."""
+    written = Counter((str(r["source_id"]), str(r["status"]).lower()) for r in rows)
+    missing: list[str] = []
+    finals = 0
+    for nid, journey in sorted(journeys.items()):
+        if journey.flow not in flows or not journey.final:
+            continue
+        finals += 1
+        if written[(journey.record, journey.last)] > 0:
+            written[(journey.record, journey.last)] -= 1
+        else:
+            missing.append(f"#{nid} {journey.flow} {journey.record} {journey.last}")
+    if missing:
+        return f"final EBS statuses shown but not written back: {', '.join(missing)}"
+    return f"every final EBS status shown ({finals}) was written back"
+
+
 @contextlib.contextmanager
 def _data_dir(path: Path | None) -> Iterator[Path]:
     if path is not None:
@@ -555,6 +575,7 @@ async def run_demo(*, duration: float | None, data_dir: Path | None, every: floa
                 await sim.drain()
                 await watcher.follow()
                 sap_line = sap_duplicates_line(connector.store, sap_events.duplicates)
+                ebs_flows = {name for name, flow in connector.flows.items() if flow.write_back_source == "ebs"}
                 await connector.aclose()
                 await sim.aclose()
             logging.getLogger("ml_connector").setLevel(previous_level)
@@ -563,6 +584,7 @@ async def run_demo(*, duration: float | None, data_dir: Path | None, every: floa
         shown = ", ".join(f"{r['source_table']} {r['source_id']} {r['status']}" for r in written_back[:6])
         console.print(f"Oracle EBS audit (xx_mlc_audit.record_delivery): {len(written_back)} final delivery "
                       f"status(es) written back{': ' + shown if shown else ''}")
+        console.print(written_back_line(watcher.journeys, ebs_flows, written_back))
         console.print(sap_line)
         console.print(f"data kept in {directory}" if data_dir else "demo data removed")
         return watcher.delivered > 0
