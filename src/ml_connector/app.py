@@ -30,6 +30,7 @@ from ml_connector.core.retry import RetryPolicy
 from ml_connector.core.templates import compile_template
 from ml_connector.errors import ConfigError, MlcError, SourceError, TemplateError
 from ml_connector.runtime.audit_retention import AuditPruner
+from ml_connector.runtime.digests import DigestCloser
 from ml_connector.runtime.dispatcher import Dispatcher, DispatcherSettings
 from ml_connector.runtime.exposure_check import exposure_problems
 from ml_connector.runtime.field_check import field_problems
@@ -73,6 +74,10 @@ class Overrides:
     leader_retry: timedelta = LEADER_RETRY
 
 
+#: compile_flows' key suffix for a flow's digest template (`flows.NAME.digest.template`).
+DIGEST_TEMPLATE = "#digest"
+
+
 def compile_flows(config: Config, shown_path: str | None = None) -> dict[str, Any]:
     """Compile every flow's template; all errors together, as 'file:line: flows.NAME.template: ...'."""
     lines = template_lines(Path(config.path))
@@ -80,16 +85,19 @@ def compile_flows(config: Config, shown_path: str | None = None) -> dict[str, An
     compiled: dict[str, Any] = {}
     problems: list[str] = []
     for name, spec in config.flows.items():
-        key = f"flows.{name}.template"
-        try:
-            compiled[name] = compile_template(key, spec.template, timezone=spec.timezone, currency=spec.currency,
-                                              locale=spec.locale)
-        except TemplateError as exc:
-            where = f"{exc.template}, line {exc.line}" if exc.line else exc.template
-            message = str(exc).removeprefix(f"template {where}: ")
-            at = f"line {exc.line} of the template: " if exc.line else ""
-            line = f":{lines[name]}" if name in lines else ""
-            problems.append(f"{shown}{line}: {key}: {at}{message}")
+        sources = [(name, f"flows.{name}.template", spec.template)]
+        if spec.digest is not None:
+            sources.append((name + DIGEST_TEMPLATE, f"flows.{name}.digest.template", spec.digest.template))
+        for compiled_name, key, source in sources:
+            try:
+                compiled[compiled_name] = compile_template(key, source, timezone=spec.timezone,
+                                                           currency=spec.currency, locale=spec.locale)
+            except TemplateError as exc:
+                where = f"{exc.template}, line {exc.line}" if exc.line else exc.template
+                message = str(exc).removeprefix(f"template {where}: ")
+                at = f"line {exc.line} of the template: " if exc.line else ""
+                line = f":{lines[name]}" if name in lines else ""
+                problems.append(f"{shown}{line}: {key}: {at}{message}")
         where = f"{shown}:{lines[name]}" if name in lines else shown
         problems += exposure_problems(config, name, spec, where) + field_problems(config, name, spec, where)
     if problems:
@@ -196,6 +204,7 @@ class Connector:
             self.store, audit.retention, clock=self.clock, every=audit.prune_every, batch=audit.prune_batch,
             max_batches=audit.prune_max_batches,
         ) if audit.retention is not None else None
+        self.digests = DigestCloser(self.store, self.flows, clock=self.clock)
         self.write_backs = WriteBackRunner(self.store, self.sources, worker=self.worker, clock=self.clock,
                                            drain_for=config.dispatcher.shutdown_grace, metrics=self.metrics)
 
@@ -210,6 +219,7 @@ class Connector:
                 account=account, sender=sender,
                 default_region=getattr(self.config.sources[spec.source], "default_region", "US"),
                 write_back_source=spec.source if self._writes_back(spec.source) else None,
+                digest_template=self.templates.get(name + DIGEST_TEMPLATE),
             )
         return flows
 
@@ -239,6 +249,7 @@ class Connector:
 
     def webhook_app(self, registry: Any = None) -> Any:
         from prometheus_client import CollectorRegistry
+        from starlette.routing import Route
 
         from ml_connector.web.health import AccountHoldCollector
         from ml_connector.web.webhooks import create_webhook_app
@@ -250,10 +261,31 @@ class Connector:
             a.account_sid: a.auth_token.get_secret_value()
             for a in self.config.twilio.accounts.values() if a.auth_token
         }
+        inbound = self._inbound_endpoint(tokens)
         return create_webhook_app(
             store=self.store, auth_tokens=tokens,
             status_callback_url=self.config.webhooks.status_callback_url or "http://127.0.0.1/twilio/status",
             max_body_bytes=self.config.webhooks.max_body_bytes, clock=self.clock, registry=registry,
+            extra_routes=[Route(path, inbound.handle, methods=["POST"]) for path in inbound.paths],
+        )
+
+    def _inbound_endpoint(self, tokens: Mapping[str, str]) -> Any:
+        from ml_connector.core.keywords import HELP_WORDS, OPT_IN_WORDS, OPT_OUT_WORDS, Keywords
+        from ml_connector.web.inbound import InboundEndpoint, InboundSettings
+
+        talk = self.config.conversations
+        settings = InboundSettings(
+            help_text=talk.help_text, opt_out_reply=talk.opt_out_reply, opt_in_reply=talk.opt_in_reply,
+            opt_out_everywhere=talk.opt_out_scope == "everywhere",
+            keywords=Keywords.of(opt_out=[*OPT_OUT_WORDS, *talk.opt_out_keywords],
+                                 opt_in=[*OPT_IN_WORDS, *talk.opt_in_keywords],
+                                 help=[*HELP_WORDS, *talk.help_keywords]),
+        )
+        windows = {name: spec.replies.window for name, spec in self.config.flows.items() if spec.replies}
+        return InboundEndpoint(
+            store=self.store, tokens=tokens, public_url=self.config.webhooks.inbound_url or
+            "http://127.0.0.1/twilio/inbound", reply_windows=windows, settings=settings, clock=self.clock,
+            max_body_bytes=self.config.webhooks.max_body_bytes,
         )
 
     # -- running ---------------------------------------------------------------------------------
@@ -274,6 +306,8 @@ class Connector:
             tasks.append(asyncio.create_task(self.status_sweep.run(stop)))
             if self.audit_pruner is not None:
                 tasks.append(asyncio.create_task(self.audit_pruner.run(stop)))
+            if self.digests.wanted:
+                tasks.append(asyncio.create_task(self.digests.run(stop)))
             if any(flow.write_back_source for flow in self.flows.values()):
                 writing_back = self._write_back_until_drained(stop, write_backs_stop)
         if web_socket is not None:

@@ -193,6 +193,9 @@ class WebhookConfig(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
     status_path: str = "/twilio/status"
+    #: Where Twilio posts texts people send to our numbers (set it as the number's or Messaging
+    #: Service's incoming-message webhook: public_url + inbound_path).
+    inbound_path: str = "/twilio/inbound"
     max_body_bytes: int = Field(default=65536, ge=1024)
 
     @field_validator("public_url")
@@ -207,7 +210,7 @@ class WebhookConfig(BaseModel):
             raise ValueError("host name must not contain '_' (Twilio rejects such callback URLs)")
         return value
 
-    @field_validator("status_path")
+    @field_validator("status_path", "inbound_path")
     @classmethod
     def _status_path(cls, value: str) -> str:
         if not value.startswith("/") or "?" in value or "#" in value:
@@ -220,6 +223,37 @@ class WebhookConfig(BaseModel):
         if self.public_url is None:
             return None
         return str(self.public_url).rstrip("/") + "/" + self.status_path.lstrip("/")
+
+    @property
+    def inbound_url(self) -> str | None:
+        if self.public_url is None:
+            return None
+        return str(self.public_url).rstrip("/") + "/" + self.inbound_path.lstrip("/")
+
+    @model_validator(mode="after")
+    def _distinct_paths(self) -> WebhookConfig:
+        if self.inbound_path.rstrip("/") == self.status_path.rstrip("/"):
+            raise ValueError("inbound_path and status_path must differ")
+        return self
+
+
+class ConversationsConfig(BaseModel):
+    """What ml-connector answers to texts people send, and how far an opt-out reaches."""
+
+    model_config = _frozen_config()
+
+    #: The answer to HELP / INFO (who sends these texts and how to stop them).
+    help_text: str | None = None
+    #: Our own confirmations; off by default because Twilio's opt-out handling answers itself.
+    opt_out_reply: str | None = None
+    opt_in_reply: str | None = None
+    #: `sender`: STOP stops texts from the number (or Messaging Service) written to, as Twilio
+    #: does; `everywhere`: from every sender of this deployment.
+    opt_out_scope: Literal["sender", "everywhere"] = "sender"
+    #: Extra keywords (e.g. localised ones) on top of Twilio's.
+    opt_out_keywords: list[str] = []
+    opt_in_keywords: list[str] = []
+    help_keywords: list[str] = []
 
 
 SenderKind = Literal["long_code", "toll_free", "short_code", "alphanumeric", "messaging_service"]
@@ -562,6 +596,7 @@ class Config(BaseModel):
     dashboard: DashboardConfig | None = None  # served with the web role when present
     admin: AdminConfig = AdminConfig()
     logging: LoggingConfig = LoggingConfig()
+    conversations: ConversationsConfig = ConversationsConfig()
     path: SkipJsonSchema[Path] = Field(exclude=True)
 
     @model_validator(mode="before")

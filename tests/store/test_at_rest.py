@@ -8,7 +8,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from ml_connector.core.keywords import classify
 from ml_connector.core.models import Status, StatusEvent
+from ml_connector.store.inbound import InboundMessage
 from ml_connector.store.port import AttemptResult, Outcome
 from ml_connector.store.rotation import sealed_tables
 from ml_connector.store.sql import SqlStore
@@ -53,6 +55,10 @@ def exercise(store: SqlStore) -> None:
         store.finish_write_back(task.id, ok=False, error=f"EBS rejected {PHONE}", next_attempt_at=T0, now=T0)
     view = store.get_notification(first.id)
     assert view is not None and (view.recipient, view.body) == (PHONE, BODY)  # readable through the store
+    for sid, text in (("SM-in-1", f"YES {BODY}"), ("SM-in-2", "STOP")):  # an inbound reply, an opt-out
+        store.record_inbound(InboundMessage(sid, "AC1", PHONE, "+13125550100", None, text, classify(text), T0),
+                             reply_windows={"po-approved": timedelta(days=1)})
+    assert store.is_suppressed(PHONE, "+13125550100")
 
 
 def test_sqlite_file_and_wal_hold_no_plaintext(tmp_path: Path, keyring: object) -> None:

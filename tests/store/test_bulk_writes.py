@@ -27,7 +27,8 @@ from ml_connector.store.sql import SqlStore
 from .builders import PHONE, T0, enqueue, notification
 from .test_batches import SIDS, STATUSES, finish_scenario, report, sent
 
-_TABLES = ("write_backs", "audit", "delivery_events", "attempts", "notifications")
+_TABLES = ("digest_items", "digests", "reply_refs", "inbound_messages", "write_backs", "audit", "delivery_events",
+           "attempts", "notifications")
 _ROWS = {
     "notifications": "SELECT id, idempotency_key, flow, entity, record_key, event_version, channel, account, "
                      "sender, recipient_hash, recipient_field, status, reason, provider_id, error_code, "

@@ -26,7 +26,7 @@ TABLES = {"store_meta", "watermarks", "record_state", "notifications", "attempts
 def test_upgrade_from_empty_then_again(db_url: str) -> None:
     assert migrate.current(db_url) is None
     migrate.upgrade(db_url)
-    assert migrate.current(db_url) == migrate.head() == "0005"
+    assert migrate.current(db_url) == migrate.head() == "0008"
     migrate.upgrade(db_url)  # already at head: nothing to do, no error
     engine = make_engine(db_url)
     try:

@@ -106,7 +106,8 @@ def test_interrupted_rotation_resumes_and_ends_on_the_new_key(db_url: str, make_
     resumed = make_store(keyring=both).rotation().run(now=at, actor="test", batch=2)
     assert resumed.resumed and resumed.target == new_only.fingerprint
     assert resumed.rotated == {"delivery_events": 3, "notifications": ROWS, "secrets": 2}
-    assert resumed.remaining == {"delivery_events": 0, "notifications": 0, "secrets": 0}
+    assert set(resumed.remaining.values()) == {0}
+    assert {"delivery_events", "notifications", "secrets"} <= set(resumed.remaining)
     assert all(readable_by(new_only, b) and not readable_by(old_only, b) for _, b in raw_blobs(db_url))
 
     # the old key can go: everything reads, phone look-ups and duplicate detection still work
@@ -143,7 +144,7 @@ def test_values_an_old_process_writes_behind_the_marker_are_reported_then_rotate
             legacy.secrets().set("AAA", "behind the marker", now=T0, actor="test")
 
     result = rotating.rotation().run(now=at, actor="test", batch=1, on_batch=old_process_writes)
-    assert result.remaining == {"delivery_events": 0, "notifications": 0, "secrets": 1}
+    assert {table: left for table, left in result.remaining.items() if left} == {"secrets": 1}
     again = rotating.rotation().run(now=at, actor="test")
     assert not again.resumed and again.rotated == {"secrets": 1}
     assert sum(again.remaining.values()) == 0

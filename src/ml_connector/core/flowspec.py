@@ -29,9 +29,11 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 if TYPE_CHECKING:
     from ml_connector.core.routing import RoutingTable
 
+from ml_connector.core.batching import DigestSpec
 from ml_connector.core.due import DueSpec
 from ml_connector.core.localized import DEFAULT_LOCALE, parse_locale
 from ml_connector.core.members import MembersRecipient
+from ml_connector.core.windows import BusinessHours, Window, parse_time
 
 OPERATORS = ("eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte", "is_null", "matches", "becomes", "changed")
 
@@ -163,6 +165,76 @@ class ScheduleSpec(_Frozen):
     clock_skew: Duration = timedelta(seconds=5)
 
 
+class QuietWindowSpec(_Frozen):
+    days: str = "mon-fri"
+    from_: str = Field(alias="from")
+    to: str
+
+    @model_validator(mode="after")
+    def _valid(self) -> QuietWindowSpec:
+        self.window()  # unknown days or times fail validation with the reason
+        return self
+
+    def window(self) -> Window:
+        return Window.of(self.days, self.from_, self.to)
+
+
+class BusinessHoursSpec(_Frozen):
+    """When a flow may send, in each recipient's time zone (core.windows); outside, it waits.
+
+        business_hours:
+          windows: [{days: mon-fri, from: "08:00", to: "20:00"}, {days: sat, from: "09:00", to: "13:00"}]
+          timezone_field: TIMEZONE      # the record's IANA zone for its recipient; else the flow's zone
+    """
+
+    windows: list[QuietWindowSpec] = Field(min_length=1)
+    timezone_field: str | None = None
+
+    def hours(self) -> BusinessHours:
+        return BusinessHours.of(w.window() for w in self.windows)
+
+
+class RepliesSpec(_Frozen):
+    """Replies to a flow's texts are threaded to the notification they answer (core.threads).
+
+        replies: {window: 3d, reference: PO_NUMBER}   # the template says "Reply YES {{ PO_NUMBER }}"
+    """
+
+    window: Duration = timedelta(days=3)
+    #: A record field whose value the text carries as a short reference; a reply quoting it
+    #: matches that notification even when several are open.
+    reference: str | None = None
+
+
+class DigestFlowSpec(_Frozen):
+    """Batch a flow's events: one message per recipient per window (core.batching).
+
+        digest:
+          every: 1h                  # or  at: ["08:00"]  (recipient local time)
+          max_items: 20              # also close when this many have arrived
+          top: 5                     # items listed; the rest counted
+          template: "{{ count }} invoices await your approval: {{ items | join(', ') }}"
+
+    The flow's own `template` renders each event's item; `digest.template` the message, with
+    `count`, `items` (the first `top`), `more` and `all_items`.
+    """
+
+    every: Duration | None = None
+    at: list[str] = []
+    max_items: int | None = Field(default=None, ge=1)
+    top: int = Field(default=5, ge=1, le=100)
+    template: str
+
+    @model_validator(mode="after")
+    def _valid(self) -> DigestFlowSpec:
+        self.batching()  # every xor at, window at least a minute: the reasons as errors
+        return self
+
+    def batching(self) -> DigestSpec:
+        return DigestSpec(every=self.every, at=tuple(parse_time(t) for t in self.at), max_items=self.max_items,
+                          top=self.top)
+
+
 class RetrySpec(_Frozen):
     max_attempts: int = Field(default=6, ge=1, le=50)
     base_delay: Duration = timedelta(seconds=5)
@@ -193,6 +265,14 @@ class FlowSpec(_Frozen):
     enabled: bool = True
     #: Date-driven: fire `before` the date in a field, at a local time (core.due); `trigger` filters.
     due: DueSpec | None = None
+    #: Send only inside these hours of the recipient's zone; outside, notifications are deferred.
+    business_hours: BusinessHoursSpec | None = None
+    #: Critical flows bypass business hours (an outage page at 03:00 must go out at 03:00).
+    critical: bool = False
+    #: Thread replies to this flow's texts (kept for `window` after each is sent).
+    replies: RepliesSpec | None = None
+    #: Batch events into one message per recipient per window.
+    digest: DigestFlowSpec | None = None
 
     @field_validator("routing", mode="before")
     @classmethod

@@ -13,9 +13,10 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from ml_connector.core import quiet
 from ml_connector.core.idempotency import notification_key
 from ml_connector.core.members import MembersRecipient, member_address
-from ml_connector.core.models import Record, Status
+from ml_connector.core.models import Record
 from ml_connector.core.segments import segment_info
 from ml_connector.errors import SourceError
 from ml_connector.runtime.recipients import Normalised, Recipient, RecipientResolver, first_usable
@@ -53,15 +54,18 @@ async def fan_out(flow: FlowRuntime, record: Record, version: str, spec: Members
         notifications: list[NewNotification] = []
         for member, recipient in page:
             body = flow.template.render({**base, "member": dict(member.data)})
+            held = quiet.hold(flow.spec.business_hours, critical=flow.spec.critical,
+                              data={**record.data, **member.data}, default_zone=flow.spec.timezone, now=now)
+            failure = f"{spec.members.entity} {member.key}: {recipient.reason}" if recipient.reason else None
+            status, reason, due = quiet.initial_state(usable=bool(recipient.phone), failure=failure, held=held,
+                                                      now=now)
             notifications.append(NewNotification(
                 idempotency_key=notification_key(flow.name, record.entity, record.key, version,
                                                  member_address(member.key), flow.spec.channel),
                 flow=flow.name, entity=record.entity, record_key=record.key, event_version=version,
                 channel=flow.spec.channel, account=flow.account, sender=flow.sender,
                 recipient=recipient.phone or recipient.raw, recipient_field=recipient.field, body=body,
-                status=Status.PENDING if recipient.phone else Status.FAILED,
-                reason=(f"{spec.members.entity} {member.key}: {recipient.reason}" if recipient.reason else None),
-                next_attempt_at=now, max_attempts=flow.spec.retry.max_attempts,
+                status=status, reason=reason, next_attempt_at=due, max_attempts=flow.spec.retry.max_attempts,
                 segments=segment_info(body).segments, record_changed_at=record.changed_at,
                 write_back=flow.write_back_source,
             ))

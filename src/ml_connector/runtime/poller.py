@@ -28,9 +28,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from ml_connector.core import dedupe, routing, rules, watermark
+from ml_connector.core import dedupe, quiet, routing, rules, watermark
 from ml_connector.core.baseline import Baseline
+from ml_connector.core.batching import window_for
 from ml_connector.core.flowspec import FlowSpec
 from ml_connector.core.idempotency import notification_key
 from ml_connector.core.members import MembersRecipient
@@ -41,7 +43,7 @@ from ml_connector.runtime.due import due_records
 from ml_connector.runtime.fanout import fan_out
 from ml_connector.runtime.recipients import RecipientResolver
 from ml_connector.sources.base import Source
-from ml_connector.store.port import NewNotification, PollCommit, RecordState, Store
+from ml_connector.store.port import DigestItem, NewNotification, PollCommit, RecordState, Store
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,7 @@ class FlowRuntime:
     sender: str          # From number / sender id, or MG... Messaging Service SID
     default_region: str
     write_back_source: str | None = None  # source that records final statuses, if any
+    digest_template: CompiledTemplate | None = None  # flows that batch: the message of a closed digest
 
 
 @dataclass(slots=True)
@@ -213,19 +216,24 @@ class Poller:
         report.read += read
         report.fired += len(fired)
         notifications: list[NewNotification] = []
+        items: list[DigestItem] = []
         for record, snapshot in fired:
             event = (record.key, rules.event_version(record.changed_at, snapshot))
             commits.events[event] = record.changed_at
             if event in self._stored_events:
                 report.known += 1
                 continue
-            notifications.extend(await self.notifications_for(record, event[1], resolver, now, snapshot))
+            made = await self.notifications_for(record, event[1], resolver, now, snapshot)
+            if flow.spec.digest is not None:  # batched: the sendable ones become items of their digest
+                made, batched = digest_items(flow, record, made, now)
+                items.extend(batched)
+            notifications.extend(made)
             for spec in self._fan_outs:
                 async for page in fan_out(flow, record, event[1], spec, resolver, now, template_context):
                     await commits.drain()  # one page at a time: memory holds one page
                     commits.start(PollCommit(flow.name, kind, None, [], page, now))
         await commits.drain()
-        commits.start(PollCommit(flow.name, kind, new_watermark, states, notifications, now))
+        commits.start(PollCommit(flow.name, kind, new_watermark, states, notifications, now, items))
         if new_watermark is not None:
             commits.forget_before(new_watermark)
 
@@ -273,12 +281,16 @@ class Poller:
             return []
         body = flow.template.render(template_context(flow.name, record))  # TemplateError stops the flow
         segments = segment_info(body).segments
+        held = quiet.hold(flow.spec.business_hours, critical=flow.spec.critical, data=record.data,
+                          default_zone=flow.spec.timezone, now=now)
         result: list[NewNotification] = []
         # dedupe_on: the business document, not the record, names the notification (core.dedupe)
         key_part, version_part = dedupe.key_parts(flow.spec.dedupe_on, record.key, version, record.data,
                                                   snapshot or {})
         for recipient in recipients:
             address = recipient.phone or f"invalid:{recipient.field}"
+            status, reason, due = quiet.initial_state(usable=bool(recipient.phone), failure=recipient.reason,
+                                                      held=held, now=now)
             result.append(
                 NewNotification(
                     idempotency_key=notification_key(
@@ -294,19 +306,50 @@ class Poller:
                     recipient=recipient.phone or recipient.raw,
                     recipient_field=recipient.field,
                     body=body,
-                    status=Status.PENDING if recipient.phone else Status.FAILED,
-                    reason=recipient.reason,
-                    next_attempt_at=now,
+                    status=status,
+                    reason=reason,
+                    next_attempt_at=due,
                     max_attempts=flow.spec.retry.max_attempts,
                     segments=segments,
                     record_changed_at=record.changed_at,
                     write_back=flow.write_back_source,
+                    reply_reference=reply_reference(flow.spec, record.data),
                 )
             )
         return result
 
     async def _commit(self, commit: PollCommit) -> list[int]:
         return await asyncio.to_thread(self._store.commit_poll, commit)
+
+
+def digest_items(flow: FlowRuntime, record: Record, made: list[NewNotification],
+                 now: datetime) -> tuple[list[NewNotification], list[DigestItem]]:
+    """Split a batching flow's notifications: those that could be sent join their recipient's
+    digest window (the recipient's zone, for windows at local times); failures stay notifications."""
+    spec = flow.spec.digest
+    assert spec is not None
+    batching = spec.batching()
+    zone = (quiet.recipient_zone(flow.spec.business_hours, record.data, flow.spec.timezone)[0]
+            if flow.spec.business_hours else ZoneInfo(flow.spec.timezone))
+    window = window_for(now, batching, zone)
+    kept: list[NewNotification] = []
+    items: list[DigestItem] = []
+    for x in made:
+        if x.status not in (Status.PENDING, Status.DEFERRED):
+            kept.append(x)
+            continue
+        items.append(DigestItem(item_key=x.idempotency_key, flow=x.flow, recipient=x.recipient, account=x.account,
+                                sender=x.sender, window_key=window.key, closes_at=window.closes_at,
+                                max_items=batching.max_items, text=x.body, record_key=x.record_key))
+    return kept, items
+
+
+def reply_reference(spec: FlowSpec, data: Mapping[str, Any]) -> str | None:
+    """The short reference a reply may quote (the flow's `replies.reference` field), if any."""
+    field = spec.replies.reference if spec.replies else None
+    value = data.get(field) if field else None
+    text = str(value).strip() if value is not None else ""
+    return text[:64] or None
 
 
 def template_context(flow: str, record: Record) -> dict[str, Any]:

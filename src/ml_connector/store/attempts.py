@@ -19,7 +19,7 @@ from sqlalchemy import Connection, and_, bindparam, delete, select
 
 from ml_connector.core.lifecycle import FINAL
 from ml_connector.core.models import Status
-from ml_connector.store import finish, reports, writebacks
+from ml_connector.store import finish, reports, suppressions, writebacks
 from ml_connector.store.auditrows import AUDIT, audit_row, audit_tuple
 from ml_connector.store.bulk import Bulk, Writer
 from ml_connector.store.port import AttemptResult
@@ -75,6 +75,7 @@ def finish_all(conn: Connection, results: Sequence[AttemptResult]) -> list[bool]
     sent_here: set[int] = set()  # notifications this batch recorded as taken by the provider
     taken: dict[str, tuple[int, str, Status, datetime]] = {}
     recorded: list[bool] = []
+    unsubscribed: list[int] = []  # refused with 21610: their recipients opted out of the sender
     for result in results:
         at, nid = result.finished_at, result.notification_id
         row = rows.get(nid)
@@ -102,6 +103,8 @@ def finish_all(conn: Connection, results: Sequence[AttemptResult]) -> list[bool]
         ))
         if "in_doubt_since" in plan.notification:
             row.in_doubt_since = plan.notification["in_doubt_since"]
+        if result.error_code == suppressions.UNSUBSCRIBED and plan.status is Status.FAILED:
+            unsubscribed.append(nid)
         if plan.status in FINAL and row.write_back_source is not None:
             write_backs.setdefault(at, []).append(nid)
         if plan.drop_attempt:
@@ -129,6 +132,8 @@ def finish_all(conn: Connection, results: Sequence[AttemptResult]) -> list[bool]
     if drops:
         conn.execute(_DROP_ATTEMPT_SQL, drops)
     writer.write(_FINISH_ATTEMPT, finished)
+    if unsubscribed:
+        entries += suppressions.unsubscribed_by_twilio(conn, unsubscribed, max(r.finished_at for r in results))
     adopted = reports.adopt_orphans(conn, writer, taken)
     for nid, status in adopted.statuses.items():  # a stale result after this batch finished nid
         for stale in stale_after_finish.get(nid, ()):

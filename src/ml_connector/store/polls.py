@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from operator import itemgetter
 from typing import Any
@@ -16,16 +17,18 @@ from sqlalchemy import Connection, String, Table, bindparam, cast, func, select
 
 from ml_connector.core.lifecycle import FINAL
 from ml_connector.core.models import Status, require_aware
-from ml_connector.store import writebacks
+from ml_connector.store import digests, suppressions, writebacks
 from ml_connector.store.auditrows import AUDIT, audit_row, audit_tuple, chunks
 from ml_connector.store.bulk import Bulk, Writer
 from ml_connector.store.crypto import KeyRing
 from ml_connector.store.port import NewNotification, PollCommit
 from ml_connector.store.scrub import mask_numbers
-from ml_connector.store.tables import notifications, record_state, watermarks
+from ml_connector.store.tables import notifications, record_state, reply_refs, watermarks
 from ml_connector.store.types import UtcDateTime
 
 InsertFactory = Callable[[Table], Any]
+#: The `watermark_kind` of a commit made by closing digests (no poll: no poll audit row).
+DIGEST = "digest"
 
 
 def last_seen(conn: Connection, flow: str, record_keys: Sequence[str]) -> dict[str, Mapping[str, Any]]:
@@ -47,7 +50,7 @@ def commit(conn: Connection, keys: KeyRing, insert: InsertFactory, commit: PollC
     first_of_key: dict[str, NewNotification] = {}
     for x in commit.notifications:
         first_of_key.setdefault(x.idempotency_key, x)
-    unique = list(first_of_key.values())
+    unique = _suppressed(conn, keys, list(first_of_key.values()))
     rows = [_notification_row(keys, x, now) for x in unique]
     states = {
         (s.flow, s.record_key): {
@@ -72,20 +75,45 @@ def commit(conn: Connection, keys: KeyRing, insert: InsertFactory, commit: PollC
            if row["idempotency_key"] in inserted]
     entries = [_created_audit(nid, x, now) for nid, x in ids]
     writebacks.enqueue_final(conn, [nid for nid, x in ids if x.status in FINAL], now)
+    refs = [{"notification_id": nid, "reference": x.reply_reference} for nid, x in ids if x.reply_reference]
+    if refs:
+        conn.execute(reply_refs.insert(), refs)
     entries += [
         audit_row(now, x.status.value, nid=nid, flow=x.flow, status=x.status.value, reason=x.reason)
         for nid, x in ids
         if x.status in (Status.FAILED, Status.SUPPRESSED)
     ]
-    if moved or ids:
+    entries += [  # held by policy (quiet hours): the journey shows why and until when
+        audit_row(now, "deferred", nid=nid, flow=x.flow, status=x.status.value, reason=x.reason,
+                  until=x.next_attempt_at.isoformat())
+        for nid, x in ids
+        if x.status is Status.DEFERRED
+    ]
+    if commit.digest_items:
+        entries += digests.add_items(conn, keys, commit.digest_items, now)
+    if (moved or ids or commit.digest_items) and commit.watermark_kind != DIGEST:
         entries.append(audit_row(
             now, "poll", nid=None, flow=commit.flow, status=None,
             watermark_kind=commit.watermark_kind,
             watermark=commit.watermark.isoformat() if moved and commit.watermark else None,
             inserted=len(ids), duplicates=len(commit.notifications) - len(ids), states=len(states),
+            **({"digest_items": len(commit.digest_items)} if commit.digest_items else {}),
         ))
     writer.write(AUDIT, [audit_tuple(entry) for entry in entries])
     return [nid for nid, _ in ids]
+
+
+def _suppressed(conn: Connection, keys: KeyRing, unique: list[NewNotification]) -> list[NewNotification]:
+    """The notifications, with those to recipients who opted out of their sender suppressed."""
+    waiting = [x for x in unique if x.status in (Status.PENDING, Status.DEFERRED)]
+    if not waiting or not suppressions.any_exist(conn):
+        return unique
+    hashed = {id(x): keys.hash_lookup(x.recipient) for x in waiting}
+    found = suppressions.matching(conn, ((hashed[id(x)], x.sender) for x in waiting))
+    if not found:
+        return unique
+    return [replace(x, status=Status.SUPPRESSED, reason=found[(hashed[id(x)], x.sender)])
+            if id(x) in hashed and (hashed[id(x)], x.sender) in found else x for x in unique]
 
 
 def _notification_row(keys: KeyRing, x: NewNotification, now: datetime) -> dict[str, Any]:
@@ -100,7 +128,7 @@ def _notification_row(keys: KeyRing, x: NewNotification, now: datetime) -> dict[
         "status": x.status.value, "reason": mask_numbers(x.reason),
         "attempts_made": 0, "max_attempts": x.max_attempts, "attempt_budget": x.max_attempts,
         "segments": x.segments, "write_back_source": x.write_back,
-        "next_attempt_at": x.next_attempt_at if x.status is Status.PENDING else None,
+        "next_attempt_at": x.next_attempt_at if x.status in (Status.PENDING, Status.DEFERRED) else None,
         "record_changed_at": x.record_changed_at, "created_at": now, "updated_at": now,
     }
 

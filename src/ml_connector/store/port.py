@@ -49,6 +49,24 @@ class NewNotification:
     segments: int
     record_changed_at: datetime
     write_back: str | None = None  # source name to record the final status in (its own queue)
+    reply_reference: str | None = None  # the short reference in the text that a reply may quote
+
+
+@dataclass(frozen=True, slots=True)
+class DigestItem:
+    """One event's line in a digest, as the poller decided it."""
+
+    item_key: str  # the idempotency key the event's own notification would have had
+    flow: str
+    recipient: str  # E.164
+    account: str
+    sender: str
+    window_key: str
+    closes_at: datetime
+    max_items: int | None
+    text: str  # the flow's template rendered for this event
+    record_key: str
+
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +79,7 @@ class PollCommit:
     states: Sequence[RecordState]
     notifications: Sequence[NewNotification]
     polled_at: datetime
+    digest_items: Sequence[DigestItem] = ()  # events of batching flows, joined to their digests
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,14 +35,27 @@ from sqlalchemy import (
 from ml_connector.core.models import Status, StatusEvent, require_aware
 from ml_connector.errors import ConfigError
 from ml_connector.store import attempts as attempt_results
+from ml_connector.store import (
+    digests,
+    inbound,
+    keymeta,
+    lock_holders,
+    polls,
+    replays,
+    reports,
+    retention,
+    suppressions,
+    writebacks,
+)
 from ml_connector.store import flows as flowstate
 from ml_connector.store import journey as journeys
-from ml_connector.store import keymeta, lock_holders, polls, replays, reports, retention, writebacks
 from ml_connector.store import migrate as migrations
 from ml_connector.store.auditrows import AUDIT, CHUNK, audit_row, audit_tuple
 from ml_connector.store.bulk import DIALECT_INSERTS, Bulk, Writer
 from ml_connector.store.crypto import KeyRing
+from ml_connector.store.digests import DueDigest
 from ml_connector.store.engine import health, make_engine, reading, writing
+from ml_connector.store.inbound import InboundMessage, InboundOutcome, InboundView
 from ml_connector.store.locks import FileFlowLock, FlowLock, PgFlowLock
 from ml_connector.store.port import (
     ApplyResult,
@@ -50,6 +63,7 @@ from ml_connector.store.port import (
     AttemptView,
     AuditEntry,
     Claimed,
+    NewNotification,
     NotificationFilter,
     NotificationView,
     PollCommit,
@@ -68,6 +82,7 @@ from ml_connector.store.tables import (
     store_meta,
     watermarks,
 )
+from ml_connector.store.tables import inbound_messages as im
 from ml_connector.store.types import UtcDateTime
 
 n, a, de = notifications, attempts, delivery_events
@@ -260,6 +275,69 @@ class SqlStore:
             if self._fence is not None:
                 self._fence.assert_held(conn)
             return polls.commit(conn, self._keys, self._insert, commit)
+
+    # -- suppressions (opt-outs) -----------------------------------------------------------
+
+    def suppress(self, recipient: str, scope: str, *, source: str, reason: str, at: datetime) -> int:
+        """Suppress `recipient` (E.164) for sender `scope` (or "*"); returns how many waiting
+        notifications that suppressed."""
+        require_aware(at, "suppress(at)")
+        with writing(self._engine) as conn:
+            entries = suppressions.add(conn, recipient_hash=self._keys.hash_lookup(recipient), scope=scope,
+                                       source=source, reason=mask_numbers(reason) or reason, at=at)
+            Writer(conn).write(AUDIT, [audit_tuple(e) for e in entries])
+        return sum(e["kind"] == "suppressed" for e in entries)
+
+    def lift_suppression(self, recipient: str, scopes: Sequence[str], *, at: datetime) -> None:
+        require_aware(at, "lift_suppression(at)")
+        with writing(self._engine) as conn:
+            entries = suppressions.remove(conn, recipient_hash=self._keys.hash_lookup(recipient), scopes=scopes,
+                                          at=at)
+            Writer(conn).write(AUDIT, [audit_tuple(e) for e in entries])
+
+    def is_suppressed(self, recipient: str, sender: str) -> str | None:
+        """The reason `recipient` may not be texted from `sender`, or None."""
+        key = (self._keys.hash_lookup(recipient), sender)
+        with reading(self._engine) as conn:
+            return suppressions.matching(conn, [key]).get(key)
+
+    def record_inbound(self, msg: InboundMessage, *, reply_windows: Mapping[str, timedelta],
+                       opt_out_everywhere: bool = False) -> InboundOutcome:
+        """Store an inbound text, apply its opt-out or opt-in, thread it to what it answers."""
+        require_aware(msg.received_at, "InboundMessage.received_at")
+        with writing(self._engine) as conn:
+            outcome, entries = inbound.record(conn, self._keys, msg, reply_windows=reply_windows,
+                                              opt_out_everywhere=opt_out_everywhere)
+            Writer(conn).write(AUDIT, [audit_tuple(e) for e in entries])
+        return outcome
+
+    def inbound_messages(self, *, limit: int = 100) -> list[InboundView]:
+        """The newest inbound texts, decrypted (for the operator's eyes; callers mask phones)."""
+        with reading(self._engine) as conn:
+            rows = conn.execute(select(im).order_by(im.c.id.desc()).limit(limit)).all()
+        return [InboundView(id=r.id, received_at=r.received_at, sender=self._keys.decrypt(r.from_enc),
+                            to=r.to_number, body=self._keys.decrypt(r.body_enc), intent=r.intent,
+                            notification_id=r.notification_id, match_reason=r.match_reason) for r in rows]
+
+    def close_due_digests(self, now: datetime, render: Callable[[DueDigest], NewNotification | None],
+                          limit: int = 50) -> list[int]:
+        """Close the digests due at `now` into one notification each (`render`: pure, no I/O; None
+        leaves a digest open), in one transaction with their closing."""
+        require_aware(now, "close_due_digests(now)")
+        with writing(self._engine) as conn:
+            made: list[tuple[DueDigest, NewNotification]] = []
+            for due in digests.due(conn, self._keys, now, limit):
+                note = render(due)
+                if note is not None:
+                    made.append((due, note))
+            ids: list[int] = []
+            for due, note in made:  # one commit each: the notification id belongs to its digest
+                inserted = polls.commit(conn, self._keys, self._insert, PollCommit(
+                    flow=due.flow, watermark_kind=polls.DIGEST, watermark=None, states=[], notifications=[note],
+                    polled_at=now))
+                digests.mark_closed(conn, due.id, inserted[0] if inserted else None, now)
+                ids += inserted
+        return ids
 
     # -- dispatching -----------------------------------------------------------------------
 

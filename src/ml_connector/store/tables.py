@@ -195,3 +195,75 @@ secrets = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
 )
+
+#: Who asked not to be texted, from which sender (an E.164 number or Messaging Service SID) or "*"
+#: (everywhere). By keyed phone hash only: nothing about an opt-out is stored in clear.
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column("recipient_hash", String(64), primary_key=True),
+    Column("scope", String(200), primary_key=True),
+    Column("source", String(32), nullable=False),  # keyword, twilio_21610, operator
+    Column("reason", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+#: Every inbound text, matched or not (body and sender encrypted; the sender's keyed hash for look-ups).
+inbound_messages = Table(
+    "inbound_messages",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("provider_id", String(64), nullable=False, unique=True),  # MessageSid: Twilio may post twice
+    Column("received_at", UtcDateTime, nullable=False, index=True),
+    Column("account_sid", String(64), nullable=False),
+    Column("from_enc", Sealed, nullable=False),
+    Column("from_hash", String(64), nullable=False, index=True),
+    Column("to_number", String(64), nullable=False),
+    Column("messaging_service_sid", String(64)),
+    Column("body_enc", Sealed, nullable=False),
+    Column("intent", String(16), nullable=False),  # opt_out, opt_in, help, reply
+    Column("notification_id", Id, ForeignKey("notifications.id"), index=True),
+    Column("match_reason", Text, nullable=False),  # how it was matched, or why it was not
+)
+
+#: The short reference a flow put in a notification's text ("Reply YES 4711"), for reply matching.
+reply_refs = Table(
+    "reply_refs",
+    metadata,
+    Column("notification_id", Id, ForeignKey("notifications.id"), primary_key=True),
+    Column("reference", String(64), nullable=False),
+)
+
+#: One batch of a flow's items for one recipient and window (`part` > 0: the window filled up and
+#: went on in a new part). Unique per flow + recipient + window + part, so processes race to one row.
+digests = Table(
+    "digests",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("flow", String(200), nullable=False),
+    Column("recipient_hash", String(64), nullable=False),
+    Column("recipient_enc", Sealed, nullable=False),
+    Column("account", String(200), nullable=False),
+    Column("sender", String(200), nullable=False),
+    Column("window_key", String(64), nullable=False),
+    Column("part", Integer, nullable=False),
+    Column("state", String(16), nullable=False),  # open, closed
+    Column("item_count", Integer, nullable=False),
+    Column("closes_at", UtcDateTime, nullable=False),
+    Column("notification_id", Id, ForeignKey("notifications.id")),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    UniqueConstraint("flow", "recipient_hash", "window_key", "part"),
+    Index(None, "state", "closes_at"),
+)
+
+digest_items = Table(
+    "digest_items",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("digest_id", Id, ForeignKey("digests.id"), nullable=False, index=True),
+    Column("item_key", String(64), nullable=False, unique=True),  # keyed hash of the event's key
+    Column("record_key", String(500), nullable=False),
+    Column("text_enc", Sealed, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)

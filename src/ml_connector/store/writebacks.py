@@ -41,7 +41,7 @@ def enqueue_final(conn: Connection, ids: Sequence[int], at: datetime) -> None:
         n.c.id.in_(list(ids)),
         n.c.write_back_source.is_not(None),
         n.c.status.in_([s.value for s in FINAL]),
-    )
+    ).order_by(n.c.id)  # tasks numbered in notification order, whichever path queued them
     conn.execute(wb.insert().from_select(list(_COPIED), source))
 
 

@@ -417,6 +417,7 @@ def create_webhook_app(
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
     clock: Callable[[], datetime] | None = None,
     registry: CollectorRegistry | None = None,
+    extra_routes: Sequence[Route] = (),
 ) -> WebhookApp:
     """The ASGI app Twilio posts status callbacks to.
 
@@ -425,7 +426,7 @@ def create_webhook_app(
     serves its path (with and without a trailing slash) and validates signatures against it.
     `max_body_bytes`, `max_fields` and `max_header_bytes` bound what one request may cost before
     it is authenticated. `clock` stamps `received_at` (aware); `registry` receives the metrics (a
-    fresh one if None).
+    fresh one if None); `extra_routes` are the other signed endpoints (inbound messages).
     """
     if not auth_tokens:
         raise ConfigError("webhooks need at least one AccountSid -> Auth Token")
@@ -453,6 +454,7 @@ def create_webhook_app(
     routes.append(Route("/healthz", healthz, methods=["GET"]))
     routes.append(Route("/readyz", readiness_endpoint(store_problem(store)), methods=["GET"]))
     routes.append(Route("/metrics", metrics.endpoint, methods=["GET"]))
+    routes.extend(extra_routes)
     fallback = Starlette(routes=routes)
     fallback.router.redirect_slashes = False
     return WebhookApp(callbacks, public.route_paths, fallback)
