@@ -181,9 +181,13 @@ class FlowSpec(_Frozen):
     routing: Any = None
     #: Fields naming the business document for idempotency instead of the record (core.dedupe).
     dedupe_on: list[str] = []
-    channel: Literal["sms"] = "sms"
+    #: core.channel_kinds: "sms", or "email" (sender names one of the account's email_senders).
+    channel: Literal["sms", "email"] = "sms"
     sender: str  # "<account>.<sender name>" from the twilio section
-    template: str  # inline Jinja2 source
+    template: str  # inline Jinja2 source (for email: the text part, always sent)
+    #: Email only: the subject template, and the HTML part's template (autoescaped).
+    subject: str | None = None
+    html: str | None = None
     timezone: str = "UTC"  # for date filters in the template
     currency: str = "USD"
     retry: RetrySpec = RetrySpec()
@@ -208,6 +212,10 @@ class FlowSpec(_Frozen):
     def _someone(self) -> FlowSpec:
         if not self.recipients and self.routing is None:
             raise ValueError("recipients: name at least one recipient, or a routing table")
+        if self.channel == "email" and not (self.subject or "").strip():
+            raise ValueError("subject: an email flow needs a subject template")
+        if self.channel != "email" and (self.subject is not None or self.html is not None):
+            raise ValueError(f"subject/html: only email flows have them (channel is {self.channel!r})")
         return self
 
     @property

@@ -153,9 +153,9 @@ def _filters(timezone: str, default_currency: str) -> dict[str, Callable[..., st
 
 
 @lru_cache(maxsize=64)
-def _environment(timezone: str, currency: str) -> ImmutableSandboxedEnvironment:
+def _environment(timezone: str, currency: str, autoescape: bool = False) -> ImmutableSandboxedEnvironment:
     env = ImmutableSandboxedEnvironment(
-        undefined=StrictUndefined, autoescape=False, finalize=_finalize, keep_trailing_newline=False
+        undefined=StrictUndefined, autoescape=autoescape, finalize=_finalize, keep_trailing_newline=False
     )
     env.filters.update(_filters(timezone, currency))
     return env
@@ -230,14 +230,17 @@ class CompiledTemplate:
 
 
 def compile_template(
-    name: str, source: str, *, timezone: str = "UTC", currency: str = "USD"
+    name: str, source: str, *, timezone: str = "UTC", currency: str = "USD", autoescape: bool = False
 ) -> CompiledTemplate:
-    """Compile `source`; raises TemplateError (with line) on a syntax error or a bad time zone."""
+    """Compile `source`; raises TemplateError (with line) on a syntax error or a bad time zone.
+
+    `autoescape`: HTML-escape every value (email HTML parts); such templates always render
+    through Jinja, never through the plain-pieces shortcut, which does not escape."""
     try:
         _zone(timezone)
     except ValueError as exc:
         raise TemplateError(name, None, str(exc)) from None
-    env = _environment(timezone, currency.strip().upper())
+    env = _environment(timezone, currency.strip().upper(), autoescape)
     try:
         parsed = env.parse(source, name=name, filename=_filename(name))
         code = env.compile(parsed, name=name, filename=_filename(name))
@@ -245,7 +248,8 @@ def compile_template(
         raise TemplateError(name, exc.lineno, _describe(exc)) from exc
     template = env.template_class.from_code(env, code, env.make_globals(None))
     template.name = name
-    return CompiledTemplate(name, template, frozenset(meta.find_undeclared_variables(parsed)), _plain_pieces(parsed))
+    pieces = None if autoescape else _plain_pieces(parsed)
+    return CompiledTemplate(name, template, frozenset(meta.find_undeclared_variables(parsed)), pieces)
 
 
 def check_template(

@@ -29,7 +29,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from ml_connector.compliance.emails import normalise_email
+from ml_connector.compliance.phones import normalise
 from ml_connector.core import dedupe, routing, rules, watermark
+from ml_connector.core.channel_kinds import channel_kind
+from ml_connector.core.email_body import EmailTemplate
 from ml_connector.core.flowspec import FlowSpec
 from ml_connector.core.idempotency import notification_key
 from ml_connector.core.members import MembersRecipient
@@ -56,7 +60,7 @@ class FlowRuntime:
     name: str
     spec: FlowSpec
     source: Source
-    template: CompiledTemplate
+    template: CompiledTemplate | EmailTemplate
     account: str
     sender: str          # From number / sender id, or MG... Messaging Service SID
     default_region: str
@@ -115,7 +119,8 @@ class Poller:
                 saved, started, now, spec.overlap, spec.clock_skew, spec.max_window, spec.baseline
             )
         report = PollReport(self.flow.name, kind, window.since, window.until)
-        resolver = RecipientResolver(self.flow.source, self.flow.default_region)
+        resolver = RecipientResolver(self.flow.source, self.flow.default_region,
+                                     normalise_email if self.flow.spec.channel == "email" else normalise)
         commits = _Commits(self._commit, report, spec.overlap if kind == MAIN else None)
         records = self.flow.source.fetch(self.flow.spec.entity, window.since, window.until) \
             if self.flow.spec.due is None else due_records(self.flow.source, self.flow.spec.entity,
@@ -266,7 +271,7 @@ class Poller:
         if not recipients:  # only fan-out recipients: their bodies are rendered per member
             return []
         body = flow.template.render(template_context(flow.name, record))  # TemplateError stops the flow
-        segments = segment_info(body).segments
+        segments = segment_info(body).segments if channel_kind(flow.spec.channel).segments else 1
         result: list[NewNotification] = []
         # dedupe_on: the business document, not the record, names the notification (core.dedupe)
         key_part, version_part = dedupe.key_parts(flow.spec.dedupe_on, record.key, version, record.data,
