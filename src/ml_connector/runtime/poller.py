@@ -30,7 +30,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ml_connector.compliance.emails import normalise_email
-from ml_connector.compliance.phones import normalise
 from ml_connector.core import dedupe, routing, rules, watermark
 from ml_connector.core.channel_kinds import channel_kind
 from ml_connector.core.email_body import EmailTemplate
@@ -120,7 +119,7 @@ class Poller:
             )
         report = PollReport(self.flow.name, kind, window.since, window.until)
         resolver = RecipientResolver(self.flow.source, self.flow.default_region,
-                                     normalise_email if self.flow.spec.channel == "email" else normalise)
+                                     normalise_email if self.flow.spec.channel == "email" else None)
         commits = _Commits(self._commit, report, spec.overlap if kind == MAIN else None)
         records = self.flow.source.fetch(self.flow.spec.entity, window.since, window.until) \
             if self.flow.spec.due is None else due_records(self.flow.source, self.flow.spec.entity,

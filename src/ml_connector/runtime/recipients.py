@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from ml_connector.compliance.phones import normalise
-from ml_connector.compliance.phones import normalise as _phone
 from ml_connector.core.flowspec import FieldRecipient, LookupRecipient, RecipientSpec, StaticRecipients
 from ml_connector.core.members import MembersRecipient
 from ml_connector.core.models import Record
@@ -32,18 +31,18 @@ class Recipient:
 
 #: raw text -> its E.164 form, or the RecipientError saying why not (one poll's worth).
 Normalised = dict[str, str | RecipientError]
-#: raw text, default region, field label -> the usable address, or RecipientError. Phones by
-#: default; email flows use compliance.emails.normalise_email.
+#: raw text, default region, field label -> the usable address, or RecipientError. None means
+#: phones (compliance.phones.normalise); email flows use compliance.emails.normalise_email.
 Normalise = Callable[[str, str, str], str]
 
 
-def _normalised(raw: str, region: str, label: str, seen: Normalised, normalise: Normalise = normalise) -> str:
+def _normalised(raw: str, region: str, label: str, seen: Normalised, address: Normalise | None = None) -> str:
     """`normalise`, once per distinct text within a poll: static recipients and the approvers
     most records share would otherwise be parsed again for every record."""
     found = seen.get(raw)
     if found is None:
         try:
-            found = normalise(raw, region, label)
+            found = (address or normalise)(raw, region, label)
         except RecipientError as exc:
             found = exc
         seen[raw] = found
@@ -54,7 +53,7 @@ def _normalised(raw: str, region: str, label: str, seen: Normalised, normalise: 
 
 def _first_usable(
     data: Mapping[str, Any], fields: Sequence[str], prefix: str, region: str, seen: Normalised,
-    normalise: Normalise = normalise,
+    address: Normalise | None = None,
 ) -> Recipient:
     """The first candidate field holding a valid number; otherwise every field's reason."""
     reasons: list[str] = []
@@ -67,12 +66,12 @@ def _first_usable(
             continue
         raw_first = raw_first or str(raw)
         try:
-            return Recipient(field=label, phone=_normalised(str(raw), region, label, seen, normalise),
+            return Recipient(field=label, phone=_normalised(str(raw), region, label, seen, address),
                              raw=str(raw))
         except RecipientError as exc:
             reasons.append(f"{label}: {exc.reason}")
     label = prefix + "|".join(fields)
-    what = "phone number" if normalise is _phone else "email address"
+    what = "phone number" if address is None else "email address"
     reason = f"no usable {what} (" + "; ".join(reasons) + ")"
     return Recipient(field=label, phone=None, raw=raw_first, reason=reason)
 
@@ -85,7 +84,7 @@ class RecipientResolver:
     """Resolves recipients for the records of one poll; caches look-ups and parsed numbers within
     that poll (and no longer: nothing personal outlives it)."""
 
-    def __init__(self, source: Source, default_region: str, address: Normalise = normalise) -> None:
+    def __init__(self, source: Source, default_region: str, address: Normalise | None = None) -> None:
         self._source = source
         self._region = default_region
         self._address = address
