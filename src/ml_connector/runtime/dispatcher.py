@@ -37,6 +37,7 @@ from ml_connector.errors import (
     AccountError,
     DeliveryError,
     InDoubtError,
+    NotResent,
     PermanentError,
     StoreUnavailable,
     TransientError,
@@ -466,6 +467,9 @@ class Dispatcher:
                 found = await self._limited(row.account, channel.find_sent(message, since))
         except TimeoutError:
             return self._still_in_doubt(row, started, "reconciliation did not finish in time", outcome=failed)
+        except NotResent as exc:  # the channel cannot tell and sends at most once: fail, never resend
+            log.warning("notification %s: earlier send cannot be looked up; not sent again: %s", row.id, exc)
+            return self._result(row, Outcome.PERMANENT, started, error_code=exc.code, error_message=exc.reason)
         except AccountError as exc:
             self._hold(row.account, exc)
             return self._still_in_doubt(row, started, f"account held: {exc}", error_code=exc.code, outcome=failed)

@@ -99,12 +99,14 @@ def lock_provider_ids(conn: Connection, provider_ids: Iterable[str | None]) -> N
 
 def dedupe_key(event: StatusEvent) -> str:
     """Same report, same key: Twilio may deliver one callback several times."""
-    parts = (
+    parts: tuple[str, ...] = (
         event.provider_id,
         event.provider_status.lower(),
         "" if event.error_code is None else str(event.error_code),
         event.raw.get("RawDlrDoneDate", ""),
     )
+    if "sg_event_id" in event.raw:  # SendGrid names each event: two opens are two reports
+        parts = (*parts, event.raw["sg_event_id"])
     return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
 
 

@@ -417,6 +417,7 @@ def create_webhook_app(
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
     clock: Callable[[], datetime] | None = None,
     registry: CollectorRegistry | None = None,
+    extra_routes: Sequence[Route] = (),
 ) -> WebhookApp:
     """The ASGI app Twilio posts status callbacks to.
 
@@ -453,6 +454,7 @@ def create_webhook_app(
     routes.append(Route("/healthz", healthz, methods=["GET"]))
     routes.append(Route("/readyz", readiness_endpoint(store_problem(store)), methods=["GET"]))
     routes.append(Route("/metrics", metrics.endpoint, methods=["GET"]))
+    routes.extend(extra_routes)  # other providers' webhooks (web.email_events)
     fallback = Starlette(routes=routes)
     fallback.router.redirect_slashes = False
     return WebhookApp(callbacks, public.route_paths, fallback)
