@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from ml_connector import app_channels
 from ml_connector.channels.base import Channel
 from ml_connector.channels.http import AiohttpTransport, HttpTransport
 from ml_connector.channels.sms import SmsChannel
@@ -55,6 +56,7 @@ class Overrides:
     """Injected edges for tests and the demo."""
 
     twilio_transport: HttpTransport | None = None
+    sendgrid_transport: HttpTransport | None = None
     clock: Callable[[], datetime] = utcnow
     worker: str | None = None
     source_context: Mapping[str, Any] = field(default_factory=dict)
@@ -70,7 +72,8 @@ def compile_flows(config: Config, shown_path: str | None = None) -> dict[str, An
     for name, spec in config.flows.items():
         key = f"flows.{name}.template"
         try:
-            compiled[name] = compile_template(key, spec.template, timezone=spec.timezone, currency=spec.currency)
+            compiled[name] = (app_channels.compile_email_flow(key, spec) if spec.channel == "email" else
+                              compile_template(key, spec.template, timezone=spec.timezone, currency=spec.currency))
         except TemplateError as exc:
             where = f"{exc.template}, line {exc.line}" if exc.line else exc.template
             message = str(exc).removeprefix(f"template {where}: ")
@@ -143,6 +146,7 @@ class Connector:
         self.sources = build_sources(config, {"clock": self.clock, **self.overrides.source_context})
         self.clients = build_twilio_clients(config, self.overrides.twilio_transport)
         self.channels: dict[str, Channel] = {name: SmsChannel(client) for name, client in self.clients.items()}
+        self.channels.update(app_channels.build_channels(config, self.overrides.sendgrid_transport))
         self.flows = self._flow_runtimes()
         self.pollers = {name: Poller(flow, self.store, self.clock) for name, flow in self.flows.items()}
         self.worker = self.overrides.worker or f"{socket.gethostname()}:{os.getpid()}"
@@ -160,7 +164,8 @@ class Connector:
         for name, spec in self.config.flows.items():
             if not spec.enabled:
                 continue
-            account, sender = sender_value(self.config, spec.sender)
+            account, sender = (spec.sender.partition(".")[0], app_channels.flow_sender(spec) or "") \
+                if spec.channel != "sms" else sender_value(self.config, spec.sender)
             flows[name] = FlowRuntime(
                 name=name, spec=spec, source=self.sources[spec.source], template=self.templates[name],
                 account=account, sender=sender,
@@ -180,6 +185,7 @@ class Connector:
         for account_name, account in self.config.twilio.accounts.items():
             for sender in account.senders.values():
                 mps[f"{account_name}.{sender.address}"] = sender.effective_mps
+        mps.update(app_channels.channel_rates(self.config))
         policies = {name: RetryPolicy.from_spec(spec.retry) for name, spec in self.config.flows.items()}
         d = self.config.dispatcher
         settings = DispatcherSettings(
@@ -209,6 +215,7 @@ class Connector:
             store=self.store, auth_tokens=tokens,
             status_callback_url=self.config.webhooks.status_callback_url or "http://127.0.0.1/twilio/status",
             max_body_bytes=self.config.webhooks.max_body_bytes, clock=self.clock, registry=registry,
+            extra_routes=app_channels.webhook_routes(self.config, self.store, self.clock),
         )
 
     # -- running ---------------------------------------------------------------------------------
@@ -305,6 +312,7 @@ class Connector:
     async def aclose(self) -> None:
         for client in self.clients.values():
             await client.aclose()
+        await app_channels.aclose(self.channels)
         for source in self.sources.values():
             if isinstance(source, Closeable):
                 await source.aclose()
