@@ -30,6 +30,7 @@ from rich.table import Table
 
 from ml_connector.core.models import Status
 from ml_connector.core.redact import mask_phone
+from ml_connector.demo_channels import add_channel_sections, mask_address
 
 DEMO_ACCOUNT_SID = "AC" + "a" * 32
 DEMO_AUTH_TOKEN = "simulator-token"  # noqa: S105 - the simulator's published demo credential
@@ -37,9 +38,9 @@ DEMO_SENDER = "+15005550006"
 DEMO_TZ = "America/Chicago"
 
 NOTIFICATION_STATUSES = frozenset(s.value for s in Status)  # audit rows of write-backs carry their own
-TERMINAL = {"delivered", "read", "failed", "undelivered", "dead", "suppressed"}
-STYLE = {"delivered": "green", "read": "green", "failed": "red", "undelivered": "red", "dead": "red",
-         "suppressed": "magenta", "sent": "cyan", "queued": "cyan"}
+TERMINAL = {"delivered", "read", "acknowledged", "failed", "undelivered", "dead", "suppressed"}
+STYLE = {"delivered": "green", "read": "green", "acknowledged": "green", "failed": "red", "undelivered": "red",
+         "dead": "red", "suppressed": "magenta", "sent": "cyan", "queued": "cyan"}
 
 
 def free_port() -> int:
@@ -286,7 +287,8 @@ class JourneyWatcher:
         if view is None:
             return
         journey.flow, journey.record = view.flow, view.record_key
-        journey.to = mask_phone(view.recipient) if view.recipient.startswith("+") else "(no number)"
+        journey.to = (mask_phone(view.recipient) if view.recipient.startswith("+") else
+                      mask_address(view.recipient) if view.channel == "email" else "(no number)")
         journey.detail = view.problem if journey.final else ""
         if self.live:
             return
@@ -331,7 +333,7 @@ class JourneyWatcher:
 
     @property
     def delivered(self) -> int:
-        return sum(1 for j in self.journeys.values() if j.last in ("delivered", "read"))
+        return sum(1 for j in self.journeys.values() if j.last in ("delivered", "read", "acknowledged"))
 
 
 @contextlib.contextmanager
@@ -479,6 +481,7 @@ async def run_demo(*, duration: float | None, data_dir: Path | None, every: floa
     from ml_connector.sim.demo_erp import DemoErp
     from ml_connector.sim.oracle_ebs import EbsSim
     from ml_connector.sim.sap_gateway import SapGatewaySim
+    from ml_connector.sim.sendgrid import SendGridSim
     from ml_connector.sim.syspro import SysproSim
     from ml_connector.sim.twilio import Account, Outcome, TwilioSim
     from ml_connector.store.crypto import create_key_file
@@ -502,19 +505,22 @@ async def run_demo(*, duration: float | None, data_dir: Path | None, every: floa
         sap = SapGatewaySim(timezone=SAP_TZ)
         seed_sap(sap)
         peoplesoft = peoplesoft_simulator()
+        sendgrid = SendGridSim(events_to=f"http://127.0.0.1:{webhook_port}/sendgrid/events", event_delay=0.3)
         async with serving(sim.create_app()) as twilio_url, serving(ebs.create_app()) as ebs_url, \
                 serving(syspro.create_app()) as syspro_url, serving(sap.create_app()) as sap_url, \
-                serving(peoplesoft.create_app()) as ps_url, _stop_on_signals() as stop:
+                serving(peoplesoft.create_app()) as ps_url, serving(sendgrid.create_app()) as sendgrid_url, \
+                _stop_on_signals() as stop:
             config_path = directory / "ml-connector.yaml"
             config = demo_config(directory, twilio_url, webhook_port, ebs_url=ebs_url, syspro_url=syspro_url,
                                  sap_url=sap_url, ps_url=ps_url)
+            add_channel_sections(config, sendgrid_url=sendgrid_url, sendgrid_public_key=sendgrid.public_key)
             config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
             if not (directory / "ml-connector.key").exists():
                 create_key_file(directory / "ml-connector.key")
             connector = Connector(load_config(config_path, {}))
             console.print(f"[bold]ml-connector demo[/bold]: SQL ERP {directory / 'demo-erp.db'}, Oracle EBS "
                           f"{ebs_url}, SYSPRO {syspro_url}, SAP Gateway {sap_url}, PeopleSoft {ps_url}, "
-                          f"Twilio simulator {twilio_url}, "
+                          f"Twilio simulator {twilio_url}, SendGrid simulator {sendgrid_url}, "
                           f"webhooks "
                           f"http://127.0.0.1:{webhook_port}")
             console.print("An ERP event every few seconds becomes an SMS; each notification's journey is "
@@ -553,10 +559,12 @@ async def run_demo(*, duration: float | None, data_dir: Path | None, every: floa
                 stop_sending.set()
                 await asyncio.gather(polling, sending, events, return_exceptions=True)
                 await sim.drain()
+                await sendgrid.drain()
                 await watcher.follow()
                 sap_line = sap_duplicates_line(connector.store, sap_events.duplicates)
                 await connector.aclose()
                 await sim.aclose()
+                await sendgrid.aclose()
             logging.getLogger("ml_connector").setLevel(previous_level)
         console.print(watcher.summary())
         written_back = ebs.audit_rows()

@@ -1,0 +1,42 @@
+"""The demo's channels beyond SMS: an email flow through the SendGrid simulator.
+
+Kept apart from demo.py so each channel adds its config here: `channel_sections` adds the
+email sender (the simulator's key and Event Webhook verification key) and a flow that emails
+the purchasing team when a PO of the demo ERP is approved.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["DEMO_SENDGRID_KEY", "PURCHASING_TEAM", "add_channel_sections", "mask_address"]
+
+DEMO_SENDGRID_KEY = "SG.simulator-key.0123456789"  # noqa: S105 - the SendGrid simulator's demo key
+PURCHASING_TEAM = "purchasing@example.com"
+
+
+def add_channel_sections(config: dict[str, Any], *, sendgrid_url: str, sendgrid_public_key: str) -> None:
+    """Add the email sender and the `po_approved_email` flow to the demo config (in place)."""
+    account = config["twilio"]["accounts"]["main"]
+    account["email_senders"] = {"purchasing": {
+        "from": "erp-alerts@example.com", "from_name": "ERP alerts", "reply_to": "buyers@example.com",
+        "api_key": DEMO_SENDGRID_KEY, "event_public_key": sendgrid_public_key, "base_url": sendgrid_url,
+        "categories": ["ml-connector", "po-approved"], "rate": 10,
+    }}
+    po = config["flows"]["po_approved"]
+    config["flows"]["po_approved_email"] = {
+        "source": po["source"], "entity": po["entity"], "schedule": po["schedule"], "trigger": po["trigger"],
+        "channel": "email", "sender": "main.purchasing", "timezone": po["timezone"],
+        "recipients": [{"static": [PURCHASING_TEAM]}],
+        "subject": "PO {{ po_number }} approved: {{ vendor_name }}",
+        "template": "PO {{ po_number }} for {{ vendor_name }} was approved: {{ amount | money(currency) }}.",
+        "html": "<p>PO <b>{{ po_number }}</b> for {{ vendor_name }} was approved: "
+                "{{ amount | money(currency) }}.</p>",
+        "retry": po["retry"],
+    }
+
+
+def mask_address(value: str) -> str:
+    """An email address as the journeys show it: first letter and domain ("p•••@example.com")."""
+    local, at, domain = value.partition("@")
+    return f"{local[:1]}•••@{domain}" if at else "•••"
