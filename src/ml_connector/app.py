@@ -72,7 +72,7 @@ def compile_flows(config: Config, shown_path: str | None = None) -> dict[str, An
     for name, spec in config.flows.items():
         key = f"flows.{name}.template"
         try:
-            compiled[name] = (app_channels.compile_email_flow(key, spec) if spec.channel == "email" else
+            compiled[name] = (app_channels.compile_flow(key, spec) if spec.channel != "sms" else
                               compile_template(key, spec.template, timezone=spec.timezone, currency=spec.currency))
         except TemplateError as exc:
             where = f"{exc.template}, line {exc.line}" if exc.line else exc.template
@@ -146,7 +146,7 @@ class Connector:
         self.sources = build_sources(config, {"clock": self.clock, **self.overrides.source_context})
         self.clients = build_twilio_clients(config, self.overrides.twilio_transport)
         self.channels: dict[str, Channel] = {name: SmsChannel(client) for name, client in self.clients.items()}
-        self.channels.update(app_channels.build_channels(config, self.overrides.sendgrid_transport))
+        self.channels.update(app_channels.build_channels(config, self.overrides.sendgrid_transport, self.clients))
         self.flows = self._flow_runtimes()
         self.pollers = {name: Poller(flow, self.store, self.clock) for name, flow in self.flows.items()}
         self.worker = self.overrides.worker or f"{socket.gethostname()}:{os.getpid()}"
@@ -165,7 +165,7 @@ class Connector:
             if not spec.enabled:
                 continue
             account, sender = (spec.sender.partition(".")[0], app_channels.flow_sender(spec) or "") \
-                if spec.channel != "sms" else sender_value(self.config, spec.sender)
+                if spec.channel == "email" else sender_value(self.config, spec.sender)
             flows[name] = FlowRuntime(
                 name=name, spec=spec, source=self.sources[spec.source], template=self.templates[name],
                 account=account, sender=sender,

@@ -7,7 +7,7 @@ module is the channel map entries (keyed by core.channel_kinds.route_key), the p
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -16,17 +16,28 @@ from ml_connector.channels.email import EmailChannel, EmailSenderRef
 from ml_connector.channels.http import AiohttpTransport, HttpTransport
 from ml_connector.channels.sendgrid_api import SendGridClient
 from ml_connector.channels.sendgrid_signature import load_public_key
+from ml_connector.channels.twilio_api import TwilioClient
+from ml_connector.channels.voice import VoiceChannel
 from ml_connector.config import Config
 from ml_connector.core.channel_kinds import route_key
 from ml_connector.core.email_body import EmailTemplate, compile_email
-from ml_connector.core.flowspec import FlowSpec
+from ml_connector.core.flowspec import FlowSpec, VoiceSpec
+from ml_connector.core.templates import compile_template
+from ml_connector.core.voice_body import VoiceTemplate
 from ml_connector.store.port import Store
 
-__all__ = ["build_channels", "channel_rates", "compile_email_flow", "flow_sender", "webhook_routes"]
+__all__ = ["build_channels", "channel_rates", "compile_flow", "flow_sender", "webhook_routes"]
+
+STATUS_PATH = "/twilio/voice/status"  # web.voice_webhooks serves these (imported lazily there)
+ACK_PATH = "/twilio/voice/ack"
 
 
-def compile_email_flow(key: str, spec: FlowSpec) -> EmailTemplate:
-    """The subject, text and HTML templates of an email flow (TemplateError names the one wrong)."""
+def compile_flow(key: str, spec: FlowSpec) -> EmailTemplate | VoiceTemplate:
+    """The templates of an email flow (subject, text, HTML) or a voice flow (the spoken message);
+    TemplateError names the one that is wrong."""
+    if spec.channel == "voice":
+        text = compile_template(key, spec.template, timezone=spec.timezone, currency=spec.currency)
+        return VoiceTemplate(key, text, spec.voice or VoiceSpec())
     return compile_email(key, subject=spec.subject or "", text=spec.template, html=spec.html,
                          timezone=spec.timezone, currency=spec.currency)
 
@@ -36,9 +47,16 @@ def flow_sender(spec: FlowSpec) -> str | None:
     return spec.sender.partition(".")[2] if spec.channel == "email" else None
 
 
-def build_channels(config: Config, transport: HttpTransport | None) -> dict[str, Channel]:
-    """One email channel per account that has email senders, each sender on its own key."""
+def build_channels(config: Config, transport: HttpTransport | None,
+                   clients: Mapping[str, TwilioClient]) -> dict[str, Channel]:
+    """A voice channel per Twilio account (on its REST client), and an email channel per account
+    that has email senders, each sender on its own key."""
     channels: dict[str, Channel] = {}
+    public = str(config.webhooks.public_url).rstrip("/") if config.webhooks.public_url else None
+    for account_name, client in clients.items():
+        channels[route_key(account_name, "voice")] = VoiceChannel(
+            client, status_callback=f"{public}{STATUS_PATH}" if public else None,
+            ack_url=f"{public}{ACK_PATH}" if public else None)
     for account_name, account in config.twilio.accounts.items():
         if not account.email_senders:
             continue
@@ -55,24 +73,34 @@ def build_channels(config: Config, transport: HttpTransport | None) -> dict[str,
 
 
 def channel_rates(config: Config) -> dict[str, float]:
-    """Pacing of email senders: mails per second, per sender."""
-    return {
+    """Pacing of email senders (mails per second, per sender) and of calls (per account)."""
+    rates = {
         f"{account_name}.{name}": sender.rate
         for account_name, account in config.twilio.accounts.items()
         for name, sender in account.email_senders.items()
     }
+    rates.update({route_key(name, "voice"): account.calls_per_second
+                  for name, account in config.twilio.accounts.items()})
+    return rates
 
 
 def webhook_routes(config: Config, store: Store, clock: Callable[[], datetime]) -> list[Any]:
-    """The SendGrid Event Webhook route, when some email sender has a verification key."""
+    """The voice webhooks (with a public URL) and the SendGrid Event Webhook route (when some
+    email sender has a verification key)."""
+    from ml_connector.web.email_events import email_event_route
+    from ml_connector.web.voice_webhooks import voice_routes
+
+    routes: list[Any] = []
+    tokens = {a.account_sid: a.auth_token.get_secret_value() for a in config.twilio.accounts.values() if a.auth_token}
+    if config.webhooks.public_url and tokens:
+        routes += voice_routes(store=store, auth_tokens=tokens, public_url=str(config.webhooks.public_url),
+                              clock=clock)
     keys = [load_public_key(sender.event_public_key)
             for account in config.twilio.accounts.values() for sender in account.email_senders.values()
             if sender.event_public_key]
-    if not keys:
-        return []
-    from ml_connector.web.email_events import email_event_route
-
-    return [email_event_route(store=store, public_keys=keys, clock=clock)]
+    if keys:
+        routes.append(email_event_route(store=store, public_keys=keys, clock=clock))
+    return routes
 
 
 async def aclose(channels: dict[str, Channel]) -> None:

@@ -353,6 +353,8 @@ class TwilioAccount(BaseModel):
     verify_tls: bool = True
     senders: dict[str, Sender] = Field(default_factory=dict)
     email_senders: dict[str, EmailSender] = Field(default_factory=dict)  # config_email
+    #: Voice flows: calls this account starts per second (Twilio's default CPS is 1).
+    calls_per_second: PositiveFloat = 1.0
 
     @field_validator("ca_bundle")
     @classmethod

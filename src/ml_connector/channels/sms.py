@@ -307,3 +307,8 @@ def _matches(item: Mapping[str, Any], message: OutboundMessage, ref: SenderRef, 
         and created is not None
         and created >= cutoff
     )
+
+
+#: The same translation for every channel on the Twilio REST API (voice, ...).
+twilio_delivery_error = _to_delivery_error
+TWILIO_ERRORS = _HANDLED

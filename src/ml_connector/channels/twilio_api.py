@@ -23,6 +23,7 @@ import json
 import logging
 import re
 from collections.abc import AsyncGenerator, Callable, Iterable
+from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
@@ -113,6 +114,9 @@ class Operation(StrEnum):
     FETCH_MESSAGE = "FetchMessage"
     LIST_MESSAGE = "ListMessage"
     FETCH_ACCOUNT = "FetchAccount"
+    CREATE_CALL = "CreateCall"
+    FETCH_CALL = "FetchCall"
+    LIST_CALL = "ListCall"
 
 
 @dataclass(frozen=True, slots=True)
@@ -437,28 +441,38 @@ class TwilioClient:
             date_sent_before=date_sent_before,
             page_size=page_size,
         )
+        async with aclosing(self.list_resources(prepared, "messages")) as items:
+            async for item in items:
+                yield item
+
+    async def call(self, prepared: PreparedRequest) -> dict[str, Any]:
+        """Send one prepared request (channels.twilio_calls builds the Calls ones); the JSON object."""
+        return await self._call(prepared)
+
+    async def list_resources(self, prepared: PreparedRequest, key: str) -> AsyncGenerator[dict[str, Any], None]:
+        """The `key` items of a list request, following `next_page_uri` page by page (see
+        `list_messages`: a page link outside this list, or seen before, is TwilioProtocolError)."""
         target = prepared.target()
         seen: set[str] = {target}
         pages = 0
+        name = prepared.operation.value
         while True:
             page = _json_object(await self._send("GET", target, None), prepared.operation)
             pages += 1
-            messages = page.get("messages")
-            if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
-                raise TwilioProtocolError(f"ListMessage page {pages}: 'messages' is not a list of objects")
+            items = page.get(key)
+            if not isinstance(items, list) or not all(isinstance(m, dict) for m in items):
+                raise TwilioProtocolError(f"{name} page {pages}: {key!r} is not a list of objects")
             if isinstance(page.get("uri"), str):
                 seen.add(page["uri"])
-            for message in messages:
-                yield message
+            for item in items:
+                yield item
             next_uri = page.get("next_page_uri")
             if not next_uri:
                 return
             if not isinstance(next_uri, str) or not next_uri.startswith(prepared.path + "?"):
-                raise TwilioProtocolError(
-                    f"ListMessage page {pages}: next_page_uri is not a page of this list"
-                )
+                raise TwilioProtocolError(f"{name} page {pages}: next_page_uri is not a page of this list")
             if next_uri in seen:
-                raise TwilioProtocolError(f"ListMessage page {pages}: next_page_uri repeats an earlier page")
+                raise TwilioProtocolError(f"{name} page {pages}: next_page_uri repeats an earlier page")
             seen.add(next_uri)
             target = next_uri
 

@@ -40,6 +40,7 @@ class ChannelKind:
 
 CHANNEL_KINDS: Mapping[str, ChannelKind] = {
     "sms": ChannelKind("sms", STATUS_TABLES["sms"], "phone", "sender", segments=True),
+    "voice": ChannelKind("voice", STATUS_TABLES["voice"], "phone", "account", segments=False),
     "email": ChannelKind("email", STATUS_TABLES["email"], "email", "sender", segments=False, lookup=False),
 }
 

@@ -168,6 +168,22 @@ class RetrySpec(_Frozen):
     max_delay: Duration = timedelta(minutes=30)
 
 
+class VoiceSpec(_Frozen):
+    """How a voice flow speaks: the message is said `repeat` times with a pause between, then,
+    with `acknowledge`, the prompt is said inside a one-digit Gather; pressing `digit` makes the
+    notification `acknowledged`. `retries` more calls are made after busy or no-answer."""
+
+    voice: str = Field(default="Polly.Joanna", pattern=r"^[A-Za-z][A-Za-z0-9.\-]{1,63}$")
+    language: str = Field(default="en-US", pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+    repeat: int = Field(default=2, ge=1, le=5)
+    pause: int = Field(default=1, ge=0, le=10)
+    acknowledge: bool = False
+    prompt: str = Field(default="Press 1 to confirm.", min_length=1, max_length=500)
+    digit: str = Field(default="1", pattern=r"^[0-9*#]$")
+    retries: int = Field(default=0, ge=0, le=5)
+    retry_delay: Duration = timedelta(minutes=5)
+
+
 class FlowSpec(_Frozen):
     """One flow: source + entity + schedule + trigger + recipients + channel + template."""
 
@@ -181,13 +197,16 @@ class FlowSpec(_Frozen):
     routing: Any = None
     #: Fields naming the business document for idempotency instead of the record (core.dedupe).
     dedupe_on: list[str] = []
-    #: core.channel_kinds: "sms", or "email" (sender names one of the account's email_senders).
-    channel: Literal["sms", "email"] = "sms"
+    #: core.channel_kinds: "sms", "voice" (the sender's From number calls), or "email" (sender
+    #: names one of the account's email_senders).
+    channel: Literal["sms", "voice", "email"] = "sms"
     sender: str  # "<account>.<sender name>" from the twilio section
     template: str  # inline Jinja2 source (for email: the text part, always sent)
     #: Email only: the subject template, and the HTML part's template (autoescaped).
     subject: str | None = None
     html: str | None = None
+    #: Voice only: how the message is spoken and acknowledged.
+    voice: VoiceSpec | None = None
     timezone: str = "UTC"  # for date filters in the template
     currency: str = "USD"
     retry: RetrySpec = RetrySpec()
@@ -216,6 +235,8 @@ class FlowSpec(_Frozen):
             raise ValueError("subject: an email flow needs a subject template")
         if self.channel != "email" and (self.subject is not None or self.html is not None):
             raise ValueError(f"subject/html: only email flows have them (channel is {self.channel!r})")
+        if self.channel != "voice" and self.voice is not None:
+            raise ValueError(f"voice: only voice flows have it (channel is {self.channel!r})")
         return self
 
     @property

@@ -39,6 +39,7 @@ from ml_connector.core.members import MembersRecipient
 from ml_connector.core.models import Record, Status
 from ml_connector.core.segments import segment_info
 from ml_connector.core.templates import CompiledTemplate
+from ml_connector.core.voice_body import VoiceTemplate
 from ml_connector.runtime.due import due_records
 from ml_connector.runtime.fanout import fan_out
 from ml_connector.runtime.recipients import RecipientResolver
@@ -59,7 +60,7 @@ class FlowRuntime:
     name: str
     spec: FlowSpec
     source: Source
-    template: CompiledTemplate | EmailTemplate
+    template: CompiledTemplate | EmailTemplate | VoiceTemplate
     account: str
     sender: str          # From number / sender id, or MG... Messaging Service SID
     default_region: str
