@@ -32,6 +32,7 @@ from ml_connector.runtime.exposure_check import exposure_problems
 from ml_connector.runtime.poller import LOOKBACK, MAIN, FlowRuntime, Poller
 from ml_connector.runtime.status_sweep import StatusSweep, SweepSettings
 from ml_connector.runtime.store_wait import wait_for_store
+from ml_connector.runtime.voice_retry import VoiceRetry
 from ml_connector.runtime.writeback import WriteBackRunner
 from ml_connector.sources import registry
 from ml_connector.sources.base import Closeable, Source, WriteBack
@@ -156,6 +157,8 @@ class Connector:
         self.status_sweep = StatusSweep(self.store, self.channels, clock=self.clock, settings=SweepSettings(
             stale_after=check_after, every=min(timedelta(minutes=1), max(check_after / 2, timedelta(seconds=1))),
         ))
+        self.voice_retry = VoiceRetry(self.store, {n: s.voice for n, s in config.flows.items()
+                                                   if s.channel == "voice" and s.voice}, clock=self.clock)
         self.write_backs = WriteBackRunner(self.store, self.sources, worker=self.worker, clock=self.clock,
                                            drain_for=config.dispatcher.shutdown_grace)
 
@@ -231,6 +234,7 @@ class Connector:
         if "dispatcher" in roles:
             tasks.append(asyncio.create_task(self.dispatcher.run(stop)))
             tasks.append(asyncio.create_task(self.status_sweep.run(stop)))
+            tasks.append(asyncio.create_task(self.voice_retry.run(stop)))
             if any(flow.write_back_source for flow in self.flows.values()):
                 writing_back = self._write_back_until_drained(stop, write_backs_stop)
         if "web" in roles:

@@ -115,3 +115,42 @@ async def test_a_lost_call_create_is_found_in_the_calls_list_not_placed_twice(tm
         assert len(p.sim.calls.calls) == 1
         [call] = p.sim.calls.calls.values()
         assert n.provider_id == call.sid and n.status is Status.DELIVERED
+
+
+async def test_busy_calls_again_after_the_delay_as_many_times_as_allowed(tmp_path: Path) -> None:
+    async with pipeline(tmp_path, tweak=voice_flow(acknowledge=False, retries=1, retry_delay="30s")) as p:
+        p.sim.calls.outcomes[BUYER] = "busy"
+        await p.poll()
+        p.erp.approve_po(1002)
+        await p.poll()
+        await p.dispatch()
+        [n] = p.notifications()
+        assert n.status is Status.UNDELIVERED
+        retry = p.connector.voice_retry
+        assert retry.retry_once() == []  # not before the delay
+        p.clock.advance(31)
+        assert retry.retry_once() == [n.id]
+        assert retry.retry_once() == []  # reopened once, by one process
+        await p.dispatch()
+        assert len(p.sim.calls.calls) == 2
+        [n] = p.notifications()
+        assert n.status is Status.UNDELIVERED  # busy again
+        p.clock.advance(31)
+        assert retry.retry_once() == []  # its one retry is spent
+        replays = [e for e in p.audit() if e.kind == "replay"]
+        assert len(replays) == 1 and "after busy" in str(replays[0].detail.get("actor"))
+
+
+async def test_no_answer_then_answered_is_delivered(tmp_path: Path) -> None:
+    async with pipeline(tmp_path, tweak=voice_flow(acknowledge=False, retries=2, retry_delay="10s")) as p:
+        p.sim.calls.outcomes[BUYER] = "no-answer"
+        await p.poll()
+        p.erp.approve_po(1002)
+        await p.poll()
+        await p.dispatch()
+        p.sim.calls.outcomes[BUYER] = "completed"
+        p.clock.advance(11)
+        assert len(p.connector.voice_retry.retry_once()) == 1
+        await p.dispatch()
+        [n] = p.notifications()
+        assert n.status is Status.DELIVERED and len(p.sim.calls.calls) == 2
