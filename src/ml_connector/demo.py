@@ -30,7 +30,7 @@ from rich.table import Table
 
 from ml_connector.core.models import Status
 from ml_connector.core.redact import mask_phone
-from ml_connector.demo_channels import add_channel_sections, mask_address
+from ml_connector.demo_channels import add_channel_sections, mask_address, plan_calls
 
 DEMO_ACCOUNT_SID = "AC" + "a" * 32
 DEMO_AUTH_TOKEN = "simulator-token"  # noqa: S105 - the simulator's published demo credential
@@ -499,6 +499,7 @@ async def run_demo(*, duration: float | None, data_dir: Path | None, every: floa
                         api_keys=(), services=())
         # A UK landline in the HR data: accepted by Twilio, then undelivered by the carrier (30006).
         sim.set_outcome("+442079460958", Outcome(status="undelivered", error_code=30006))
+        plan_calls(sim)
         webhook_port = free_port()
         ebs = EbsSim(server_tz=EBS_TZ)
         syspro = SysproSim()

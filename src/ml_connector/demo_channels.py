@@ -1,15 +1,21 @@
-"""The demo's channels beyond SMS: an email flow through the SendGrid simulator.
+"""The demo's channels beyond SMS: an email through the SendGrid simulator, a call through the
+Twilio simulator.
 
-Kept apart from demo.py so each channel adds its config here: `channel_sections` adds the
-email sender (the simulator's key and Event Webhook verification key) and a flow that emails
-the purchasing team when a PO of the demo ERP is approved.
+Kept apart from demo.py so each channel adds its config here: `add_channel_sections` adds the
+email sender (the simulator's key and Event Webhook verification key), a flow that emails the
+purchasing team when a PO of the demo ERP is approved, and one that calls the PO's buyer and
+asks to press 1; `plan_calls` has the simulated buyers answer and press 1.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["DEMO_SENDGRID_KEY", "PURCHASING_TEAM", "add_channel_sections", "mask_address"]
+__all__ = ["ANSWERING_BUYERS", "DEMO_SENDGRID_KEY", "PURCHASING_TEAM", "add_channel_sections", "mask_address",
+           "plan_calls"]
+
+#: Buyers of the demo ERP who answer the call and press 1 (the others' phones ring out or fail).
+ANSWERING_BUYERS = ("+13125550142", "+13125550187", "+13125550123")
 
 DEMO_SENDGRID_KEY = "SG.simulator-key.0123456789"  # noqa: S105 - the SendGrid simulator's demo key
 PURCHASING_TEAM = "purchasing@example.com"
@@ -34,6 +40,21 @@ def add_channel_sections(config: dict[str, Any], *, sendgrid_url: str, sendgrid_
                 "{{ amount | money(currency) }}.</p>",
         "retry": po["retry"],
     }
+    config["flows"]["po_approved_call"] = {
+        "source": po["source"], "entity": po["entity"], "schedule": po["schedule"], "trigger": po["trigger"],
+        "channel": "voice", "sender": po["sender"], "timezone": po["timezone"], "recipients": po["recipients"],
+        "template": "Purchase order {{ po_number }} for {{ vendor_name }} was approved, "
+                    "for {{ amount | money(currency) }}.",
+        "voice": {"voice": "Polly.Joanna", "language": "en-US", "acknowledge": True,
+                  "prompt": "Press 1 to confirm you received this message.", "retries": 1, "retry_delay": "5s"},
+        "retry": po["retry"],
+    }
+
+
+def plan_calls(twilio_sim: Any) -> None:
+    """The simulated buyers who answer press 1."""
+    for number in ANSWERING_BUYERS:
+        twilio_sim.calls.press[number] = "1"
 
 
 def mask_address(value: str) -> str:

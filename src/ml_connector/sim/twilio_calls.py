@@ -157,15 +157,19 @@ class CallBook:
             if event == "completed":
                 call.end_time = self._clock()
                 call.duration = 12 if outcome == "completed" else 0
+            if event in call.events or event == "completed":
+                if self.reverse:  # held back, then sent newest first
+                    reports.append((event, status))
+                else:
+                    await self._report(call, auth_token, status)
             if event == "answered" and call.to in self.press:
                 await self._press(call, auth_token, self.press[call.to])
-            if event in call.events or event == "completed":
-                reports.append((event, status))
-        if self.reverse:
-            reports.reverse()
-        for _, status in reports:
-            for _ in range(2 if self.duplicate else 1):
-                await self._callback(call, auth_token, status)
+        for _, status in reversed(reports):
+            await self._report(call, auth_token, status)
+
+    async def _report(self, call: SimCall, auth_token: str, status: str) -> None:
+        for _ in range(2 if self.duplicate else 1):
+            await self._callback(call, auth_token, status)
 
     def _params(self, call: SimCall, status: str) -> list[tuple[str, str]]:
         params = [("AccountSid", call.account_sid), ("ApiVersion", wire.API_VERSION), ("CallSid", call.sid),
