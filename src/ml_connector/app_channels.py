@@ -14,14 +14,17 @@ from typing import Any
 from ml_connector.channels.base import Channel
 from ml_connector.channels.email import EmailChannel, EmailSenderRef
 from ml_connector.channels.http import AiohttpTransport, HttpTransport
+from ml_connector.channels.messages import MediaChannel
 from ml_connector.channels.sendgrid_api import SendGridClient
 from ml_connector.channels.sendgrid_signature import load_public_key
+from ml_connector.channels.sms import SmsChannel
 from ml_connector.channels.twilio_api import TwilioClient
 from ml_connector.channels.voice import VoiceChannel
 from ml_connector.config import Config
 from ml_connector.core.channel_kinds import route_key
 from ml_connector.core.email_body import EmailTemplate, compile_email
 from ml_connector.core.flowspec import FlowSpec, VoiceSpec
+from ml_connector.core.message_body import MessageTemplate
 from ml_connector.core.templates import compile_template
 from ml_connector.core.voice_body import VoiceTemplate
 from ml_connector.store.port import Store
@@ -32,9 +35,21 @@ STATUS_PATH = "/twilio/voice/status"  # web.voice_webhooks serves these (importe
 ACK_PATH = "/twilio/voice/ack"
 
 
-def compile_flow(key: str, spec: FlowSpec) -> EmailTemplate | VoiceTemplate:
-    """The templates of an email flow (subject, text, HTML) or a voice flow (the spoken message);
-    TemplateError names the one that is wrong."""
+def compile_flow(key: str, spec: FlowSpec) -> EmailTemplate | VoiceTemplate | MessageTemplate:
+    """The templates of an email flow (subject, text, HTML), a voice flow (the spoken message) or
+    an MMS/WhatsApp flow (text, media URLs, Content variables); TemplateError names the one wrong."""
+    base = key.removesuffix(".template")
+    if spec.channel in ("mms", "whatsapp"):
+        def compiled(name: str, source: str) -> Any:
+            return compile_template(name, source, timezone=spec.timezone, currency=spec.currency)
+
+        return MessageTemplate(
+            key, compiled(key, spec.template),
+            tuple(compiled(f"{base}.media.{i}", url) for i, url in enumerate(spec.media)),
+            spec.content_sid,
+            tuple((name, compiled(f"{base}.content_variables.{name}", value))
+                  for name, value in spec.content_variables.items()),
+        )
     if spec.channel == "voice":
         text = compile_template(key, spec.template, timezone=spec.timezone, currency=spec.currency)
         return VoiceTemplate(key, text, spec.voice or VoiceSpec())
@@ -54,6 +69,8 @@ def build_channels(config: Config, transport: HttpTransport | None,
     channels: dict[str, Channel] = {}
     public = str(config.webhooks.public_url).rstrip("/") if config.webhooks.public_url else None
     for account_name, client in clients.items():
+        for kind in ("mms", "whatsapp"):
+            channels[route_key(account_name, kind)] = MediaChannel(SmsChannel(client), kind)
         channels[route_key(account_name, "voice")] = VoiceChannel(
             client, status_callback=f"{public}{STATUS_PATH}" if public else None,
             ack_url=f"{public}{ACK_PATH}" if public else None)

@@ -180,6 +180,8 @@ CONTENTS: list[dict[str, Any]] = [
     {"media_urls": MEDIA[:1]},
     {"media_urls": MEDIA},
     {"body": "PO 4711 approved", "media_urls": MEDIA},
+    {"content_sid": "HX" + "0123456789abcdef" * 2},
+    {"content_sid": "HX" + "0123456789abcdef" * 2, "content_variables": '{"1":"4711","2":"Acme & Co"}'},
 ]
 EXTRAS: list[dict[str, Any]] = [
     {},

@@ -57,6 +57,7 @@ ACCOUNT_SID = re.compile(r"^AC[0-9a-fA-F]{32}$")
 API_KEY_SID = re.compile(r"^SK[0-9a-fA-F]{32}$")
 MESSAGE_SID = re.compile(r"^(SM|MM)[0-9a-fA-F]{32}$")
 MESSAGING_SERVICE_SID = re.compile(r"^MG[0-9a-fA-F]{32}$")
+CONTENT_SID = re.compile(r"^HX[0-9a-fA-F]{32}$")
 
 API_VERSION = "2010-04-01"
 MAX_BODY_CHARS = 1600  # twilio.md §2
@@ -154,16 +155,29 @@ def create_message_request(
     media_urls: Iterable[str] = (),
     status_callback: str | None = None,
     validity_period: int | None = None,
+    content_sid: str | None = None,
+    content_variables: str | None = None,
 ) -> PreparedRequest:
     """POST Messages.json. Enforces the spec's conditional groups: From or MessagingServiceSid,
-    Body or MediaUrl (both may be given: a pool sender, or an MMS with text)."""
+    Body, MediaUrl or ContentSid (an approved Content template, with ContentVariables JSON)."""
     media = tuple(media_urls)
     if not to or to != to.strip():
         raise ValueError("'to' must be a non-empty address without surrounding spaces")
     if not from_ and not messaging_service_sid:
         raise ValueError("a message needs a sender: 'from_' or 'messaging_service_sid'")
-    if not body and not media:
-        raise ValueError("a message needs content: 'body' or 'media_urls'")
+    if not body and not media and not content_sid:
+        raise ValueError("a message needs content: 'body', 'media_urls' or 'content_sid'")
+    if content_sid is not None:
+        _require_sid(content_sid, CONTENT_SID, "content_sid", "'HX' followed by 32 hex digits")
+    if content_variables is not None:
+        if content_sid is None:
+            raise ValueError("content_variables go with a content_sid")
+        try:
+            variables = json.loads(content_variables)
+        except ValueError:
+            variables = None
+        if not isinstance(variables, dict) or not all(isinstance(v, str) for v in variables.values()):
+            raise ValueError("content_variables must be a JSON object of strings")
     if body is not None and len(body) > MAX_BODY_CHARS:
         raise ValueError(f"body has {len(body)} characters; Twilio accepts at most {MAX_BODY_CHARS}")
     if len(media) > MAX_MEDIA_URLS:
@@ -192,6 +206,10 @@ def create_message_request(
         if isinstance(validity_period, bool) or validity_period not in VALIDITY_RANGE:
             raise ValueError("validity_period must be an integer number of seconds from 1 to 36000")
         params.append(("ValidityPeriod", str(validity_period)))
+    if content_sid is not None:
+        params.append(("ContentSid", content_sid))
+    if content_variables is not None:
+        params.append(("ContentVariables", content_variables))
     return PreparedRequest(
         Operation.CREATE_MESSAGE, "POST", f"{_account_path(account_sid)}/Messages.json", tuple(params)
     )
@@ -394,6 +412,8 @@ class TwilioClient:
         media_urls: Iterable[str] = (),
         status_callback: str | None = None,
         validity_period: int | None = None,
+        content_sid: str | None = None,
+        content_variables: str | None = None,
     ) -> dict[str, Any]:
         """Create (send) a message; returns the Message resource. No idempotency key exists, so a
         ResponseLost here must be reconciled with `list_messages` before any resend."""
@@ -406,6 +426,8 @@ class TwilioClient:
             media_urls=media_urls,
             status_callback=status_callback,
             validity_period=validity_period,
+            content_sid=content_sid,
+            content_variables=content_variables,
         )
         return await self._call(prepared)
 

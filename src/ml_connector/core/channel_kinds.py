@@ -25,7 +25,10 @@ from typing import Literal
 from ml_connector.core.lifecycle import STATUS_TABLES
 from ml_connector.core.models import Status
 
-__all__ = ["CHANNEL_KINDS", "ChannelKind", "channel_kind", "route_key"]
+__all__ = ["CHANNEL_KINDS", "MESSAGE_CHANNELS", "ChannelKind", "channel_kind", "route_key"]
+
+#: Channels on Twilio Messages: their status callbacks go to the message status webhook.
+MESSAGE_CHANNELS = frozenset({"sms", "mms", "whatsapp"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +43,8 @@ class ChannelKind:
 
 CHANNEL_KINDS: Mapping[str, ChannelKind] = {
     "sms": ChannelKind("sms", STATUS_TABLES["sms"], "phone", "sender", segments=True),
+    "mms": ChannelKind("mms", STATUS_TABLES["mms"], "phone", "sender", segments=False),
+    "whatsapp": ChannelKind("whatsapp", STATUS_TABLES["whatsapp"], "phone", "sender", segments=False),
     "voice": ChannelKind("voice", STATUS_TABLES["voice"], "phone", "account", segments=False),
     "email": ChannelKind("email", STATUS_TABLES["email"], "email", "sender", segments=False, lookup=False),
 }

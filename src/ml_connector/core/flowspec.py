@@ -199,7 +199,7 @@ class FlowSpec(_Frozen):
     dedupe_on: list[str] = []
     #: core.channel_kinds: "sms", "voice" (the sender's From number calls), or "email" (sender
     #: names one of the account's email_senders).
-    channel: Literal["sms", "voice", "email"] = "sms"
+    channel: Literal["sms", "mms", "whatsapp", "voice", "email"] = "sms"
     sender: str  # "<account>.<sender name>" from the twilio section
     template: str  # inline Jinja2 source (for email: the text part, always sent)
     #: Email only: the subject template, and the HTML part's template (autoescaped).
@@ -207,6 +207,11 @@ class FlowSpec(_Frozen):
     html: str | None = None
     #: Voice only: how the message is spoken and acknowledged.
     voice: VoiceSpec | None = None
+    #: MMS and WhatsApp: media URL templates (each rendered from the record, sent as MediaUrl).
+    media: list[str] = Field(default_factory=list, max_length=10)
+    #: WhatsApp: an approved Content template (HX...) and its variables ("1": "{{ po_number }}").
+    content_sid: str | None = Field(default=None, pattern=r"^HX[0-9a-fA-F]{32}$")
+    content_variables: dict[str, str] = Field(default_factory=dict)
     timezone: str = "UTC"  # for date filters in the template
     currency: str = "USD"
     retry: RetrySpec = RetrySpec()
@@ -237,6 +242,14 @@ class FlowSpec(_Frozen):
             raise ValueError(f"subject/html: only email flows have them (channel is {self.channel!r})")
         if self.channel != "voice" and self.voice is not None:
             raise ValueError(f"voice: only voice flows have it (channel is {self.channel!r})")
+        if self.channel not in ("mms", "whatsapp") and self.media:
+            raise ValueError(f"media: only mms and whatsapp flows send media (channel is {self.channel!r})")
+        if self.channel == "mms" and not self.media:
+            raise ValueError("media: an mms flow needs at least one media URL template")
+        if self.channel != "whatsapp" and (self.content_sid or self.content_variables):
+            raise ValueError("content_sid/content_variables: only whatsapp flows use Content templates")
+        if self.content_variables and not self.content_sid:
+            raise ValueError("content_variables: they fill a Content template; set content_sid too")
         return self
 
     @property

@@ -67,6 +67,8 @@ class OutboundMessage:
     status_callback: str | None = None
     validity_period: int | None = None
     channel: str = "sms"  # core.channel_kinds; the channel module reads `body` its own way
+    content_sid: str | None = None         # WhatsApp: an approved Content template (HX...)
+    content_variables: str | None = None   # its variables, a JSON object of strings
 
 
 @dataclass(frozen=True, slots=True)

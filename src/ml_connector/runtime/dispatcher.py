@@ -26,7 +26,7 @@ from typing import TypeVar
 
 from ml_connector.channels.base import Channel, Probe
 from ml_connector.compliance.pacing import Pacer
-from ml_connector.core.channel_kinds import CHANNEL_KINDS, route_key
+from ml_connector.core.channel_kinds import CHANNEL_KINDS, MESSAGE_CHANNELS, route_key
 from ml_connector.core.flowspec import RetrySpec
 from ml_connector.core.models import OutboundMessage, SendResult
 from ml_connector.core.redact import mask_phone
@@ -325,7 +325,7 @@ class Dispatcher:
             to=row.recipient,
             sender=row.sender,
             body=row.body,
-            status_callback=self._settings.status_callback_url if row.channel == "sms" else None,
+            status_callback=self._settings.status_callback_url if row.channel in MESSAGE_CHANNELS else None,
             channel=row.channel,
         )
 

@@ -36,6 +36,7 @@ from ml_connector.core.email_body import EmailTemplate
 from ml_connector.core.flowspec import FlowSpec
 from ml_connector.core.idempotency import notification_key
 from ml_connector.core.members import MembersRecipient
+from ml_connector.core.message_body import MessageTemplate
 from ml_connector.core.models import Record, Status
 from ml_connector.core.segments import segment_info
 from ml_connector.core.templates import CompiledTemplate
@@ -60,7 +61,7 @@ class FlowRuntime:
     name: str
     spec: FlowSpec
     source: Source
-    template: CompiledTemplate | EmailTemplate | VoiceTemplate
+    template: CompiledTemplate | EmailTemplate | VoiceTemplate | MessageTemplate
     account: str
     sender: str          # From number / sender id, or MG... Messaging Service SID
     default_region: str

@@ -135,6 +135,8 @@ class TwilioSim:
             max_in_flight=callback_concurrency,
             transport=callback_transport,
         )
+        #: WhatsApp: when each number last wrote to us (opens its 24-hour free-text window).
+        self.whatsapp_sessions: dict[str, datetime] = {}
         #: Calls (sim.twilio_calls): `calls.outcomes[to]`, `calls.press[to]` plan what happens.
         self.calls = CallBook(clock=self._now, transport=callback_transport, delay=callback_delay[0])
         self._fresh_state()
@@ -309,9 +311,19 @@ class TwilioSim:
             date_created=now,
             date_updated=now,
             status_callback=callback,
-            outcome=self._outcomes.get(wire.strip_channel(create.to), Outcome()),
+            outcome=self._outcome_for(create, now),
             statuses=[StatusChange(status, now)],
         )
+
+    def _outcome_for(self, create: CreateRequest, now: datetime) -> Outcome:
+        """The number's planned outcome; WhatsApp free text (no ContentSid) to someone who has not
+        written in the last 24 hours fails with 63016, as WhatsApp's session rule has it."""
+        outcome = self._outcomes.get(wire.strip_channel(create.to), Outcome())
+        if create.to.startswith("whatsapp:") and not create.content_sid:
+            wrote = self.whatsapp_sessions.get(wire.strip_channel(create.to))
+            if wrote is None or (now - wrote).total_seconds() > 24 * 3600:
+                return Outcome(status="failed", error_code=63016, via_sent=False)
+        return outcome
 
     def _fetch(self, request: ApiRequest) -> Reply:
         message = self.index.by_sid.get(request.sid or "")
