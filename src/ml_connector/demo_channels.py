@@ -19,6 +19,8 @@ ANSWERING_BUYERS = ("+13125550142", "+13125550187", "+13125550123")
 
 DEMO_SENDGRID_KEY = "SG.simulator-key.0123456789"  # noqa: S105 - the SendGrid simulator's demo key
 PURCHASING_TEAM = "purchasing@example.com"
+#: The approved WhatsApp Content template the demo names ("Invoice {{1}} from {{2}}: {{3}}").
+DEMO_CONTENT_SID = "HX" + "0d" * 16
 
 
 def add_channel_sections(config: dict[str, Any], *, sendgrid_url: str, sendgrid_public_key: str) -> None:
@@ -51,10 +53,27 @@ def add_channel_sections(config: dict[str, Any], *, sendgrid_url: str, sendgrid_
     }
 
 
+    invoice = config["flows"]["invoice_validated"]
+    config["flows"]["invoice_validated_whatsapp"] = {
+        **invoice, "channel": "whatsapp", "content_sid": DEMO_CONTENT_SID,
+        "content_variables": {"1": "{{ invoice_num }}", "2": "{{ vendor_name }}",
+                              "3": "{{ amount | money(currency) }}"},
+    }
+    config["flows"]["po_approved_mms"] = {
+        **po, "channel": "mms",
+        "template": "PO {{ po_number }} approved; the PDF is attached.",
+        "media": ["https://erp.example.com/po/{{ po_number }}.pdf"],
+    }
+
+
 def plan_calls(twilio_sim: Any) -> None:
-    """The simulated buyers who answer press 1."""
+    """The simulated buyers who answer press 1; invoice approvers read their WhatsApp messages."""
+    from ml_connector.sim.twilio import Outcome
+
     for number in ANSWERING_BUYERS:
         twilio_sim.calls.press[number] = "1"
+    for number in ("+13125550123", "+13125550142"):  # WhatsApp read receipts (SMS to them: delivered)
+        twilio_sim.set_outcome(number, Outcome(status="read"))
 
 
 def mask_address(value: str) -> str:

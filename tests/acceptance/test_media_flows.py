@@ -71,3 +71,14 @@ async def test_whatsapp_free_text_inside_the_window_is_delivered(tmp_path: Path)
         p.sim.whatsapp_sessions[BUYER] = p.clock() - timedelta(hours=2)
         n = await run(p)
         assert n.status is Status.DELIVERED
+
+
+async def test_an_sms_to_a_reader_stops_at_delivered(tmp_path: Path) -> None:
+    async with pipeline(tmp_path) as p:
+        p.sim.set_outcome(BUYER, Outcome(status="read"))
+        await p.poll()
+        p.erp.approve_po(1002)
+        await p.poll()
+        await p.dispatch()
+        [n] = p.notifications()
+        assert n.channel == "sms" and n.status is Status.DELIVERED

@@ -122,8 +122,10 @@ def steps_for(message: SimMessage) -> list[str]:
     steps = ["queued"] if message.status == "accepted" else []
     if outcome.status in ("delivered", "read") or outcome.via_sent:
         steps.append("sent")
-    if outcome.status == "read":  # a WhatsApp message is delivered, then read
+    if outcome.status == "read":  # a WhatsApp message is delivered, then read; SMS has no read receipts
         steps.append("delivered")
+        if not message.to.startswith("whatsapp:"):
+            return steps
     steps.append(outcome.status)
     return steps
 
