@@ -58,6 +58,7 @@ class Overrides:
 
     twilio_transport: HttpTransport | None = None
     sendgrid_transport: HttpTransport | None = None
+    webhook_transport: HttpTransport | None = None
     clock: Callable[[], datetime] = utcnow
     worker: str | None = None
     source_context: Mapping[str, Any] = field(default_factory=dict)
@@ -147,7 +148,8 @@ class Connector:
         self.sources = build_sources(config, {"clock": self.clock, **self.overrides.source_context})
         self.clients = build_twilio_clients(config, self.overrides.twilio_transport)
         self.channels: dict[str, Channel] = {name: SmsChannel(client) for name, client in self.clients.items()}
-        self.channels.update(app_channels.build_channels(config, self.overrides.sendgrid_transport, self.clients))
+        self.channels.update(app_channels.build_channels(config, self.overrides.sendgrid_transport, self.clients,
+                                                         self.overrides.webhook_transport))
         self.flows = self._flow_runtimes()
         self.pollers = {name: Poller(flow, self.store, self.clock) for name, flow in self.flows.items()}
         self.worker = self.overrides.worker or f"{socket.gethostname()}:{os.getpid()}"
@@ -168,7 +170,7 @@ class Connector:
             if not spec.enabled:
                 continue
             account, sender = (spec.sender.partition(".")[0], app_channels.flow_sender(spec) or "") \
-                if spec.channel == "email" else sender_value(self.config, spec.sender)
+                if spec.channel in ("email", "webhook") else sender_value(self.config, spec.sender)
             flows[name] = FlowRuntime(
                 name=name, spec=spec, source=self.sources[spec.source], template=self.templates[name],
                 account=account, sender=sender,

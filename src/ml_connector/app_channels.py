@@ -20,6 +20,7 @@ from ml_connector.channels.sendgrid_signature import load_public_key
 from ml_connector.channels.sms import SmsChannel
 from ml_connector.channels.twilio_api import TwilioClient
 from ml_connector.channels.voice import VoiceChannel
+from ml_connector.channels.webhook import WebhookChannel, WebhookEndpoint
 from ml_connector.config import Config
 from ml_connector.core.channel_kinds import route_key
 from ml_connector.core.email_body import EmailTemplate, compile_email
@@ -27,6 +28,7 @@ from ml_connector.core.flowspec import FlowSpec, VoiceSpec
 from ml_connector.core.message_body import MessageTemplate
 from ml_connector.core.templates import compile_template
 from ml_connector.core.voice_body import VoiceTemplate
+from ml_connector.core.webhook_body import WebhookTemplate
 from ml_connector.store.port import Store
 
 __all__ = ["build_channels", "channel_rates", "compile_flow", "flow_sender", "webhook_routes"]
@@ -35,10 +37,13 @@ STATUS_PATH = "/twilio/voice/status"  # web.voice_webhooks serves these (importe
 ACK_PATH = "/twilio/voice/ack"
 
 
-def compile_flow(key: str, spec: FlowSpec) -> EmailTemplate | VoiceTemplate | MessageTemplate:
+def compile_flow(key: str, spec: FlowSpec) -> EmailTemplate | VoiceTemplate | MessageTemplate | WebhookTemplate:
     """The templates of an email flow (subject, text, HTML), a voice flow (the spoken message) or
     an MMS/WhatsApp flow (text, media URLs, Content variables); TemplateError names the one wrong."""
     base = key.removesuffix(".template")
+    if spec.channel == "webhook":
+        return WebhookTemplate(key, compile_template(key, spec.template, timezone=spec.timezone,
+                                                     currency=spec.currency))
     if spec.channel in ("mms", "whatsapp"):
         def compiled(name: str, source: str) -> Any:
             return compile_template(name, source, timezone=spec.timezone, currency=spec.currency)
@@ -58,12 +63,14 @@ def compile_flow(key: str, spec: FlowSpec) -> EmailTemplate | VoiceTemplate | Me
 
 
 def flow_sender(spec: FlowSpec) -> str | None:
-    """What an email flow's notifications name as sender: the email sender's name; None for SMS."""
-    return spec.sender.partition(".")[2] if spec.channel == "email" else None
+    """What an email or webhook flow's notifications name as sender: the email sender's or the
+    endpoint's name; None for the Twilio channels (their sender is the From address)."""
+    return spec.sender.partition(".")[2] if spec.channel in ("email", "webhook") else None
 
 
 def build_channels(config: Config, transport: HttpTransport | None,
-                   clients: Mapping[str, TwilioClient]) -> dict[str, Channel]:
+                   clients: Mapping[str, TwilioClient], webhook_transport: HttpTransport | None = None,
+                   ) -> dict[str, Channel]:
     """A voice channel per Twilio account (on its REST client), and an email channel per account
     that has email senders, each sender on its own key."""
     channels: dict[str, Channel] = {}
@@ -75,6 +82,12 @@ def build_channels(config: Config, transport: HttpTransport | None,
             client, status_callback=f"{public}{STATUS_PATH}" if public else None,
             ack_url=f"{public}{ACK_PATH}" if public else None)
     for account_name, account in config.twilio.accounts.items():
+        if account.webhook_endpoints:
+            endpoints = {name: WebhookEndpoint(e.url, e.secret.get_secret_value(), e.timeout)
+                         for name, e in account.webhook_endpoints.items()}
+            verify = all(e.verify_tls for e in account.webhook_endpoints.values())
+            channels[route_key(account_name, "webhook")] = WebhookChannel(
+                endpoints, transport=webhook_transport or AiohttpTransport(verify=verify))
         if not account.email_senders:
             continue
         senders = {
@@ -98,6 +111,9 @@ def channel_rates(config: Config) -> dict[str, float]:
     }
     rates.update({route_key(name, "voice"): account.calls_per_second
                   for name, account in config.twilio.accounts.items()})
+    rates.update({f"{account_name}.{name}": endpoint.rate
+                  for account_name, account in config.twilio.accounts.items()
+                  for name, endpoint in account.webhook_endpoints.items()})
     return rates
 
 
@@ -122,5 +138,5 @@ def webhook_routes(config: Config, store: Store, clock: Callable[[], datetime]) 
 
 async def aclose(channels: dict[str, Channel]) -> None:
     for channel in channels.values():
-        if isinstance(channel, EmailChannel):
+        if isinstance(channel, EmailChannel | WebhookChannel):
             await channel.aclose()

@@ -42,7 +42,7 @@ from pydantic import (
 from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from ml_connector.config_email import EmailSender
+from ml_connector.config_channels import EmailSender, WebhookEndpointConfig
 from ml_connector.core.flowspec import OPERATORS, Duration, FlowSpec, LookupRecipient
 from ml_connector.core.members import MembersRecipient
 from ml_connector.core.redact import mask_url
@@ -352,7 +352,8 @@ class TwilioAccount(BaseModel):
     ca_bundle_only: bool = False
     verify_tls: bool = True
     senders: dict[str, Sender] = Field(default_factory=dict)
-    email_senders: dict[str, EmailSender] = Field(default_factory=dict)  # config_email
+    email_senders: dict[str, EmailSender] = Field(default_factory=dict)  # config_channels
+    webhook_endpoints: dict[str, WebhookEndpointConfig] = Field(default_factory=dict)  # config_channels
     #: Voice flows: calls this account starts per second (Twilio's default CPS is 1).
     calls_per_second: PositiveFloat = 1.0
 
@@ -440,6 +441,7 @@ def _reference_problems(
     source_entities: Mapping[str, Collection[str] | None],
     senders: Mapping[str, Collection[str] | None],
     email_senders: Mapping[str, Collection[str] | None] | None = None,
+    endpoints: Mapping[str, Collection[str] | None] | None = None,
 ) -> list[tuple[Loc, str]]:
     """Dangling names in flows. `None` entities/senders mean "unknown here": not checked.
     Email flows name an account's `email_senders`, other flows its `senders`."""
@@ -469,12 +471,15 @@ def _reference_problems(
         account, dot, sender = flow.sender.partition(".")
         loc = (*where, "sender")
         known_senders = email_senders if flow.channel == "email" and email_senders is not None else senders
+        if flow.channel == "webhook" and endpoints is not None:
+            known_senders = endpoints
         if not dot or not account or not sender:
             problems.append((loc, "must be '<account>.<sender>' naming an entry of twilio.accounts"))
         elif account not in known_senders:
             problems.append((loc, f"unknown Twilio account {account!r}; accounts: {_names(known_senders)}"))
         elif (known := known_senders[account]) is not None and sender not in known:
-            kind = "email sender" if known_senders is email_senders else "sender"
+            kind = ("email sender" if known_senders is email_senders else
+                    "webhook endpoint" if known_senders is endpoints else "sender")
             problems.append((loc, f"account {account!r} has no {kind} {sender!r}; {kind}s: {_names(known)}"))
     return problems
 
@@ -596,6 +601,7 @@ class Config(BaseModel):
             {name: _entity_names(src) for name, src in self.sources.items()},
             {name: set(acct.senders) for name, acct in self.twilio.accounts.items()},
             {name: set(acct.email_senders) for name, acct in self.twilio.accounts.items()},
+            {name: set(acct.webhook_endpoints) for name, acct in self.twilio.accounts.items()},
         )
         problems += _token_problems(self.twilio.accounts, self.webhooks.public_url is not None)
         _raise_problems("Config", problems)
@@ -950,6 +956,7 @@ def _partial_references(data: Mapping[str, Any], context: Mapping[str, Any]) -> 
     accounts_raw = _mapping(_mapping(data.get("twilio")).get("accounts"))
     senders = {name: _sender_names(raw) for name, raw in accounts_raw.items()}
     email_senders = {name: _sender_names(raw, "email_senders") for name, raw in accounts_raw.items()}
+    endpoints = {name: _sender_names(raw, "webhook_endpoints") for name, raw in accounts_raw.items()}
     accounts: dict[str, TwilioAccount] = {}
     for name, raw in accounts_raw.items():
         try:
@@ -957,7 +964,8 @@ def _partial_references(data: Mapping[str, Any], context: Mapping[str, Any]) -> 
         except ValidationError:
             continue
     public_url = _mapping(data.get("webhooks")).get("public_url") is not None
-    return _reference_problems(flows, entities, senders, email_senders) + _token_problems(accounts, public_url)
+    return (_reference_problems(flows, entities, senders, email_senders, endpoints)
+            + _token_problems(accounts, public_url))
 
 
 def _sender_names(raw: Any, key: str = "senders") -> Collection[str] | None:

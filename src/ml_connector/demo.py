@@ -30,7 +30,7 @@ from rich.table import Table
 
 from ml_connector.core.models import Status
 from ml_connector.core.redact import mask_phone
-from ml_connector.demo_channels import add_channel_sections, mask_address, plan_calls
+from ml_connector.demo_channels import DEMO_HOOK_SECRET, add_channel_sections, mask_address, plan_calls
 
 DEMO_ACCOUNT_SID = "AC" + "a" * 32
 DEMO_AUTH_TOKEN = "simulator-token"  # noqa: S105 - the simulator's published demo credential
@@ -288,7 +288,8 @@ class JourneyWatcher:
             return
         journey.flow, journey.record = view.flow, view.record_key
         journey.to = (mask_phone(view.recipient) if view.recipient.startswith("+") else
-                      mask_address(view.recipient) if view.channel == "email" else "(no number)")
+                      mask_address(view.recipient) if view.channel == "email" else
+                      view.recipient if view.channel == "webhook" else "(no number)")
         journey.detail = view.problem if journey.final else ""
         if self.live:
             return
@@ -484,6 +485,7 @@ async def run_demo(*, duration: float | None, data_dir: Path | None, every: floa
     from ml_connector.sim.sendgrid import SendGridSim
     from ml_connector.sim.syspro import SysproSim
     from ml_connector.sim.twilio import Account, Outcome, TwilioSim
+    from ml_connector.sim.webhook_receiver import WebhookReceiver
     from ml_connector.store.crypto import create_key_file
     from ml_connector.web.server import serving
 
@@ -507,14 +509,17 @@ async def run_demo(*, duration: float | None, data_dir: Path | None, every: floa
         seed_sap(sap)
         peoplesoft = peoplesoft_simulator()
         sendgrid = SendGridSim(events_to=f"http://127.0.0.1:{webhook_port}/sendgrid/events", event_delay=0.3)
+        receiver = WebhookReceiver(DEMO_HOOK_SECRET)
         async with serving(sim.create_app()) as twilio_url, serving(ebs.create_app()) as ebs_url, \
                 serving(syspro.create_app()) as syspro_url, serving(sap.create_app()) as sap_url, \
                 serving(peoplesoft.create_app()) as ps_url, serving(sendgrid.create_app()) as sendgrid_url, \
+                serving(receiver.create_app()) as hook_url, \
                 _stop_on_signals() as stop:
             config_path = directory / "ml-connector.yaml"
             config = demo_config(directory, twilio_url, webhook_port, ebs_url=ebs_url, syspro_url=syspro_url,
                                  sap_url=sap_url, ps_url=ps_url)
-            add_channel_sections(config, sendgrid_url=sendgrid_url, sendgrid_public_key=sendgrid.public_key)
+            add_channel_sections(config, sendgrid_url=sendgrid_url, sendgrid_public_key=sendgrid.public_key,
+                                 hook_url=f"{hook_url}{receiver.path}")
             config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
             if not (directory / "ml-connector.key").exists():
                 create_key_file(directory / "ml-connector.key")

@@ -19,13 +19,24 @@ ANSWERING_BUYERS = ("+13125550142", "+13125550187", "+13125550123")
 
 DEMO_SENDGRID_KEY = "SG.simulator-key.0123456789"  # noqa: S105 - the SendGrid simulator's demo key
 PURCHASING_TEAM = "purchasing@example.com"
+#: The demo's outbound webhook secret (Standard Webhooks "whsec_" + base64).
+DEMO_HOOK_SECRET = "whsec_ZGVtby13ZWJob29rLXNlY3JldC0zMi1ieXRlcyE="  # noqa: S105 - the demo receiver's
 #: The approved WhatsApp Content template the demo names ("Invoice {{1}} from {{2}}: {{3}}").
 DEMO_CONTENT_SID = "HX" + "0d" * 16
 
 
-def add_channel_sections(config: dict[str, Any], *, sendgrid_url: str, sendgrid_public_key: str) -> None:
-    """Add the email sender and the `po_approved_email` flow to the demo config (in place)."""
+def add_channel_sections(config: dict[str, Any], *, sendgrid_url: str, sendgrid_public_key: str,
+                         hook_url: str | None = None) -> None:
+    """Add the email sender, the webhook endpoint and their flows to the demo config (in place)."""
     account = config["twilio"]["accounts"]["main"]
+    if hook_url:
+        account["webhook_endpoints"] = {"erp-hook": {"url": hook_url, "secret": DEMO_HOOK_SECRET}}
+        po = config["flows"]["po_approved"]
+        config["flows"]["po_approved_hook"] = {
+            "source": po["source"], "entity": po["entity"], "schedule": po["schedule"], "trigger": po["trigger"],
+            "channel": "webhook", "sender": "main.erp-hook", "timezone": po["timezone"],
+            "template": "PO {{ po_number }} for {{ vendor_name }} approved", "retry": po["retry"],
+        }
     account["email_senders"] = {"purchasing": {
         "from": "erp-alerts@example.com", "from_name": "ERP alerts", "reply_to": "buyers@example.com",
         "api_key": DEMO_SENDGRID_KEY, "event_public_key": sendgrid_public_key, "base_url": sendgrid_url,

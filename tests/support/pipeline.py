@@ -90,12 +90,14 @@ async def pipeline(
     env: Mapping[str, str] | None = None,
     clock: FakeClock | None = None,
     sendgrid: Any = None,
+    webhook_app: Any = None,
 ) -> AsyncIterator[Pipeline]:
     """The demo's config (two flows over the demo ERP) with in-process transports.
 
     `tweak` edits the config dict before it is written; `store_url` swaps SQLite for PostgreSQL;
     `clock` replaces the shared hand clock (e.g. one that moves on every reading); `sendgrid`, a
-    SendGridSim, takes the email channel's requests and posts its events to the webhook app.
+    SendGridSim, takes the email channel's requests and posts its events to the webhook app;
+    `webhook_app`, an ASGI app, receives the outbound webhook channel's posts.
     """
     clock = clock or FakeClock()
     erp = DemoErp(tmp_path / "demo-erp.db", tz=DEMO_TZ, clock=clock)
@@ -120,7 +122,8 @@ async def pipeline(
         load_config(config_path, dict(env or {})),
         env=dict(env or {}),
         overrides=Overrides(twilio_transport=AsgiTransport(sim.create_app()), worker="test-worker", clock=clock,
-                            sendgrid_transport=AsgiTransport(sendgrid.create_app()) if sendgrid else None),
+                            sendgrid_transport=AsgiTransport(sendgrid.create_app()) if sendgrid else None,
+                            webhook_transport=AsgiTransport(webhook_app) if webhook_app else None),
     )
     if sendgrid is not None:
         sendgrid.event_transport = httpx.ASGITransport(webhook)

@@ -23,7 +23,7 @@ def test_every_channel_a_flow_can_name_is_declared_with_its_own_status_table() -
         assert channel_kind(name).statuses is STATUS_TABLES[name]
     assert channel_kind("voice").pacing == "account" and channel_kind("sms").pacing == "sender"
     assert channel_kind("email").address == "email" and not channel_kind("email").lookup
-    with pytest.raises(KeyError, match="channels: email, mms, sms, voice, whatsapp"):
+    with pytest.raises(KeyError, match="channels: email, mms, sms, voice, webhook, whatsapp"):
         channel_kind("fax")
 
 

@@ -5,7 +5,8 @@ declared here, once per channel, and read by whoever needs it:
 
     field       meaning
     statuses    provider status -> lifecycle status (core.lifecycle.STATUS_TABLES)
-    address     what a recipient is: an E.164 phone number or an email address
+    address     what a recipient is: an E.164 phone number, an email address, or the flow's
+                endpoint itself (outbound webhooks have no person to resolve)
     pacing      "sender": each sender has its own rate (Twilio queues per number, SendGrid per
                 key); "account": one rate for the whole account (calls per second)
     segments    whether the body is billed and paced by SMS segments
@@ -35,7 +36,7 @@ MESSAGE_CHANNELS = frozenset({"sms", "mms", "whatsapp"})
 class ChannelKind:
     name: str
     statuses: Mapping[str, Status]
-    address: Literal["phone", "email"]
+    address: Literal["phone", "email", "endpoint"]
     pacing: Literal["sender", "account"]
     segments: bool
     lookup: bool = True
@@ -47,6 +48,7 @@ CHANNEL_KINDS: Mapping[str, ChannelKind] = {
     "whatsapp": ChannelKind("whatsapp", STATUS_TABLES["whatsapp"], "phone", "sender", segments=False),
     "voice": ChannelKind("voice", STATUS_TABLES["voice"], "phone", "account", segments=False),
     "email": ChannelKind("email", STATUS_TABLES["email"], "email", "sender", segments=False, lookup=False),
+    "webhook": ChannelKind("webhook", STATUS_TABLES["webhook"], "endpoint", "sender", segments=False, lookup=False),
 }
 
 

@@ -199,7 +199,7 @@ class FlowSpec(_Frozen):
     dedupe_on: list[str] = []
     #: core.channel_kinds: "sms", "voice" (the sender's From number calls), or "email" (sender
     #: names one of the account's email_senders).
-    channel: Literal["sms", "mms", "whatsapp", "voice", "email"] = "sms"
+    channel: Literal["sms", "mms", "whatsapp", "voice", "email", "webhook"] = "sms"
     sender: str  # "<account>.<sender name>" from the twilio section
     template: str  # inline Jinja2 source (for email: the text part, always sent)
     #: Email only: the subject template, and the HTML part's template (autoescaped).
@@ -234,7 +234,10 @@ class FlowSpec(_Frozen):
 
     @model_validator(mode="after")
     def _someone(self) -> FlowSpec:
-        if not self.recipients and self.routing is None:
+        if self.channel == "webhook":
+            if self.recipients or self.routing is not None:
+                raise ValueError("recipients: a webhook flow posts to its endpoint (sender); it has no recipients")
+        elif not self.recipients and self.routing is None:
             raise ValueError("recipients: name at least one recipient, or a routing table")
         if self.channel == "email" and not (self.subject or "").strip():
             raise ValueError("subject: an email flow needs a subject template")

@@ -90,6 +90,9 @@ SENDGRID_EVENTS: Mapping[str, Status] = {
     "dropped": Status.FAILED,
 }
 
+#: An outbound webhook's 2xx answer is its delivery; nothing reports on it later.
+WEBHOOK_STATUS: Mapping[str, Status] = {"delivered": Status.DELIVERED}
+
 #: Channel name -> its provider-status table. SMS, MMS and WhatsApp share Twilio Messages.
 STATUS_TABLES: Mapping[str, Mapping[str, Status]] = {
     "sms": TWILIO_STATUS,
@@ -97,6 +100,7 @@ STATUS_TABLES: Mapping[str, Mapping[str, Status]] = {
     "whatsapp": TWILIO_STATUS,
     "voice": CALL_STATUS,
     "email": SENDGRID_EVENTS,
+    "webhook": WEBHOOK_STATUS,
 }
 
 

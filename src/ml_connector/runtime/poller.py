@@ -41,9 +41,10 @@ from ml_connector.core.models import Record, Status
 from ml_connector.core.segments import segment_info
 from ml_connector.core.templates import CompiledTemplate
 from ml_connector.core.voice_body import VoiceTemplate
+from ml_connector.core.webhook_body import WebhookTemplate
 from ml_connector.runtime.due import due_records
 from ml_connector.runtime.fanout import fan_out
-from ml_connector.runtime.recipients import RecipientResolver
+from ml_connector.runtime.recipients import Recipient, RecipientResolver
 from ml_connector.sources.base import Source
 from ml_connector.store.port import NewNotification, PollCommit, RecordState, Store
 
@@ -61,7 +62,7 @@ class FlowRuntime:
     name: str
     spec: FlowSpec
     source: Source
-    template: CompiledTemplate | EmailTemplate | VoiceTemplate | MessageTemplate
+    template: CompiledTemplate | EmailTemplate | VoiceTemplate | MessageTemplate | WebhookTemplate
     account: str
     sender: str          # From number / sender id, or MG... Messaging Service SID
     default_region: str
@@ -267,8 +268,11 @@ class Poller:
         snapshot: Mapping[str, Any] | None = None,
     ) -> list[NewNotification]:
         flow = self.flow
-        specs = routing.recipients_for(flow.spec.recipients, flow.spec.routing_table, record.data)
-        recipients = await resolver.resolve(specs, record)
+        if flow.spec.channel == "webhook":  # the endpoint is the recipient (core.channel_kinds)
+            recipients = [Recipient(field="endpoint", phone=flow.sender, raw=flow.sender)]
+        else:
+            specs = routing.recipients_for(flow.spec.recipients, flow.spec.routing_table, record.data)
+            recipients = await resolver.resolve(specs, record)
         if not recipients:  # only fan-out recipients: their bodies are rendered per member
             return []
         body = flow.template.render(template_context(flow.name, record))  # TemplateError stops the flow

@@ -1,4 +1,4 @@
-"""The `email_senders:` of a Twilio account: who sends email through Twilio SendGrid.
+"""Channel sections of a Twilio account: `email_senders:` (Twilio SendGrid) and `webhook_endpoints:`.
 
     twilio:
       accounts:
@@ -21,6 +21,7 @@ sender's mails with the reason, never the account's SMS.
 
 from __future__ import annotations
 
+import base64
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, SecretStr, field_validator
@@ -29,7 +30,7 @@ from ml_connector.channels.sendgrid_signature import load_public_key
 from ml_connector.compliance.emails import normalise_email
 from ml_connector.errors import RecipientError
 
-__all__ = ["EmailSender"]
+__all__ = ["EmailSender", "WebhookEndpointConfig"]
 
 
 def _address(value: str | None) -> str | None:
@@ -88,4 +89,39 @@ class EmailSender(BaseModel):
     def _categories(cls, value: list[str]) -> list[str]:
         if any(not c.strip() or len(c) > 255 for c in value):
             raise ValueError("each category is 1-255 characters")
+        return value
+
+
+class WebhookEndpointConfig(BaseModel):
+    """A customer endpoint that outbound webhook flows post to (`channel: webhook`), signed the
+    Standard Webhooks way with `secret` ("whsec_" + base64, from ${ENV})."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    url: str
+    secret: SecretStr
+    timeout: PositiveFloat = 10.0
+    rate: PositiveFloat = 10.0
+    verify_tls: bool = True
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.username:
+            raise ValueError("must be an http(s) URL with a host and no credentials")
+        if parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "::1", "localhost"):
+            raise ValueError("must use https; plain http is only allowed for loopback hosts")
+        return value
+
+    @field_validator("secret")
+    @classmethod
+    def _secret(cls, value: SecretStr) -> SecretStr:
+        text = value.get_secret_value().strip().removeprefix("whsec_")
+        try:
+            raw = base64.b64decode(text + "==", validate=False)
+        except ValueError:
+            raw = b""
+        if len(raw) < 16:
+            raise ValueError("must be 'whsec_' followed by base64 of at least 16 random bytes")
         return value
