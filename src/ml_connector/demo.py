@@ -225,7 +225,7 @@ class Journey:
     to: str = ""
     steps: list[str] = field(default_factory=list)
     detail: str = ""
-    reported_final: bool = False
+    reported_final: str = ""  # the final status last printed
 
     def add(self, status: str | None) -> bool:
         if status and (not self.steps or self.steps[-1] != status):
@@ -295,8 +295,8 @@ class JourneyWatcher:
             return
         if len(journey.steps) == 1 and not journey.final:
             self._console.print(journey.line(notification_id))
-        elif journey.final and not journey.reported_final:
-            journey.reported_final = True
+        elif journey.final and journey.reported_final != journey.last:  # again for read/acknowledged
+            journey.reported_final = journey.last
             self._console.print(journey.line(notification_id))
 
     def _new_entries(self) -> list[Any]:
