@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import socket
@@ -27,8 +28,11 @@ from ml_connector.config import Config, template_lines
 from ml_connector.core.retry import RetryPolicy
 from ml_connector.core.templates import compile_template
 from ml_connector.errors import ConfigError, MlcError, SourceError, TemplateError
+from ml_connector.runtime.audit_retention import AuditPruner
 from ml_connector.runtime.dispatcher import Dispatcher, DispatcherSettings
 from ml_connector.runtime.exposure_check import exposure_problems
+from ml_connector.runtime.field_check import field_problems
+from ml_connector.runtime.flow_activity import FlowActivityLog
 from ml_connector.runtime.poller import LOOKBACK, MAIN, FlowRuntime, Poller
 from ml_connector.runtime.status_sweep import StatusSweep, SweepSettings
 from ml_connector.runtime.store_wait import wait_for_store
@@ -46,6 +50,10 @@ ROLES = ("poller", "dispatcher", "web")
 WEBHOOK_PORT_ENV = "MLC_WEBHOOK_PORT"
 #: How often a process that does not poll a flow tries to take it over.
 LEADER_RETRY = timedelta(seconds=2)
+
+
+class PortInUse(MlcError):
+    """The webhook port is taken by another process (not retriable until one of them moves)."""
 
 
 def utcnow() -> datetime:
@@ -75,14 +83,16 @@ def compile_flows(config: Config, shown_path: str | None = None) -> dict[str, An
         key = f"flows.{name}.template"
         try:
             compiled[name] = (app_channels.compile_flow(key, spec) if spec.channel != "sms" else
-                              compile_template(key, spec.template, timezone=spec.timezone, currency=spec.currency))
+                              compile_template(key, spec.template, timezone=spec.timezone, currency=spec.currency,
+                                               locale=spec.locale))
         except TemplateError as exc:
             where = f"{exc.template}, line {exc.line}" if exc.line else exc.template
             message = str(exc).removeprefix(f"template {where}: ")
             at = f"line {exc.line} of the template: " if exc.line else ""
             line = f":{lines[name]}" if name in lines else ""
             problems.append(f"{shown}{line}: {key}: {at}{message}")
-        problems += exposure_problems(config, name, spec, f"{shown}:{lines[name]}" if name in lines else shown)
+        where = f"{shown}:{lines[name]}" if name in lines else shown
+        problems += exposure_problems(config, name, spec, where) + field_problems(config, name, spec, where)
     if problems:
         raise ConfigError(f"{len(problems)} template error(s)", problems)
     return compiled
@@ -142,6 +152,9 @@ class Connector:
         self.clock = self.overrides.clock
         env = os.environ if env is None else env
         self.webhook_port = webhook_port(config, env)
+        #: Which setting chose the port, for an error that names it.
+        self.webhook_port_setting = (f"{WEBHOOK_PORT_ENV}={self.webhook_port}" if env.get(WEBHOOK_PORT_ENV, "").strip()
+                                     else f"webhooks.port in {config.path}")
         self.keyring = load_keyring(config.store.key_file, env)
         self.store = SqlStore(config.store.url, self.keyring)
         self.templates = compile_flows(config)
@@ -155,12 +168,18 @@ class Connector:
         self.worker = self.overrides.worker or f"{socket.gethostname()}:{os.getpid()}"
         self.dispatcher = self._dispatcher()
         self._next_lookback: dict[str, datetime] = {}
+        self.activity = FlowActivityLog()  # what this process saw of its polls (dashboard)
         check_after = config.dispatcher.status_check_after
         self.status_sweep = StatusSweep(self.store, self.channels, clock=self.clock, settings=SweepSettings(
             stale_after=check_after, every=min(timedelta(minutes=1), max(check_after / 2, timedelta(seconds=1))),
         ))
         self.voice_retry = VoiceRetry(self.store, {n: s.voice for n, s in config.flows.items()
                                                    if s.channel == "voice" and s.voice}, clock=self.clock)
+        audit = config.audit
+        self.audit_pruner = AuditPruner(
+            self.store, audit.retention, clock=self.clock, every=audit.prune_every, batch=audit.prune_batch,
+            max_batches=audit.prune_max_batches,
+        ) if audit.retention is not None else None
         self.write_backs = WriteBackRunner(self.store, self.sources, worker=self.worker, clock=self.clock,
                                            drain_for=config.dispatcher.shutdown_grace)
 
@@ -228,6 +247,8 @@ class Connector:
     async def run(self, stop: asyncio.Event, roles: Iterable[str] = ROLES) -> None:
         """Run the chosen roles until `stop` is set, then shut down cleanly."""
         roles = set(roles)
+        # Bound first: a port in use stops the start before any other role runs.
+        web_socket = self.bind_webhooks() if "web" in roles else None
         tasks: list[asyncio.Task[None]] = []
         writing_back: asyncio.Task[None] | None = None
         write_backs_stop = asyncio.Event()
@@ -237,10 +258,12 @@ class Connector:
             tasks.append(asyncio.create_task(self.dispatcher.run(stop)))
             tasks.append(asyncio.create_task(self.status_sweep.run(stop)))
             tasks.append(asyncio.create_task(self.voice_retry.run(stop)))
+            if self.audit_pruner is not None:
+                tasks.append(asyncio.create_task(self.audit_pruner.run(stop)))
             if any(flow.write_back_source for flow in self.flows.values()):
                 writing_back = self._write_back_until_drained(stop, write_backs_stop)
-        if "web" in roles:
-            tasks.append(asyncio.create_task(self._serve_web(stop)))
+        if web_socket is not None:
+            tasks.append(asyncio.create_task(self._serve_web(stop, web_socket)))
         try:
             await asyncio.gather(*tasks)
         finally:
@@ -267,7 +290,7 @@ class Connector:
         """
         lock = self.store.flow_lock(name, label=f"ml-connector {self.worker}")
         poller = Poller(self.flows[name], self.store.fenced(lock), self.clock)
-        leading = False
+        leading = paused = False
         try:
             while not stop.is_set():
                 if self.store.outage() is not None and not await wait_for_store(self.store, stop):
@@ -276,7 +299,10 @@ class Connector:
                     if not leading:
                         log.info("flow %s: polled by this process (%s)", name, self.worker)
                         leading = True
-                    if not await self._poll_once(poller):
+                    if paused != (paused := name in await asyncio.to_thread(self.store.paused_flows)):
+                        log.warning("flow %s: %s", name, "paused; not polled, watermark kept" if paused
+                                    else "resumed")
+                    if not paused and not await self._poll_once(poller):
                         return
                     wait = poller.flow.spec.schedule.every
                 else:
@@ -292,28 +318,75 @@ class Connector:
     async def _poll_once(self, poller: Poller) -> bool:
         """One main poll (and the lookback when due); False when the flow must stop."""
         name, schedule = poller.flow.name, poller.flow.spec.schedule
+        kind = MAIN
         try:
             report = await poller.poll(MAIN)
+            self.activity.polled(name, self.clock(), report.read, report.fired, schedule.every)
+            await self._note_poll(name, MAIN, None, report.read, report.inserted)
             if report.inserted:
                 log.info("flow %s: %s new notification(s) from %s record(s)", name, report.inserted, report.read)
             now = self.clock()  # one reading: the first lookback is due at once, the next `every` later
             if schedule.lookback and now >= self._next_lookback.get(name, now):
-                await poller.poll(LOOKBACK)
+                kind = LOOKBACK
+                report = await poller.poll(LOOKBACK)
+                await self._note_poll(name, LOOKBACK, None, report.read, report.inserted)
                 self._next_lookback[name] = now + schedule.lookback.every
         except TemplateError as exc:
             log.error("flow %s stopped: %s. Fix the template and restart; nothing was sent.", name, exc)
+            await self._note_poll(name, kind, f"stopped: {exc}")
             return False
         except SourceError as exc:
             log.warning("flow %s: poll failed, will retry: %s", name, exc)
+            self.activity.failed(name, self.clock(), str(exc), schedule.every)
+            await self._note_poll(name, kind, str(exc))
         except MlcError as exc:
             log.error("flow %s: poll failed: %s", name, exc)
+            self.activity.failed(name, self.clock(), str(exc), schedule.every)
+            await self._note_poll(name, kind, str(exc))
         return True
 
-    async def _serve_web(self, stop: asyncio.Event) -> None:
+    async def _note_poll(self, name: str, kind: str, error: str | None, read: int | None = None,
+                         inserted: int | None = None) -> None:
+        """Keep the poll's outcome for `ml-connector flows`; a store that cannot take it is no poll error."""
+        try:
+            await asyncio.to_thread(self.store.record_poll, name, at=self.clock(), kind=kind, error=error,
+                                    read=read, inserted=inserted, worker=self.worker)
+        except Exception as exc:  # noqa: BLE001 - the poll's own outcome stands; the store is watched elsewhere
+            log.debug("flow %s: could not record the poll's outcome: %r", name, exc)
+
+    def bind_webhooks(self) -> socket.socket:
+        """The webhook server's listening socket; a port in use is an error naming the port and its setting."""
+        from ml_connector.web.server import bind
+
+        host = self.config.webhooks.host
+        try:
+            return bind(host, self.webhook_port)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            raise PortInUse(
+                f"webhook port {self.webhook_port} on {host} is already in use (another ml-connector, or "
+                f"another program); it was chosen by {self.webhook_port_setting}: stop the other process or "
+                f"choose another port ({WEBHOOK_PORT_ENV} overrides webhooks.port for one process)"
+            ) from None
+
+    def dashboard_app(self) -> Any:
+        """The dashboard and REST API (web.dashboard), on their own listener."""
+        from ml_connector.web.dashboard import create_dashboard_app
+
+        return create_dashboard_app(self)
+
+    async def _serve_web(self, stop: asyncio.Event, sock: socket.socket) -> None:
         from ml_connector.web.server import serve_until
 
-        webhooks = self.config.webhooks
-        await serve_until(self.webhook_app(), webhooks.host, self.webhook_port, stop)
+        webhooks, dashboard = self.config.webhooks, self.config.dashboard
+        try:
+            serving = [serve_until(self.webhook_app(), webhooks.host, self.webhook_port, stop, sock)]
+            if dashboard is not None and dashboard.enabled:
+                serving.append(serve_until(self.dashboard_app(), dashboard.host, dashboard.port, stop))
+            await asyncio.gather(*serving)
+        finally:
+            sock.close()
 
     async def aclose(self) -> None:
         for client in self.clients.values():

@@ -43,10 +43,10 @@ def compile_flow(key: str, spec: FlowSpec) -> EmailTemplate | VoiceTemplate | Me
     base = key.removesuffix(".template")
     if spec.channel == "webhook":
         return WebhookTemplate(key, compile_template(key, spec.template, timezone=spec.timezone,
-                                                     currency=spec.currency))
+                                                     currency=spec.currency, locale=spec.locale))
     if spec.channel in ("mms", "whatsapp"):
         def compiled(name: str, source: str) -> Any:
-            return compile_template(name, source, timezone=spec.timezone, currency=spec.currency)
+            return compile_template(name, source, timezone=spec.timezone, currency=spec.currency, locale=spec.locale)
 
         return MessageTemplate(
             key, compiled(key, spec.template),
@@ -56,10 +56,11 @@ def compile_flow(key: str, spec: FlowSpec) -> EmailTemplate | VoiceTemplate | Me
                   for name, value in spec.content_variables.items()),
         )
     if spec.channel == "voice":
-        text = compile_template(key, spec.template, timezone=spec.timezone, currency=spec.currency)
+        text = compile_template(key, spec.template, timezone=spec.timezone, currency=spec.currency,
+                                locale=spec.locale)
         return VoiceTemplate(key, text, spec.voice or VoiceSpec())
     return compile_email(key, subject=spec.subject or "", text=spec.template, html=spec.html,
-                         timezone=spec.timezone, currency=spec.currency)
+                         timezone=spec.timezone, currency=spec.currency, locale=spec.locale)
 
 
 def flow_sender(spec: FlowSpec) -> str | None:

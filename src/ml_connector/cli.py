@@ -28,10 +28,11 @@ from pathlib import Path
 from typing import IO, Any, NoReturn, TypeVar
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from ml_connector import __version__
+from ml_connector.cli_output import Column, print_rich_table, print_table
+from ml_connector.cli_output import console as out_console
 from ml_connector.config import CONFIG_ENV
 from ml_connector.core.lifecycle import REPLAYABLE
 from ml_connector.core.models import Status
@@ -42,8 +43,6 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_INTERRUPTED = 0, 1, 2, 3,
 DEFAULT_CONFIG = "ml-connector.yaml"
 DEFAULT_KEY_FILE = "ml-connector.key"
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -224,7 +223,8 @@ def _environment_help() -> str:
              epilog=_environment_help())
 @click.option("--config", "-c", "config", envvar=CONFIG_ENV, default=DEFAULT_CONFIG, show_default=True,
               show_envvar=True, help="The YAML configuration file.")
-@click.option("--verbose", "-v", count=True, help="More log output (-vv for debug).")
+@click.option("--verbose", "-v", count=True,
+              help="More log output (-vv for debug; -vvv adds the libraries' own, e.g. database migrations).")
 @click.version_option(__version__, prog_name="ml-connector")
 @click.pass_context
 def main(ctx: click.Context, config: str, verbose: int) -> None:
@@ -240,6 +240,8 @@ def main(ctx: click.Context, config: str, verbose: int) -> None:
     ctx.obj["config"] = config
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # alembic's own lines ("Context impl SQLiteImpl.") are not news to a user: only with -vvv
+    logging.getLogger("alembic").setLevel(logging.WARNING if verbose < 3 else logging.NOTSET)
 
 
 def _key_file_of(config_path: Path) -> Path:
@@ -292,14 +294,45 @@ def init(ctx: click.Context, force: bool) -> None:
 
 
 @main.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output: {valid, problems, ...}.")
 @click.pass_context
-def validate(ctx: click.Context) -> None:
-    """Check the config (every error with file, line and key path) and compile every template."""
-    from ml_connector.app import compile_flows
+def validate(ctx: click.Context, as_json: bool) -> None:
+    """Check the config (every error with file, line and key path) and compile every template.
 
-    config = load(ctx)
-    compile_flows(config, str(_config_path(ctx)))  # ConfigError lists every template problem
+    Template variables that no field of the flow's entity provides are reported too, when the
+    entity's fields are known (a SQL entity's `columns`), with the closest field name.
+    """
+    from ml_connector.app import compile_flows
+    from ml_connector.callback_keys import validate_warnings
+    from ml_connector.template_scan import raw_template_problems
+
+    try:
+        try:
+            config = load(ctx)
+        except ConfigError as exc:  # the templates too, though the config cannot be built
+            more = [p for p in raw_template_problems(_config_path(ctx), str(_config_path(ctx)))
+                    if p not in exc.problems]
+            if not more:
+                raise
+            problems = [*exc.problems, *more]
+            raise ConfigError(f"{len(problems)} problem(s)", problems) from None
+        compile_flows(config, str(_config_path(ctx)))  # ConfigError lists every template problem
+    except ConfigError as exc:
+        if not as_json:
+            raise
+        emit_json({"valid": False, "path": str(_config_path(ctx)), "problems": list(exc.problems)})
+        raise SystemExit(EXIT_USAGE) from None
+    warnings = validate_warnings(config)
+    if not as_json:
+        for warning in warnings:
+            say_error(f"warning: {warning}")
     enabled = sum(1 for flow in config.flows.values() if flow.enabled)
+    if as_json:
+        emit_json({"valid": True, "path": str(config.path), "problems": [], "warnings": warnings,
+                   "sources": len(config.sources),
+                   "flows": len(config.flows), "enabled_flows": enabled,
+                   "twilio_accounts": len(config.twilio.accounts)})
+        return
     say(
         f"{config.path}: valid ({len(config.sources)} source(s), {len(config.flows)} flow(s) of which "
         f"{enabled} enabled, {len(config.twilio.accounts)} Twilio account(s)); "
@@ -324,7 +357,7 @@ def check(ctx: click.Context, as_json: bool) -> None:
         for r in results:
             table.add_row(r.kind, r.name, "[green]ok[/green]" if r.ok else "[red]FAILED[/red]",
                           "\n".join(r.details))
-        console.print(table)
+        print_rich_table(table)
     failed = [r for r in results if not r.ok]
     if failed and not as_json:
         say_error(f"{len(failed)} of {len(results)} check(s) failed: {', '.join(f'{r.kind} {r.name}' for r in failed)}")
@@ -354,7 +387,7 @@ def discover(ctx: click.Context, source: str, as_json: bool) -> None:
         table.add_column(col, overflow="fold")
     for row in rows(found):
         table.add_row(*row)
-    console.print(table)
+    print_rich_table(table)
 
 
 @main.command()
@@ -364,11 +397,15 @@ def discover(ctx: click.Context, source: str, as_json: bool) -> None:
 def run(ctx: click.Context, roles: Sequence[str]) -> None:
     """Run pollers, dispatcher and webhook server until SIGINT/SIGTERM (then exit 0)."""
     from ml_connector.app import ROLES
+    from ml_connector.callback_keys import runnable_roles
+    from ml_connector.cli_run import startup_summary
     from ml_connector.tls import warn_unverified_tls
     from ml_connector.web.server import freeze_long_lived_objects
 
     app = connector(ctx)
-    chosen = tuple(dict.fromkeys(roles)) or ROLES
+    chosen, unverifiable = runnable_roles(app.config, tuple(dict.fromkeys(roles)) or ROLES, explicit=bool(roles))
+    if unverifiable:
+        say_error(f"warning: {unverifiable}")
     warn_unverified_tls(app.config)
 
     async def main_loop() -> None:
@@ -376,7 +413,8 @@ def run(ctx: click.Context, roles: Sequence[str]) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        say_error(f"ml-connector running ({', '.join(chosen)}); Ctrl-C or SIGTERM stops")
+        for line in startup_summary(app, chosen):
+            say_error(line)
         freeze_long_lived_objects()  # config, store, sources and clients live as long as the process
         try:
             await app.run(stop, chosen)
@@ -393,8 +431,9 @@ def db() -> None:
 
 
 @db.command("upgrade")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context
-def db_upgrade(ctx: click.Context) -> None:
+def db_upgrade(ctx: click.Context, as_json: bool) -> None:
     """Apply database migrations (run does this itself for a fresh SQLite file)."""
     from ml_connector.core.redact import mask_url
     from ml_connector.store.migrate import current, upgrade
@@ -403,6 +442,9 @@ def db_upgrade(ctx: click.Context) -> None:
     before = current(config.store.url)
     upgrade(config.store.url)
     after = current(config.store.url)
+    if as_json:
+        emit_json({"store": mask_url(config.store.url), "before": before, "after": after})
+        return
     change = "already at" if before == after else f"upgraded from {before or 'empty'} to"
     say(f"{mask_url(config.store.url)}: {change} schema revision {after}")
 
@@ -475,17 +517,19 @@ STATUS_STYLE: Mapping[str, str] = {
 }
 
 
-def notifications_table(views: Sequence[Any], title: str = "notifications (newest first)") -> Table:
-    table = Table(title=title)
-    for col in ("id", "created (UTC)", "flow", "record", "to", "status", "tries"):
-        table.add_column(col, no_wrap=col in ("id", "created (UTC)", "to", "status", "tries"),
-                         justify="right" if col in ("id", "tries") else "left")
-    table.add_column("detail", overflow="fold", ratio=1)
-    for v in views:
-        style = STATUS_STYLE.get(str(v.status), "white")
-        table.add_row(str(v.id), _utc(v.created_at), v.flow, v.record_key, mask_phone(v.recipient),
-                      f"[{style}]{v.status}[/{style}]", str(v.attempts_made), v.problem or (v.provider_id or ""))
-    return table
+NOTIFICATION_COLUMNS = (
+    Column("id", right=True), Column("flow"), Column("status"), Column("to"),
+    Column("record", "wrap", 10), Column("created (UTC)", "spill"), Column("tries", "spill"),
+    Column("detail", "spill"),
+)
+
+
+def print_notifications(views: Sequence[Any], title: str = "notifications (newest first)") -> None:
+    """The notifications as a table that fits the terminal (plain text when piped)."""
+    rows = [(str(v.id), v.flow, str(v.status), mask_phone(v.recipient) or "(none)", v.record_key, _utc(v.created_at),
+             str(v.attempts_made), v.problem or (v.provider_id or "")) for v in views]
+    styles = [{2: STATUS_STYLE.get(str(v.status), "")} for v in views]
+    print_table(out_console(), NOTIFICATION_COLUMNS, rows, title=title, styles=styles)
 
 
 @main.group()
@@ -518,35 +562,9 @@ def notifications_list(ctx: click.Context, flow: str | None, statuses: Sequence[
     if not views:
         say_error("no notifications match")
         return
-    console.print(notifications_table(views))
+    print_notifications(views)
     if len(views) == limit:
         say_error(f"showing the newest {limit}; --limit shows more")
-
-
-@notifications.command("show")
-@click.argument("notification_id", type=int)
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (phone numbers masked).")
-@click.pass_context
-def notifications_show(ctx: click.Context, notification_id: int, as_json: bool) -> None:
-    """One notification with its body and every attempt."""
-    view = _store(load(ctx)).get_notification(notification_id)
-    if view is None:
-        fail(f"no notification {notification_id}", EXIT_NOT_FOUND)
-    data = _view_dict(view, full=True)
-    if as_json:
-        emit_json(data)
-        return
-    for key, value in data.items():
-        if key != "attempt_history":
-            say(f"{key}: {'' if value is None else value}")
-    table = Table(title="attempts")
-    for col in ("#", "outcome", "started (UTC)", "provider id", "status", "error"):
-        table.add_column(col, overflow="fold")
-    for a in view.attempts:
-        error = f"[{a.error_code}] {a.error_message or ''}" if a.error_code else (a.error_message or "")
-        table.add_row(str(a.attempt_no), a.outcome or "in flight", _utc(a.started_at), a.provider_id or "",
-                      a.provider_status or "", error)
-    console.print(table)
 
 
 # -- replay ----------------------------------------------------------------------------------------
@@ -590,18 +608,29 @@ def _explicit(store: Any, ids: Sequence[int], views: Sequence[Any]) -> int:
 @click.option("--since", type=WHEN, help="Created at or after (ISO date/time or 30m/24h/7d ago).")
 @click.option("--until", type=WHEN, help="Created before.")
 @click.option("--limit", default=1000, show_default=True, type=click.IntRange(min=1))
+@click.option("--re-resolve", "re_resolve", is_flag=True,
+              help="Read the ERP record again first: look the recipient up and render the template anew "
+                   "(both versions are audited). Needed for notifications that never had a recipient.")
+@click.option("--force", is_flag=True, help="Replay even what Twilio refused for good (21211, 21610, ...).")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask before replaying more than one.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True,
+              help="Machine-readable output; never asks: without --yes it lists what would be replayed, exit 1.")
 @click.pass_context
 def replay(ctx: click.Context, ids: Sequence[int], flow: str | None, statuses: Sequence[str],
-           since: datetime | None, until: datetime | None, limit: int, yes: bool, as_json: bool) -> None:
+           since: datetime | None, until: datetime | None, limit: int, re_resolve: bool, force: bool, yes: bool,
+           as_json: bool) -> None:
     """Send failed, dead or undelivered notifications again (by id or filter); old attempts are kept.
 
+    Without --re-resolve the stored message is sent again as it was. What Twilio refused for good
+    is refused here too, with what to fix first, unless --force (or --re-resolve found a new number).
     Several at once are listed and confirmed first (--yes skips the question).
     """
+    from ml_connector.runtime.replay import apply, decide, judge
+
     if not ids and not (flow or statuses or since or until):
         raise click.UsageError("give notification ids, or a filter (--flow/--status/--since/--until)")
-    store = _store(load(ctx))
+    app = connector(ctx) if re_resolve else None
+    store = app.store if app is not None else _store(load(ctx))
     chosen = statuses or sorted(s.value for s in REPLAYABLE)
     views = store.list_notifications(_filter(chosen, flow=flow, since=since, until=until, limit=limit, ids=ids))
     code = _explicit(store, ids, views) if ids else EXIT_OK
@@ -609,16 +638,45 @@ def replay(ctx: click.Context, ids: Sequence[int], flow: str | None, statuses: S
         fail("nothing to replay", code if ids else EXIT_NOT_FOUND)
     if len(views) == limit:
         say_error(f"only the newest {limit} matching notifications are considered; --limit raises it")
-    if len(views) > 1 and not yes:
-        console.print(notifications_table(views, title="to replay"))
-        if not _confirm(f"Replay these {len(views)} notifications?"):
+
+    async def decided() -> list[Any]:
+        try:
+            return await decide(views, re_resolve_them=re_resolve, force=force,
+                                flows=app.flows if app is not None else {})
+        finally:
+            if app is not None:
+                await app.aclose()
+
+    decisions = run_async(decided()) if re_resolve else [judge(v, revision=None, force=force) for v in views]
+    refused = [d for d in decisions if not d.replay]
+    for d in refused:
+        say_error(f"notification {d.notification_id}: not replayed: {d.why_not}")
+    code = max(code, EXIT_FAILED if refused else EXIT_OK)
+    going = [d for d in decisions if d.replay]
+    if not going:
+        if as_json:
+            emit_json({"replayed": [], "refused": [d.as_dict() for d in refused]})
+        fail("nothing to replay", code)
+    if as_json and not yes and len(going) > 1:  # a question people would be asked; --json never asks
+        emit_json({"replayed": [], "would_replay": [d.as_dict() for d in going],
+                   "refused": [d.as_dict() for d in refused]})
+        fail("not replayed: --json never asks; add --yes to replay these", EXIT_FAILED)
+    if len(going) > 1 and not yes:
+        wanted = {d.notification_id for d in going}
+        print_notifications([v for v in views if v.id in wanted], title="to replay")
+        if not _confirm(f"Replay these {len(going)} notifications?"):
             fail("not replayed (use --yes to skip this question)", EXIT_FAILED)
-    replayed = store.replay([v.id for v in views], datetime.now(UTC), os.environ.get("USER") or "cli")
+    replayed = apply(store, going, datetime.now(UTC), os.environ.get("USER") or "cli")
     if as_json:
-        emit_json({"replayed": replayed})
+        emit_json({"replayed": replayed, "decisions": [d.as_dict() for d in decisions]})
     else:
+        for d in going:
+            if d.revision is not None:
+                what = ", ".join(d.changed) + " changed" if d.changed else "nothing changed"
+                say(f"notification {d.notification_id}: re-resolved from the ERP ({what}; now "
+                    f"{d.revision.recipient_field} {mask_phone(d.revision.recipient)})")
         say(f"replayed {len(replayed)} notification(s): {', '.join(map(str, replayed))}; "
-                      f"the dispatcher sends them again (old attempts kept)")
+            f"the dispatcher sends them again (old attempts kept)")
     raise SystemExit(code)
 
 
@@ -652,21 +710,27 @@ def audit() -> None:
 @click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="jsonl", show_default=True)
 @click.option("--since", type=WHEN, help="Rows at or after: ISO date/time (UTC unless it says) or 30m/24h/7d ago.")
 @click.option("--until", type=WHEN, help="Rows before.")
+@click.option("--notification", "notification", type=int, help="Only the rows of this notification.")
+@click.option("--flow", help="Only the rows of this flow.")
+@click.option("--kind", "kinds", multiple=True,
+              help="Only rows of these kinds (repeatable): created, claimed, attempt, status, replay, poll, ...")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, allow_dash=True), default="-",
               help="File to write (default: standard output).")
 @click.pass_context
-def audit_export(ctx: click.Context, fmt: str, since: datetime | None, until: datetime | None, output: str) -> None:
+def audit_export(ctx: click.Context, fmt: str, since: datetime | None, until: datetime | None,
+                 notification: int | None, flow: str | None, kinds: Sequence[str], output: str) -> None:
     """Export audit rows (every state change with its time and cause) as CSV or JSON lines.
 
     Phone numbers, message bodies and secrets are never in the audit trail, so never in the export.
     """
     _window(since, until)
     store = _store(load(ctx))
+    rows = store.audit(since, until, notification=notification, flow=flow, kinds=tuple(kinds))
     if output == "-":
-        count = _write_audit(store.audit(since, until), fmt, sys.stdout)
+        count = _write_audit(rows, fmt, sys.stdout)
     else:
         with open(output, "w", encoding="utf-8", newline="") as stream:
-            count = _write_audit(store.audit(since, until), fmt, stream)
+            count = _write_audit(rows, fmt, stream)
     say_error(f"exported {count} audit row(s)" + ("" if output == "-" else f" to {output}"))
 
 
@@ -684,7 +748,7 @@ def demo(duration: float | None, data_dir: str | None, every: float) -> None:
     from ml_connector.demo import run_demo
 
     delivered = run_async(run_demo(duration=duration, data_dir=Path(data_dir) if data_dir else None,
-                                   every=every, console=console))
+                                   every=every, console=out_console()))
     raise SystemExit(EXIT_OK if delivered else EXIT_FAILED)
 
 
@@ -699,5 +763,22 @@ def simulate(ctx: click.Context, twilio_port: int | None, events: bool) -> None:
     from ml_connector.demo import run_simulators
 
     config = load(ctx)
-    run_async(run_simulators(config, twilio_port=twilio_port, events=events, console=err_console))
+    run_async(run_simulators(config, twilio_port=twilio_port, events=events, console=out_console(stderr=True)))
     say_error("simulators stopped")
+
+
+from ml_connector.cli_flows import flows  # noqa: E402 - these register on `main`, which they import
+from ml_connector.cli_journey import notifications_show  # noqa: E402
+from ml_connector.cli_users import tokens, users  # noqa: E402
+
+main.add_command(flows)
+notifications.add_command(notifications_show)
+main.add_command(users)
+main.add_command(tokens)
+from ml_connector.cli_config import config_group  # noqa: E402 - commands in their own modules
+from ml_connector.cli_keys import keys_group  # noqa: E402
+from ml_connector.cli_secrets import secrets_group  # noqa: E402
+
+main.add_command(config_group)
+main.add_command(secrets_group)
+main.add_command(keys_group)

@@ -7,7 +7,8 @@ sections) is collected and raised together as one `ConfigError`, each line forma
 
 Pipeline: read -> compose YAML (node marks give a key-path -> line index, and reveal duplicate keys
 PyYAML would silently overwrite) -> construct plain data -> ``${NAME}`` / ``${NAME:-default}``
-interpolation of string values -> pydantic validation (relative paths resolved against the
+interpolation of string values, and ``${secret:NAME}`` from the store (store.secrets)
+-> pydantic validation (relative paths resolved against the
 config file's directory via the validation context) -> pydantic error locations mapped back to
 key paths and lines, with union noise reduced to the most specific alternative.
 
@@ -42,12 +43,14 @@ from pydantic import (
 from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from ml_connector.audit_config import AuditConfig
 from ml_connector.config_channels import EmailSender, WebhookEndpointConfig
+from ml_connector.config_dashboard import DashboardConfig
 from ml_connector.core.flowspec import OPERATORS, Duration, FlowSpec, LookupRecipient
 from ml_connector.core.members import MembersRecipient
 from ml_connector.core.redact import mask_url
 from ml_connector.core.routing import routed_lookups
-from ml_connector.errors import ConfigError
+from ml_connector.errors import ConfigError, MlcError
 from ml_connector.sources import registry
 from ml_connector.yaml_guard import check_alias_budget
 
@@ -72,7 +75,7 @@ _ENV_SETTINGS: tuple[EnvSetting, ...] = (
     EnvSetting(CONFIG_ENV, f"path of the configuration file (default: ./{DEFAULT_CONFIG_FILE})"),
     EnvSetting(
         MASTER_KEY_ENV,
-        "encryption key for data at rest; when set it is used instead of store.key_file",
+        "encryption key(s) for data at rest, current first, comma-separated; used instead of store.key_file",
     ),
     EnvSetting(
         "MLC_WEBHOOK_PORT",
@@ -563,6 +566,8 @@ class Config(BaseModel):
     sources: dict[str, Any] = Field(min_length=1)
     flows: dict[str, FlowSpec] = Field(min_length=1)
     dispatcher: DispatcherConfig = DispatcherConfig()
+    audit: AuditConfig = AuditConfig()
+    dashboard: DashboardConfig | None = None  # served with the web role when present
     path: SkipJsonSchema[Path] = Field(exclude=True)
 
     @model_validator(mode="before")
@@ -707,29 +712,75 @@ def _index_merge(
 
 _REFERENCE = re.compile(
     r"\$(?P<escape>\$\{)"
+    r"|\$\{secret:(?P<secret>[^}]*)\}"
     r"|\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\}"
     r"|(?P<bad>\$\{[^}]*\}?)"
 )
 
+#: Reads secrets from the store a config names: (store section, names) -> values of those found.
+SecretReader = Callable[["StoreConfig", Collection[str]], Mapping[str, str]]
+
+
+@dataclass(slots=True)
+class _Secrets:
+    """The `${secret:NAME}` references of one file: where each is used, then their values."""
+
+    used: dict[str, list[Loc]]
+    values: Mapping[str, str] | None = None
+    unreadable: bool = False  # the store could not be read: each use has its problem already
+
 
 def _interpolate(
-    value: Any, env: Mapping[str, str], path: tuple[str | int, ...], problems: list[tuple[Loc, str]]
+    value: Any, env: Mapping[str, str], path: tuple[str | int, ...], problems: list[tuple[Loc, str]],
+    secrets: _Secrets | None = None,
 ) -> Any:
-    """Substitute ${NAME} / ${NAME:-default} in string values (never keys); $${ is a literal ${."""
+    """Substitute ${NAME} / ${NAME:-default} / ${secret:NAME} in string values (never keys); $${ is
+    a literal ${. Without `secrets.values`, secret references are noted and left as they are."""
     if isinstance(value, str):
-        return _REFERENCE.sub(lambda m: _substitute(m, env, path, problems), value)
+        return _REFERENCE.sub(lambda m: _substitute(m, env, path, problems, secrets), value)
     if isinstance(value, dict):
-        return {k: _interpolate(v, env, (*path, k), problems) for k, v in value.items()}
+        return {k: _interpolate(v, env, (*path, k), problems, secrets) for k, v in value.items()}
     if isinstance(value, list):
-        return [_interpolate(v, env, (*path, i), problems) for i, v in enumerate(value)]
+        return [_interpolate(v, env, (*path, i), problems, secrets) for i, v in enumerate(value)]
     return value
 
 
+def _secret(match: re.Match[str], path: Loc, problems: list[tuple[Loc, str]], secrets: _Secrets | None) -> str:
+    name = match.group("secret")
+    if path[:1] == ("store",):
+        problems.append((path, "${secret:...} cannot be used in the store section: the secrets are kept in "
+                               "the store it configures"))
+        return match.group(0)
+    if secrets is None:
+        return match.group(0)
+    if secrets.values is None:
+        secrets.used.setdefault(name, []).append(path)
+        return match.group(0)
+    if not _SECRET_NAME.fullmatch(name):
+        problems.append((path, f"secret name {name!r} is not usable: use letters, digits, '_', '.' and '-' "
+                               "(starting with a letter or '_')"))
+        return match.group(0)
+    value = secrets.values.get(name)
+    if value is None and secrets.unreadable:
+        return match.group(0)
+    if value is None:
+        problems.append((path, f"secret {name} is not set in the store "
+                               f"(set it with `ml-connector secrets set {name}`)"))
+        return match.group(0)
+    return value
+
+
+_SECRET_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,199}")
+
+
 def _substitute(
-    match: re.Match[str], env: Mapping[str, str], path: Loc, problems: list[tuple[Loc, str]]
+    match: re.Match[str], env: Mapping[str, str], path: Loc, problems: list[tuple[Loc, str]],
+    secrets: _Secrets | None = None,
 ) -> str:
     if match.group("escape"):
         return "${"
+    if match.group("secret") is not None:
+        return _secret(match, path, problems, secrets)
     name = match.group("name")
     if name is None:
         problems.append((path, "malformed variable reference; write ${NAME} or ${NAME:-default} "
@@ -863,8 +914,11 @@ def _format(file: str, lines: LineIndex, keys: Loc, message: str) -> tuple[int, 
 # --------------------------------------------------------------------------------------------
 
 
-def load_config(path: Path, env: Mapping[str, str]) -> Config:
-    """Read, interpolate and validate a config file; raise ConfigError listing every problem."""
+def load_config(path: Path, env: Mapping[str, str], *, secrets: SecretReader | None = None) -> Config:
+    """Read, interpolate and validate a config file; raise ConfigError listing every problem.
+
+    `${secret:NAME}` values are read from the store the file's store section names (with the
+    master key from `env` or its key file), unless `secrets` reads them some other way."""
     path = Path(path)
     file = str(path)
     try:
@@ -890,15 +944,23 @@ def load_config(path: Path, env: Mapping[str, str]) -> Config:
                          f"(twilio, sources, flows, ...), the file is {kind}"))
         _raise(file, found)
 
+    base_dir = path.resolve().parent
+    context = {"base_dir": base_dir, "config_path": path.resolve()}
     interpolation: list[tuple[Loc, str]] = []
-    data = _interpolate(data, env, (), interpolation)
+    raw = data
+    refs = _Secrets(used={})
+    data = _interpolate(raw, env, (), interpolation, refs)
+    store_problems: list[tuple[Loc, str]] = []
+    if refs.used:
+        refs.values = _secret_values(data, refs, context, env, secrets, store_problems)
+        interpolation = []
+        data = _interpolate(raw, env, (), interpolation, refs)
+    interpolation += store_problems
     found += [_format(file, parsed.lines, loc, msg) for loc, msg in interpolation]
     if "path" in data:
         found.append(_format(file, parsed.lines, ("path",), "unknown key"))
         data = {k: v for k, v in data.items() if k != "path"}
 
-    base_dir = path.resolve().parent
-    context = {"base_dir": base_dir, "config_path": path.resolve()}
     try:
         config = Config.model_validate({**data, "path": path.resolve()}, context=context)
     except ValidationError as exc:
@@ -913,6 +975,68 @@ def load_config(path: Path, env: Mapping[str, str]) -> Config:
     if found:
         _raise(file, found)
     return config
+
+
+def load_store_section(path: Path, env: Mapping[str, str]) -> StoreConfig:
+    """Only the store section of a config file: what `secrets` and `keys` need, even while the
+    rest of the file names secrets that are not set yet."""
+    path = Path(path)
+    file = str(path)
+    try:
+        parsed = _parse_yaml(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{file}: configuration file not found", [f"{file}: file not found"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{file}: cannot read configuration", [f"{file}: cannot read: {exc}"]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file}: not valid YAML", [_yaml_problem(file, exc)]) from None
+    data = parsed.data if isinstance(parsed.data, dict) else {}
+    problems: list[tuple[Loc, str]] = []
+    section = _interpolate(data.get("store") or {}, env, ("store",), problems, _Secrets(used={}, values={}))
+    found = [_format(file, parsed.lines, loc, msg) for loc, msg in problems]
+    context = {"base_dir": path.resolve().parent, "config_path": path.resolve()}
+    try:
+        store = StoreConfig.model_validate(section, context=context)
+    except ValidationError as exc:
+        found += [_format(file, parsed.lines, ("store", *p.keys), _plain_message(p))
+                  for p in _pydantic_problems(exc, section)]
+        _raise(file, found)
+    if found:
+        _raise(file, found)
+    return store
+
+
+def _secret_values(
+    data: Mapping[str, Any], refs: _Secrets, context: Mapping[str, Any], env: Mapping[str, str],
+    reader: SecretReader | None, problems: list[tuple[Loc, str]],
+) -> Mapping[str, str]:
+    """The values of the secrets `refs` uses, from the store the file configures; a store that
+    cannot be read is one problem at each place a secret is used (never a value in a message)."""
+    try:
+        store = StoreConfig.model_validate(data.get("store") or {}, context=context)
+    except ValidationError:
+        reason = "the store section has problems (see them above)"
+    else:
+        try:
+            return (reader or _store_secrets(env))(store, list(refs.used))
+        except MlcError as exc:
+            reason = str(exc).splitlines()[0]
+        except Exception as exc:  # a database error: its type only (its text may quote the URL)
+            reason = f"{type(exc).__name__} from the store at {mask_url(store.url)}"
+    for name, places in refs.used.items():
+        problems.extend((loc, f"secret {name} cannot be read: {reason}") for loc in places)
+    refs.unreadable = True
+    return {}
+
+
+def _store_secrets(env: Mapping[str, str]) -> SecretReader:
+    def read(store: StoreConfig, names: Collection[str]) -> Mapping[str, str]:
+        from ml_connector.store.crypto import load_keyring
+        from ml_connector.store.secrets import read_secrets
+
+        return read_secrets(store.url, load_keyring(store.key_file, env), names)
+
+    return read
 
 
 def _raise(file: str, found: list[tuple[int, str]]) -> NoReturn:

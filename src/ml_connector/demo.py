@@ -15,7 +15,8 @@ import random
 import signal
 import socket
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections import Counter
+from collections.abc import AsyncIterator, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -41,6 +42,17 @@ NOTIFICATION_STATUSES = frozenset(s.value for s in Status)  # audit rows of writ
 TERMINAL = {"delivered", "read", "acknowledged", "failed", "undelivered", "dead", "suppressed"}
 STYLE = {"delivered": "green", "read": "green", "acknowledged": "green", "failed": "red", "undelivered": "red",
          "dead": "red", "suppressed": "magenta", "sent": "cyan", "queued": "cyan"}
+
+
+def demo_login(connector: Any) -> str:
+    """An operator `demo` with a fresh random password, for the demo's dashboard; the password."""
+    import secrets
+
+    from ml_connector.store.users import Role, UserStore, engine_of
+
+    password = secrets.token_urlsafe(12)
+    UserStore(engine_of(connector.store)).add_user("demo", Role.OPERATOR, password, datetime.now(UTC), actor="demo")
+    return password
 
 
 def free_port() -> int:
@@ -325,6 +337,8 @@ class JourneyWatcher:
         for journey in self.journeys.values():
             counts[journey.last] = counts.get(journey.last, 0) + 1
         table = Table(title="demo summary")
+        if not self._console.is_terminal:  # piped: plain text, no box drawing
+            table.box = None
         table.add_column("status")
         table.add_column("notifications", justify="right")
         for status, count in sorted(counts.items()):
@@ -335,6 +349,25 @@ class JourneyWatcher:
     @property
     def delivered(self) -> int:
         return sum(1 for j in self.journeys.values() if j.last in ("delivered", "read", "acknowledged"))
+
+
+def written_back_line(journeys: Mapping[int, Journey], flows: Collection[str],
+                      rows: Sequence[Mapping[str, object]]) -> str:
+    """Whether every final status the demo showed for an EBS flow is in EBS's audit table."""
+    written = Counter((str(r["source_id"]), str(r["status"]).lower()) for r in rows)
+    missing: list[str] = []
+    finals = 0
+    for nid, journey in sorted(journeys.items()):
+        if journey.flow not in flows or not journey.final:
+            continue
+        finals += 1
+        if written[(journey.record, journey.last)] > 0:
+            written[(journey.record, journey.last)] -= 1
+        else:
+            missing.append(f"#{nid} {journey.flow} {journey.record} {journey.last}")
+    if missing:
+        return f"final EBS statuses shown but not written back: {', '.join(missing)}"
+    return f"every final EBS status shown ({finals}) was written back"
 
 
 @contextlib.contextmanager
@@ -520,6 +553,9 @@ async def run_demo(*, duration: float | None, data_dir: Path | None, every: floa
                                  sap_url=sap_url, ps_url=ps_url)
             add_channel_sections(config, sendgrid_url=sendgrid_url, sendgrid_public_key=sendgrid.public_key,
                                  hook_url=f"{hook_url}{receiver.path}")
+            dashboard_port = free_port()
+            # Plain HTTP on loopback: the demo's session cookie cannot be Secure-only.
+            config["dashboard"] = {"host": "127.0.0.1", "port": dashboard_port, "secure_cookies": False}
             config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
             if not (directory / "ml-connector.key").exists():
                 create_key_file(directory / "ml-connector.key")
@@ -529,6 +565,9 @@ async def run_demo(*, duration: float | None, data_dir: Path | None, every: floa
                           f"Twilio simulator {twilio_url}, SendGrid simulator {sendgrid_url}, "
                           f"webhooks "
                           f"http://127.0.0.1:{webhook_port}")
+            password = demo_login(connector)
+            console.print(f"[bold]Dashboard[/bold] http://127.0.0.1:{dashboard_port}/  sign in as [bold]demo[/bold] "
+                          f"with password [bold]{password}[/bold] (made for this demo, shown once)", soft_wrap=True)
             console.print("An ERP event every few seconds becomes an SMS; each notification's journey is "
                           "shown. " + (f"Stops after {duration:g} s." if duration else "Ctrl-C stops."))
             watcher = JourneyWatcher(connector.store, console)
@@ -568,6 +607,7 @@ async def run_demo(*, duration: float | None, data_dir: Path | None, every: floa
                 await sendgrid.drain()
                 await watcher.follow()
                 sap_line = sap_duplicates_line(connector.store, sap_events.duplicates)
+                ebs_flows = {name for name, flow in connector.flows.items() if flow.write_back_source == "ebs"}
                 await connector.aclose()
                 await sim.aclose()
                 await sendgrid.aclose()
@@ -577,6 +617,7 @@ async def run_demo(*, duration: float | None, data_dir: Path | None, every: floa
         shown = ", ".join(f"{r['source_table']} {r['source_id']} {r['status']}" for r in written_back[:6])
         console.print(f"Oracle EBS audit (xx_mlc_audit.record_delivery): {len(written_back)} final delivery "
                       f"status(es) written back{': ' + shown if shown else ''}")
+        console.print(written_back_line(watcher.journeys, ebs_flows, written_back))
         console.print(sap_line)
         console.print(f"data kept in {directory}" if data_dir else "demo data removed")
         return watcher.delivered > 0

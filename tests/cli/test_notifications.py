@@ -119,7 +119,9 @@ async def test_replay_one_is_sent_again_and_keeps_old_attempts(filled: Pipeline,
     p = filled
     nid = ids(p)["1002"]
     p.sim.set_outcome(LUIS, Outcome())  # the handset is back
-    result = invoke(["-c", str(p.config_path), "replay", str(nid)])
+    refused = invoke(["-c", str(p.config_path), "replay", str(nid)])  # 30006 is permanent: a fix, or --force
+    assert refused.exit_code == 1 and "[30006] landline or unreachable carrier" in refused.stderr
+    result = invoke(["-c", str(p.config_path), "replay", str(nid), "--force"])
     assert result.exit_code == 0, result.output
     assert f"replayed 1 notification(s): {nid}" in result.stdout
     assert p.connector.store.get_notification(nid).status is Status.PENDING  # type: ignore[union-attr]
@@ -152,24 +154,25 @@ async def test_replay_refuses_non_replayable_and_missing(filled: Pipeline, invok
 
 @pytest.mark.parametrize(("answer", "replayed"), [("y\n", True), ("n\n", False), ("", False)])
 async def test_replay_several_asks_first(filled: Pipeline, invoke: Invoke, answer: str, replayed: bool) -> None:
-    result = invoke(["-c", str(filled.config_path), "replay", "--status", "failed"], input=answer)
+    result = invoke(["-c", str(filled.config_path), "replay", "--status", "failed", "--status", "undelivered",
+                     "--force"], input=answer)
     assert "Replay these 2 notifications?" in result.stdout
     assert "to replay" in result.stdout
-    assert result.exit_code == (0 if replayed else 1)
+    assert result.exit_code == 1  # 1006 never had a recipient: refused either way
+    assert "never had a usable recipient" in result.stderr
     statuses = sorted(str(n.status) for n in filled.notifications())
-    expected = ["delivered", "pending", "pending", "undelivered"] if replayed else \
+    expected = ["delivered", "failed", "pending", "pending"] if replayed else \
         ["delivered", "failed", "failed", "undelivered"]
     assert statuses == expected
     if not replayed:
-        assert "not replayed" in result.stderr
+        assert "not replayed (use --yes" in result.stderr
 
 
 async def test_replay_yes_skips_the_question(filled: Pipeline, invoke: Invoke) -> None:
-    result = invoke(["-c", str(filled.config_path), "replay", "--flow", "po_approved", "--yes", "--json"])
-    assert result.exit_code == 0, result.output
+    result = invoke(["-c", str(filled.config_path), "replay", "--flow", "po_approved", "--yes", "--json", "--force"])
+    assert result.exit_code == 1, result.output  # 1006 is refused: it never had a recipient
     assert "?" not in result.stdout
-    assert sorted(json.loads(result.stdout)["replayed"]) == sorted(
-        ids(filled)[k] for k in ("1002", "1003", "1006"))
+    assert sorted(json.loads(result.stdout)["replayed"]) == sorted(ids(filled)[k] for k in ("1002", "1003"))
 
 
 async def test_replay_filter_matching_nothing_is_not_found(filled: Pipeline, invoke: Invoke) -> None:
@@ -219,9 +222,22 @@ async def test_audit_export_unwritable_output(filled: Pipeline, invoke: Invoke, 
 
 
 async def test_interrupt_exits_130(filled: Pipeline, invoke: Invoke, monkeypatch: pytest.MonkeyPatch) -> None:
-    def interrupted(*_: object) -> None:
+    def interrupted(*_: object, **__: object) -> None:
         raise KeyboardInterrupt
 
     monkeypatch.setattr("ml_connector.store.sql.SqlStore.audit", interrupted)
     result = invoke(["-c", str(filled.config_path), "audit", "export"])
     assert result.exit_code == 130 and "interrupted" in result.stderr
+
+
+async def test_audit_export_filters(filled: Pipeline, invoke: Invoke) -> None:
+    nid = ids(filled)["1002"]
+    base = ["-c", str(filled.config_path), "audit", "export"]
+    rows = [json.loads(x) for x in invoke([*base, "--notification", str(nid)]).stdout.splitlines()]
+    assert rows and {r["notification_id"] for r in rows} == {nid}
+    polls = [json.loads(x) for x in invoke([*base, "--kind", "poll"]).stdout.splitlines()]
+    assert polls and {r["kind"] for r in polls} == {"poll"}
+    other = invoke([*base, "--flow", "invoice_validated", "--kind", "created"])
+    assert other.exit_code == 0 and other.stdout == ""
+    several = [json.loads(x) for x in invoke([*base, "--kind", "created", "--kind", "claimed"]).stdout.splitlines()]
+    assert {r["kind"] for r in several} == {"created", "claimed"}

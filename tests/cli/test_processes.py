@@ -17,6 +17,7 @@ import pytest
 
 from ml_connector.config import load_config
 from ml_connector.sim.demo_erp import DemoErp
+from ml_connector.sim.twilio import Outcome
 from ml_connector.store.crypto import load_keyring
 from ml_connector.store.migrate import current, head
 from ml_connector.store.port import NotificationFilter
@@ -150,7 +151,9 @@ def test_run_sends_and_stops_cleanly_on_sigterm(tmp_path: Path, cli_env: dict[st
 async def _two_failed(tmp_path: Path) -> Path:
     async with pipeline(tmp_path) as p:
         await p.poll()
-        for po in (1003, 1006):  # both fail
+        for phone in ("+13125550142", "+13125550187"):  # both fail, for a reason a retry may cure
+            p.sim.set_outcome(phone, Outcome(status="failed", error_code=30003))
+        for po in (1001, 1002):
             p.erp.approve_po(po)
         await p.poll()
         await p.dispatch()

@@ -564,7 +564,8 @@ async def test_odata_requires_basic_auth(client: httpx.AsyncClient, auth: tuple[
 
 async def test_odata_service_document_and_metadata(client: httpx.AsyncClient) -> None:
     doc = (await client.get(ODATA, auth=MLC)).json()
-    assert {s["name"] for s in doc["value"]} == {"PorMasterHdr", "PorMasterDetail", "ApInvoice", "ApSupplier"}
+    assert {s["name"] for s in doc["value"]} == {"PorMasterHdr", "PorMasterDetail", "ApInvoice", "ApSupplier",
+                                               "ApJnlSummary"}
     metadata = await client.get(f"{ODATA}/$metadata", auth=MLC)
     assert 'Name="TimeStamp" Type="Edm.Binary"' in metadata.text
     assert 'Name="InvoiceDate" Type="Edm.Date"' in metadata.text

@@ -16,7 +16,7 @@ from ml_connector.core.templates import compile_template
 from ml_connector.errors import SourceAuthError, SourceError, SourcePayloadError, SourceUnavailable
 from ml_connector.runtime.poller import LOOKBACK, FlowRuntime, Poller
 from ml_connector.sim.oracle_ebs import EbsSim
-from ml_connector.sources import oracle_ebs
+from ml_connector.sources import retrying
 from ml_connector.sources.oracle_ebs import OracleEbsConfig, OracleEbsSource, items_of
 from ml_connector.store.crypto import KeyRing
 from ml_connector.store.port import NotificationFilter
@@ -156,11 +156,12 @@ async def test_web_tier_errors_are_retried_with_backoff(make: Any, monkeypatch: 
     async def no_sleep(delay: float) -> None:
         delays.append(delay)
 
-    monkeypatch.setattr(oracle_ebs.asyncio, "sleep", no_sleep)
+    monkeypatch.setattr(retrying.asyncio, "sleep", no_sleep)
     sim, source = make(retries=3, retry_delay=0.5)
     sim.fail_next(3, status)
     assert len(await read(source, "invoices", START - MONTH, START)) == 6
-    assert delays == [0.5, 1.0, 2.0]
+    assert len(delays) == 3  # full jitter: each wait anywhere up to the doubling ceiling
+    assert all(0 <= d <= ceiling for d, ceiling in zip(delays, [0.5, 1.0, 2.0], strict=True))
     sim.fail_next(4, status)
     with pytest.raises(SourceUnavailable, match=f"HTTP {status} 4 time") as caught:
         await read(source, "invoices", START - MONTH, START)

@@ -116,9 +116,7 @@ async def make_source(config: Config, wire: Wire, clock: ManualClock) -> AsyncIt
         section = config.sources["syspro"]
         assert isinstance(section, SysproConfig)
         raw = section.model_dump()
-        raw.update(mode=mode, retry_delay=0, **overrides)
-        if mode == "odata":  # PORQRY is an e.net business object
-            raw["entities"] = {name: {**entity, "lookup": "table"} for name, entity in raw["entities"].items()}
+        raw.update(mode=mode, retry_delay=0, **overrides)  # the example's entities serve both modes
         source = SysproSource("syspro", SysproConfig.model_validate(raw),
                               transport=httpx.ASGITransport(wire), clock=clock)
         built.append(source)
@@ -199,6 +197,56 @@ async def test_back_dated_invoice_is_caught_by_the_lookback_poll_exactly_once(
     [notification] = sent(store, "invoice_posted", key)
     assert notification.body == (f"Invoice INV-77001 from Bräunlich & Söhne KG posted: €12,345.60 "
                                  f"(dated {dated.isoformat()}).")
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_an_invoice_posted_to_the_general_ledger_notifies_ap_once_whatever_its_invoice_date(
+        mode: str, sim: SysproSim, config: Config, make_source: Callable[..., SysproSource],
+        store: SqlStore, clock: ManualClock) -> None:
+    """The AP posting journal (ApJnlSummary) gets an entry when an invoice is posted: its posting
+    date is today even when the invoice is dated weeks ago, so the main poll sees it at once."""
+    source = make_source(mode)
+    gl = poller_for(config, "invoice_posted_to_gl", source, store, clock)
+    by_invoice_date = poller_for(config, "invoice_posted", source, store, clock)
+    await gl.poll()                           # the baseline: the 180 seeded postings are history
+    await by_invoice_date.poll()
+    assert store.list_notifications(NotificationFilter(limit=10)) == []
+    clock.advance(minutes=5)
+    dated = sim.today() - timedelta(days=20)
+    sim.post_ap_invoice(supplier="MUL001", invoice="INV-99001", amount=Decimal("4321.00"), invoice_date=dated)
+    entry = sim.data.journal_entry_of("MUL001", "INV-99001")
+    assert entry is not None and entry["JnlDate"] == sim.today()
+    key = "|".join(str(entry[c]) for c in ("TrnYear", "TrnMonth", "Journal", "EntryNumber"))
+    clock.advance(minutes=5)
+
+    report = await gl.poll()
+    await by_invoice_date.poll()
+
+    assert report.fired == 1
+    assert sent(store, "invoice_posted", "MUL001|INV-99001") == []  # InvoiceDate: only a lookback sees it
+    for _ in range(2):                         # re-reads and the lookback add nothing
+        clock.advance(minutes=5)
+        await gl.poll()
+        await gl.poll(LOOKBACK)
+    [notification] = sent(store, "invoice_posted_to_gl", key)
+    today = sim.today()
+    assert notification.body == (
+        f"Invoice INV-99001 from Müller Industrietechnik posted to the general ledger: €4,321.00 "
+        f"(AP journal {today.year}/{today.month} no. {entry['Journal']}, entry {entry['EntryNumber']}, "
+        f"{today.isoformat()}).")
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_the_posting_journal_pages_by_its_numeric_key(
+        mode: str, config: Config, make_source: Callable[..., SysproSource], clock: ManualClock) -> None:
+    section = config.sources["syspro"]
+    assert isinstance(section, SysproConfig)
+    journal = {**section.entities["gl_postings"].model_dump(), "page_size": 7, "change": "snapshot"}
+    records = await read(make_source(mode, entities={"gl_postings": journal}), "gl_postings", clock)
+    keys = [r.key for r in records]
+    assert len(keys) == len(set(keys)) == 180  # one entry per seeded invoice, none lost or repeated
+    numbers = [tuple(int(part) for part in key.split("|")) for key in keys]
+    assert numbers == sorted(numbers)  # COMFND pages after the last key compare numbers, not text
 
 
 # --------------------------------------------------------------------------- sessions

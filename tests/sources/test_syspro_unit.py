@@ -766,7 +766,24 @@ def test_example_config_loads() -> None:
     config = load_config(path, {})
     source = config.sources["syspro"]
     assert isinstance(source, SysproConfig)
-    assert set(source.entities) == {"purchase_orders", "invoices"}
+    assert set(source.entities) == {"purchase_orders", "invoices", "gl_postings"}
+
+
+@pytest.mark.parametrize("mode", ["enet", "odata"])
+def test_example_config_validates_in_both_modes(mode: str, tmp_path: Path) -> None:
+    """`mode: odata` must not leave the example an entity only e.net can serve (PORQRY look-ups)."""
+    from ml_connector.app import compile_flows
+    from ml_connector.config import load_config
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "syspro.yaml"
+    text = path.read_text(encoding="utf-8")
+    assert "    mode: enet " in text
+    copy = tmp_path / "syspro.yaml"
+    copy.write_text(text.replace("    mode: enet ", f"    mode: {mode} "), encoding="utf-8")
+    config = load_config(copy, {})
+    source = config.sources["syspro"]
+    assert isinstance(source, SysproConfig) and source.mode == mode
+    assert set(compile_flows(config)) == {"po_approved", "invoice_posted", "invoice_posted_to_gl"}
 
 
 def test_tls_is_verified_by_default_and_takes_a_ca_bundle(tmp_path: Path) -> None:

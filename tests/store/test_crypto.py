@@ -8,8 +8,10 @@ import stat
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from ml_connector.errors import ConfigError
+from ml_connector.store import crypto
 from ml_connector.store.crypto import KeyMismatchError, KeyRing, create_key_file, load_keyring, new_key_text
 
 
@@ -17,7 +19,7 @@ def test_round_trip_and_fresh_nonce() -> None:
     ring = KeyRing(os.urandom(32))
     first, second = ring.encrypt("+13125550142"), ring.encrypt("+13125550142")
     assert first != second
-    assert first[0] == 1  # version byte
+    assert first[0] == 2  # version byte (2: with the key id)
     assert ring.decrypt(first) == ring.decrypt(second) == "+13125550142"
     assert b"3125550142" not in first
 
@@ -101,3 +103,83 @@ def test_bad_env_key_is_refused_without_echoing_it(value: str) -> None:
         load_keyring(None, {"MLC_MASTER_KEY": value})
     assert "MLC_MASTER_KEY" in str(caught.value)
     assert value not in str(caught.value)
+
+
+# -- several keys, rotation support -------------------------------------------------------------
+
+def legacy_blob(master: bytes, text: str) -> bytes:
+    """A version 1 blob as earlier versions wrote it (no key id)."""
+    nonce = os.urandom(12)
+    return b"\x01" + nonce + AESGCM(crypto._derive(master, b"aes-256-gcm v1")).encrypt(nonce, text.encode(), None)
+
+
+def test_a_ring_reads_every_key_and_seals_with_the_first() -> None:
+    old, new = KeyRing(b"o" * 32), KeyRing(b"n" * 32)
+    ring = KeyRing(b"n" * 32, [b"o" * 32])
+    assert ring.decrypt(old.encrypt("a")) == "a" and ring.decrypt(new.encrypt("b")) == "b"
+    sealed = ring.encrypt("c")
+    assert new.decrypt(sealed) == "c" and ring.sealed_by_current(sealed)
+    with pytest.raises(KeyMismatchError, match=f"sealed by key {new.fingerprint}"):
+        old.decrypt(sealed)
+    assert ring.fingerprints == (new.fingerprint, old.fingerprint)
+    assert not ring.sealed_by_current(old.encrypt("a"))
+
+
+def test_version_1_blobs_are_read_with_any_key_of_the_ring() -> None:
+    blob = legacy_blob(b"o" * 32, "+13125550142")
+    assert KeyRing(b"n" * 32, [b"o" * 32]).decrypt(blob) == "+13125550142"
+    assert not KeyRing(b"o" * 32).sealed_by_current(blob)
+    with pytest.raises(KeyMismatchError, match="master key is not the one"):
+        KeyRing(b"n" * 32).decrypt(blob)
+
+
+def test_the_key_id_is_bound_to_the_blob() -> None:
+    ring = KeyRing(b"n" * 32)
+    blob = bytearray(ring.encrypt("x"))
+    blob[0] = 2
+    tampered = bytes(blob[:1]) + KeyRing(b"o" * 32).current_prefix[1:] + bytes(blob[9:])
+    with pytest.raises(KeyMismatchError):
+        KeyRing(b"n" * 32, [b"o" * 32]).decrypt(tampered)
+
+
+def test_the_lookup_key_survives_a_change_of_master_key() -> None:
+    old = KeyRing(b"o" * 32)
+    carried = KeyRing(b"n" * 32, [b"o" * 32]).matching(old.hash_lookup("label"), "label")
+    assert carried is not None and carried.hash_lookup("+1312") == old.hash_lookup("+1312")
+    sealed = carried.sealed_lookup_key()
+    assert KeyRing(b"n" * 32).adopting(sealed).hash_lookup("+1312") == old.hash_lookup("+1312")
+    with pytest.raises(KeyMismatchError):
+        KeyRing(b"o" * 32).adopting(sealed)
+    assert KeyRing(b"n" * 32).matching(old.hash_lookup("label"), "label") is None
+
+
+def test_several_keys_from_env_and_key_file(tmp_path: Path) -> None:
+    first, second = new_key_text(), new_key_text()
+    from_env = load_keyring(None, {"MLC_MASTER_KEY": f"{first}, {second}"})
+    assert from_env.fingerprints == (KeyRing(base64.urlsafe_b64decode(first)).fingerprint,
+                                     KeyRing(base64.urlsafe_b64decode(second)).fingerprint)
+    path = tmp_path / "k.key"
+    path.write_text(f"# current first\n{first}\n\n{second}\n")
+    path.chmod(0o600)
+    assert load_keyring(path, {}).fingerprints == from_env.fingerprints
+    with pytest.raises(ConfigError, match=r"MLC_MASTER_KEY \(key 2\)") as caught:
+        load_keyring(None, {"MLC_MASTER_KEY": f"{first},short"})
+    assert "short" not in str(caught.value)
+
+
+def test_add_and_prune_keys_in_the_key_file(tmp_path: Path) -> None:
+    path = tmp_path / "master.key"
+    create_key_file(path)
+    before = load_keyring(path, {})
+    added = crypto.add_key_to_file(path)
+    after = load_keyring(path, {})
+    assert after.fingerprint == added and after.fingerprints[1:] == before.fingerprints
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert crypto.prune_key_file(path) == 1
+    assert load_keyring(path, {}).fingerprints == (added,)
+    assert crypto.prune_key_file(path) == 0
+
+
+def test_repr_shows_fingerprints_only() -> None:
+    ring = KeyRing(b"k" * 32, [b"j" * 32])
+    assert repr(ring) == f"KeyRing(current={ring.fingerprint}, keys=2)"

@@ -19,13 +19,14 @@ from ml_connector.store.tables import metadata
 
 from .builders import PG_URL, libpq
 
-TABLES = {"store_meta", "watermarks", "record_state", "notifications", "attempts", "delivery_events", "audit"}
+TABLES = {"store_meta", "watermarks", "record_state", "notifications", "attempts", "delivery_events", "audit",
+          "flow_state", "users", "api_tokens", "secrets"}
 
 
 def test_upgrade_from_empty_then_again(db_url: str) -> None:
     assert migrate.current(db_url) is None
     migrate.upgrade(db_url)
-    assert migrate.current(db_url) == migrate.head() == "0002"
+    assert migrate.current(db_url) == migrate.head() == "0005"
     migrate.upgrade(db_url)  # already at head: nothing to do, no error
     engine = make_engine(db_url)
     try:

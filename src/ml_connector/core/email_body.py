@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ml_connector.core.localized import DEFAULT_LOCALE
 from ml_connector.core.templates import CompiledTemplate, compile_template
 
 __all__ = ["EmailContent", "EmailTemplate", "compile_email"]
@@ -69,15 +70,17 @@ class EmailTemplate:
 
 
 def compile_email(
-    name: str, *, subject: str, text: str, html: str | None, timezone: str = "UTC", currency: str = "USD"
+    name: str, *, subject: str, text: str, html: str | None, timezone: str = "UTC", currency: str = "USD",
+    locale: str = DEFAULT_LOCALE,
 ) -> EmailTemplate:
     """Compile an email flow's templates (`name` is the flow's template key, e.g. flows.x.template);
     the HTML one autoescaped. Raises TemplateError naming the template that is wrong."""
     base = name.removesuffix(".template")
     return EmailTemplate(
         name,
-        compile_template(f"{base}.subject", subject, timezone=timezone, currency=currency),
-        compile_template(name, text, timezone=timezone, currency=currency),
-        compile_template(f"{base}.html", html, timezone=timezone, currency=currency, autoescape=True)
+        compile_template(f"{base}.subject", subject, timezone=timezone, currency=currency, locale=locale),
+        compile_template(name, text, timezone=timezone, currency=currency, locale=locale),
+        compile_template(f"{base}.html", html, timezone=timezone, currency=currency, locale=locale,
+                         autoescape=True)
         if html is not None else None,
     )

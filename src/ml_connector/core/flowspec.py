@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from ml_connector.core.routing import RoutingTable
 
 from ml_connector.core.due import DueSpec
+from ml_connector.core.localized import DEFAULT_LOCALE, parse_locale
 from ml_connector.core.members import MembersRecipient
 
 OPERATORS = ("eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte", "is_null", "matches", "becomes", "changed")
@@ -214,6 +215,8 @@ class FlowSpec(_Frozen):
     content_variables: dict[str, str] = Field(default_factory=dict)
     timezone: str = "UTC"  # for date filters in the template
     currency: str = "USD"
+    #: How money and dates are written (core.localized): "de_DE" -> "2.529,27 €".
+    locale: str = DEFAULT_LOCALE
     retry: RetrySpec = RetrySpec()
     enabled: bool = True
     #: Date-driven: fire `before` the date in a field, at a local time (core.due); `trigger` filters.
@@ -231,6 +234,12 @@ class FlowSpec(_Frozen):
         except ValidationError as exc:
             raise ValueError("; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
                                        for e in exc.errors())) from None
+
+    @field_validator("locale")
+    @classmethod
+    def _locale(cls, value: str) -> str:
+        parse_locale(value)  # ValueError names the locale
+        return value.strip()
 
     @model_validator(mode="after")
     def _someone(self) -> FlowSpec:

@@ -6,7 +6,8 @@ template and its line. Undefined variables are errors, not empty strings: a mess
 "PO  approved" is worse than a flow that stops and says why. A defined variable whose value is
 None renders as the empty string (ERP nulls are normal data). Autoescape is off: SMS is text.
 
-Filters: `money`, `date`, `datetime`, `truncate`, `phone_mask` (see each function).
+Filters: `money`, `date`, `datetime`, `truncate`, `phone_mask` (see each function). Money and
+dates follow the flow's `locale` (core.localized); each filter also takes `locale=` itself.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from types import TracebackType
 from typing import Any
@@ -23,21 +24,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from jinja2 import StrictUndefined, Template, TemplateSyntaxError, meta, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from ml_connector.core import localized
+from ml_connector.core.localized import DEFAULT_LOCALE
 from ml_connector.core.redact import mask_phone, scrub_phones
 from ml_connector.errors import TemplateError
-
-#: ISO 4217 code -> (symbol, decimal places). Others render as "1,234.50 XYZ".
-CURRENCIES: Mapping[str, tuple[str, int]] = {
-    "USD": ("$", 2),
-    "EUR": ("€", 2),
-    "GBP": ("£", 2),
-    "JPY": ("¥", 0),
-    "INR": ("₹", 2),
-    "ZAR": ("R", 2),
-    "KRW": ("₩", 0),
-    "NGN": ("₦", 2),
-}
-_FALLBACK_PLACES = 2
 
 
 def _filename(name: str) -> str:
@@ -63,14 +53,11 @@ def _decimal(value: Any) -> Decimal:
     return result
 
 
-def format_money(value: Any, currency: str) -> str:
-    """1234.5, "USD" -> "$1,234.50"; "1,234.50", "EUR" -> "€1,234.50"; "XYZ" -> "1,234.50 XYZ"."""
-    code = currency.strip().upper()
-    symbol, places = CURRENCIES.get(code, ("", _FALLBACK_PLACES))
-    amount = _decimal(value).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
-    sign = "-" if amount < 0 else ""
-    digits = f"{abs(amount):,.{places}f}"
-    return f"{sign}{symbol}{digits}" if symbol else f"{sign}{digits} {code}"
+def format_money(value: Any, currency: str, locale: str = DEFAULT_LOCALE) -> str:
+    """1234.5, "USD" -> "$1,234.50"; "1,234.50", "EUR" -> "€1,234.50"; "XYZ" -> "1,234.50 XYZ";
+    2529.27, "EUR", "de_DE" -> "2.529,27 €" (see core.localized). Input text is read the
+    US way ("1,234.50"): that is how ERPs export numbers, whatever the reader's locale."""
+    return localized.money(_decimal(value), currency, locale)
 
 
 def _zone(name: str) -> ZoneInfo:
@@ -97,12 +84,18 @@ def _instant(value: Any, what: str) -> datetime | date:
     raise ValueError(f"{what}: expected a date or time, got {type(value).__name__}")
 
 
-def format_instant(value: Any, fmt: str, tz: str, what: str = "datetime") -> str:
-    """Render a datetime/ISO string in time zone `tz`; a bare date is formatted unconverted."""
+def format_instant(value: Any, fmt: str, tz: str, what: str = "datetime", locale: str = DEFAULT_LOCALE) -> str:
+    """Render a datetime/ISO string in time zone `tz`; a bare date is formatted unconverted.
+
+    `fmt` is a strftime format ("%d.%m.%Y") or a CLDR name or pattern ("medium", "d. MMMM y")
+    written in `locale`; the `date` filter shows only the date part of a CLDR format."""
     instant = _instant(value, what)
     if isinstance(instant, datetime):
         instant = instant.astimezone(_zone(tz))
-    return instant.strftime(fmt)
+    try:
+        return localized.when(instant, fmt, locale, with_time=what == "datetime")
+    except ValueError as exc:
+        raise ValueError(f"{what}: {exc}") from None
 
 
 def truncate(value: Any, length: int, end: str = "…") -> str:
@@ -129,15 +122,17 @@ def _finalize(value: Any) -> Any:
     return "" if value is None else value
 
 
-def _filters(timezone: str, default_currency: str) -> dict[str, Callable[..., str]]:
-    def money(value: Any, currency: str | None = None) -> str:
-        return format_money(value, currency or default_currency)
+def _filters(timezone: str, default_currency: str, default_locale: str) -> dict[str, Callable[..., str]]:
+    def money(value: Any, currency: str | None = None, locale: str | None = None) -> str:
+        return format_money(value, currency or default_currency, locale or default_locale)
 
-    def date_filter(value: Any, fmt: str = "%Y-%m-%d", tz: str | None = None) -> str:
-        return format_instant(value, fmt, tz or timezone, "date")
+    def date_filter(value: Any, fmt: str = "%Y-%m-%d", tz: str | None = None, locale: str | None = None) -> str:
+        return format_instant(value, fmt, tz or timezone, "date", locale or default_locale)
 
-    def datetime_filter(value: Any, fmt: str = "%Y-%m-%d %H:%M %Z", tz: str | None = None) -> str:
-        return format_instant(value, fmt, tz or timezone, "datetime")
+    def datetime_filter(
+        value: Any, fmt: str = "%Y-%m-%d %H:%M %Z", tz: str | None = None, locale: str | None = None
+    ) -> str:
+        return format_instant(value, fmt, tz or timezone, "datetime", locale or default_locale)
 
     def phone_mask(value: Any) -> str:
         return mask_phone(None if value is None else str(value))
@@ -153,11 +148,11 @@ def _filters(timezone: str, default_currency: str) -> dict[str, Callable[..., st
 
 
 @lru_cache(maxsize=64)
-def _environment(timezone: str, currency: str, autoescape: bool = False) -> ImmutableSandboxedEnvironment:
+def _environment(timezone: str, currency: str, locale: str, autoescape: bool = False) -> ImmutableSandboxedEnvironment:
     env = ImmutableSandboxedEnvironment(
         undefined=StrictUndefined, autoescape=autoescape, finalize=_finalize, keep_trailing_newline=False
     )
-    env.filters.update(_filters(timezone, currency))
+    env.filters.update(_filters(timezone, currency, locale))
     return env
 
 
@@ -230,17 +225,19 @@ class CompiledTemplate:
 
 
 def compile_template(
-    name: str, source: str, *, timezone: str = "UTC", currency: str = "USD", autoescape: bool = False
+    name: str, source: str, *, timezone: str = "UTC", currency: str = "USD", locale: str = DEFAULT_LOCALE,
+    autoescape: bool = False,
 ) -> CompiledTemplate:
-    """Compile `source`; raises TemplateError (with line) on a syntax error or a bad time zone.
+    """Compile `source`; raises TemplateError (with line) on a syntax error, a bad time zone or locale.
 
     `autoescape`: HTML-escape every value (email HTML parts); such templates always render
     through Jinja, never through the plain-pieces shortcut, which does not escape."""
     try:
         _zone(timezone)
+        localized.parse_locale(locale)
     except ValueError as exc:
         raise TemplateError(name, None, str(exc)) from None
-    env = _environment(timezone, currency.strip().upper(), autoescape)
+    env = _environment(timezone, currency.strip().upper(), locale.strip(), autoescape)
     try:
         parsed = env.parse(source, name=name, filename=_filename(name))
         code = env.compile(parsed, name=name, filename=_filename(name))
@@ -253,7 +250,7 @@ def compile_template(
 
 
 def check_template(
-    name: str, source: str, *, timezone: str = "UTC", currency: str = "USD"
+    name: str, source: str, *, timezone: str = "UTC", currency: str = "USD", locale: str = DEFAULT_LOCALE
 ) -> frozenset[str]:
     """Compile only (for `ml-connector validate`); returns the top-level names the template uses."""
-    return compile_template(name, source, timezone=timezone, currency=currency).variables
+    return compile_template(name, source, timezone=timezone, currency=currency, locale=locale).variables

@@ -31,6 +31,7 @@ from typing import Any
 
 from ml_connector.compliance.emails import normalise_email
 from ml_connector.core import dedupe, routing, rules, watermark
+from ml_connector.core.baseline import Baseline
 from ml_connector.core.channel_kinds import channel_kind
 from ml_connector.core.email_body import EmailTemplate
 from ml_connector.core.flowspec import FlowSpec
@@ -110,13 +111,12 @@ class Poller:
         spec = self.flow.spec.schedule
         started = await self._started_at()
         now = self._clock()
+        saved = await asyncio.to_thread(self._store.get_watermark, self.flow.name, MAIN)
         if kind == LOOKBACK:
             if spec.lookback is None:
                 raise ValueError(f"flow {self.flow.name} has no lookback schedule")
             window = watermark.lookback_window(now, spec.lookback.window, spec.clock_skew)
-            saved = None
         else:
-            saved = await asyncio.to_thread(self._store.get_watermark, self.flow.name, MAIN)
             window = watermark.poll_window(
                 saved, started, now, spec.overlap, spec.clock_skew, spec.max_window, spec.baseline
             )
@@ -130,7 +130,8 @@ class Poller:
                                                            window.since, window.until)
         try:
             if self._trigger.stateful:
-                newest, last = await self._poll_transitions(records, started, resolver, commits, kind)
+                baseline = Baseline.of(started, spec.baseline, spec.overlap, saved)
+                newest, last = await self._poll_transitions(records, baseline, resolver, commits, kind)
             else:
                 newest, last = await self._poll_values(records, resolver, commits, kind)
             # The last batch (perhaps empty) commits with the poll's final watermark.
@@ -144,7 +145,7 @@ class Poller:
         return report
 
     async def _poll_transitions(
-        self, records: AsyncIterator[Record], started: datetime, resolver: RecipientResolver, commits: _Commits,
+        self, records: AsyncIterator[Record], baseline: Baseline, resolver: RecipientResolver, commits: _Commits,
         kind: str,
     ) -> tuple[datetime | None, _Judged]:
         """Batches of records judged against their last-seen state, all but the last committed.
@@ -158,7 +159,7 @@ class Poller:
             if len(batch) >= self._batch_size:
                 newest = record.changed_at
                 await commits.drain()  # the batch before must be stored: it is the last-seen state
-                fired, states = await self._judge_transitions(batch, started)
+                fired, states = await self._judge_transitions(batch, baseline)
                 await self._commit_fired(
                     len(batch), fired, states, resolver, commits, kind, newest if kind == MAIN else None
                 )
@@ -166,7 +167,7 @@ class Poller:
         if not batch:
             return newest, (0, [], [])
         await commits.drain()
-        fired, states = await self._judge_transitions(batch, started)
+        fired, states = await self._judge_transitions(batch, baseline)
         return batch[-1].changed_at, (len(batch), fired, states)
 
     async def _poll_values(
@@ -236,9 +237,12 @@ class Poller:
             commits.forget_before(new_watermark)
 
     async def _judge_transitions(
-        self, batch: list[Record], started: datetime
+        self, batch: list[Record], baseline: Baseline
     ) -> tuple[list[tuple[Record, dict[str, Any]]], list[RecordState]]:
         """Each record against its last-seen values (stored, or an earlier version in this batch).
+
+        A record with none follows `baseline`: history while the baseline reads it for the first
+        time, a late commit (judged as new) if an earlier poll read its change time without it.
 
         Returns the records that fire and the states to store: the newest per record, and only
         where the watched values differ from the stored ones (an equal row is already there).
@@ -249,7 +253,7 @@ class Poller:
         fired: list[tuple[Record, dict[str, Any]]] = []
         for record in batch:
             before = previous.get(record.key)
-            policy = "fire" if record.changed_at >= started else flow.spec.first_sighting
+            policy = baseline.policy(record.changed_at, flow.spec.first_sighting)
             snapshot = trigger.snapshot(record.data)
             if trigger.evaluate(record.data, before, policy):
                 fired.append((record, snapshot))

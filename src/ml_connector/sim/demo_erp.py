@@ -172,6 +172,17 @@ class DemoErp:
         """Reject an open PO."""
         return self._move_po(po_id, "REJECTED")
 
+    def set_mobile_phone(self, person_id: int, phone: str | None) -> str:
+        """Correct a person's mobile number, as HR would after a message could not reach them."""
+        with self._db() as db:
+            changed = db.execute(
+                "UPDATE people SET mobile_phone = ?, last_update_date = ? WHERE person_id = ?",
+                (phone, self.local_now(), person_id),
+            ).rowcount
+        if not changed:
+            raise KeyError(f"no person {person_id}")
+        return f"person {person_id}: mobile phone set"
+
     def validate_invoice(self, invoice_id: int) -> str:
         """Validate (approve) an invoice that was never approved."""
         with self._db() as db:

@@ -16,6 +16,13 @@ Modelling choices (no source pins these down; adapters can be checked against th
   insert or update of a row in a table that has the column. Which tables have it is configurable.
 * ``InvoiceDate`` and ``PostDate`` are business dates: a back-dated posting appears now with old
   dates, so only ``TimeStamp`` reveals it.
+* Posting an AP invoice also writes its entry in the AP posting journal ``ApJnlSummary`` (SYSPRO's
+  AP journal, which the GL integration posts to the general ledger): one entry per posted
+  invoice, keyed by period (``TrnYear``, ``TrnMonth``), ``Journal`` (one journal per posting day
+  in the period) and ``EntryNumber``; ``JnlDate`` is the posting date, ``TrnType`` ``'I'`` an
+  invoice. Only the table's existence and key are from the sources; the other column names are
+  this simulator's choice, and a site's journal table and columns are configuration of the
+  adapter (entity ``table``, ``key``, ``columns``), never constants.
 """
 
 from __future__ import annotations
@@ -81,6 +88,9 @@ SCHEMAS: Mapping[str, TableDef] = MappingProxyType({
             "Supplier:str Invoice:str InvoiceDate:date PostDate:date DueDate:date OrigInvValue:dec:2 "
             "OrigDiscValue:dec:2 PaymentNumber:str MthInvBal1:dec:2 MthInvBal2:dec:2 MthInvBal3:dec:2 "
             "ConvRate:dec:6 Currency:str Reference:str Branch:str")),
+        TableDef("ApJnlSummary", ("TrnYear", "TrnMonth", "Journal", "EntryNumber"), _cols(
+            "TrnYear:int TrnMonth:int Journal:int EntryNumber:int Supplier:str Invoice:str TrnType:str "
+            "JnlDate:date TrnValue:dec:2 Reference:str")),
     )
 })
 
@@ -179,6 +189,7 @@ class SysproData:
         self.rows: dict[str, list[Row]] = {name: [] for name in SCHEMAS}
         self._index: dict[str, dict[tuple[str, ...], Row]] = {name: {} for name in SCHEMAS}
         self._rowversion = FIRST_ROWVERSION
+        self._journals: dict[tuple[int, int], dict[date, int]] = {}  # period -> posting day -> Journal
         self._seed(today, rng)
 
     def columns(self, table: str) -> tuple[Column, ...]:
@@ -309,7 +320,27 @@ class SysproData:
         balance = sup["CurrentBalance"]
         sup["CurrentBalance"] = (balance if isinstance(balance, Decimal) else Decimal(0)) + value
         self.touch("ApSupplier", sup)
+        self._journal_entry(row, post_date, value, reference)
         return row
+
+    def _journal_entry(self, invoice: Row, post_date: date, value: Decimal, reference: str) -> Row:
+        """The posted invoice's entry in the AP posting journal (see the module docstring)."""
+        period = (post_date.year, post_date.month)
+        days = self._journals.setdefault(period, {})
+        journal = days.setdefault(post_date, len(days) + 1)
+        entries = sum(1 for r in self.rows["ApJnlSummary"]
+                      if (r["TrnYear"], r["TrnMonth"], r["Journal"]) == (*period, journal))
+        return self.insert("ApJnlSummary", {
+            "TrnYear": period[0], "TrnMonth": period[1], "Journal": journal, "EntryNumber": entries + 1,
+            "Supplier": invoice["Supplier"], "Invoice": invoice["Invoice"], "TrnType": "I",
+            "JnlDate": post_date, "TrnValue": value, "Reference": reference,
+        })
+
+    def journal_entry_of(self, supplier: str, invoice: str) -> Row | None:
+        """The AP journal entry that posted this invoice, if it was posted."""
+        return next((r for r in self.rows["ApJnlSummary"]
+                     if sql_text(str(r["Supplier"])) == sql_text(supplier)
+                     and sql_text(str(r["Invoice"])) == sql_text(invoice)), None)
 
     # -- seed ------------------------------------------------------------------------------------
 

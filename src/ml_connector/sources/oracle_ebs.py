@@ -19,7 +19,6 @@ headers. Multi-org shops define one entity (and flow) per operating unit, each w
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import re
@@ -41,6 +40,7 @@ from ml_connector.sources.fields import PhoneRegion, TimeZoneName
 from ml_connector.sources.oracle_ebs_auth import EbsAuth
 from ml_connector.sources.oracle_ebs_json import as_flag, as_list, unbridged
 from ml_connector.sources.oracle_ebs_writeback import EbsWriteBack, write_back_params
+from ml_connector.sources.retrying import RetryPolicy, TryAgain
 from ml_connector.tls import client_ssl_context, tls_failure
 
 log = logging.getLogger(__name__)
@@ -169,7 +169,7 @@ class OracleEbsConfig(_Model):
     ca_bundle_only: bool = False  # trust only ca_bundle, not the system and certifi stores too
     timeout: float = 30.0
     retries: int = Field(default=3, ge=0, le=10)
-    retry_delay: float = 1.0
+    retry_delay: float = Field(default=1.0, ge=0)
     entities: dict[str, EbsEntity]
     write_back: EbsWriteBack = EbsWriteBack()
 
@@ -261,6 +261,7 @@ class OracleEbsSource:
                  clock: Callable[[], datetime] | None = None) -> None:
         self.name = name
         self.config = config
+        self._retry = RetryPolicy(config.retries, config.retry_delay)
         self.zone = ZoneInfo(config.timezone)
         self._clock = clock or (lambda: datetime.now(UTC))
         base = str(config.base_url).rstrip("/")
@@ -322,26 +323,23 @@ class OracleEbsSource:
 
     async def _send(self, method: str, path: str, *, what: str, **kwargs: Any) -> httpx.Response:
         """One request with backoff on 5xx and network errors; maps failures to SourceErrors."""
-        attempt = 0
-        while True:
-            attempt += 1
+        async def attempt(number: int) -> httpx.Response:
             self.calls += 1
             try:
                 response = await self._http.request(method, path, **kwargs)
-                if response.status_code in _RETRIED_STATUSES and not self._is_fault(response):
-                    raise SourceUnavailable(f"{what}: EBS web tier answered HTTP {response.status_code} "
-                                            f"{attempt} time(s)", source=self.name)
-            except (SourceUnavailable, httpx.HTTPError) as exc:
-                if attempt > self.config.retries:
-                    if isinstance(exc, SourceUnavailable):
-                        raise
-                    raise SourceUnavailable(f"{what}: cannot reach EBS: {type(exc).__name__}"
-                                            + (f" ({tls})" if (tls := tls_failure(exc)) else ""),
-                                            source=self.name) from None
-                await asyncio.sleep(self.config.retry_delay * 2 ** (attempt - 1))
-                continue
+            except SourceUnavailable as exc:  # the login in the auth flow met a 5xx
+                raise TryAgain(exc) from None
+            except httpx.HTTPError as exc:
+                raise TryAgain(SourceUnavailable(f"{what}: cannot reach EBS: {type(exc).__name__}"
+                                                 + (f" ({tls})" if (tls := tls_failure(exc)) else ""),
+                                                 source=self.name)) from None
+            if response.status_code in _RETRIED_STATUSES and not self._is_fault(response):
+                raise TryAgain(SourceUnavailable(f"{what}: EBS web tier answered HTTP {response.status_code} "
+                                                 f"{number} time(s)", source=self.name))
             self._raise_for(response, what)
             return response
+
+        return await self._retry.run(attempt, source=self.name, what=what)
 
     @staticmethod
     def _is_fault(response: httpx.Response) -> bool:

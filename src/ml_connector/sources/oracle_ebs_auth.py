@@ -15,10 +15,10 @@ import json
 from collections.abc import AsyncGenerator, Generator
 from dataclasses import dataclass
 from typing import Any
-from xml.etree import ElementTree
 
 import httpx
 
+from ml_connector import safexml
 from ml_connector.errors import SourceAuthError, SourcePayloadError, SourceUnavailable
 
 LOGIN_PATH = "/webservices/rest/login"
@@ -47,13 +47,15 @@ def parse_login(response: httpx.Response, source: str) -> EbsSession:
     text = response.text
     try:
         if text.lstrip().startswith("<"):
-            root = ElementTree.fromstring(text)  # noqa: S314 - our own ERP's answer, no entities resolved
+            root = safexml.parse(text)
             node = root.find(".//data")
             data = {child.tag: (child.text or "") for child in (node if node is not None else [])}
         else:
             body = json.loads(text)
             data = body.get("response", {}).get("data", {}) if isinstance(body, dict) else {}
-    except (ValueError, ElementTree.ParseError, AttributeError):
+    except safexml.XmlRefused as exc:
+        raise SourcePayloadError(f"login response: {exc}", source=source) from None
+    except (ValueError, AttributeError):
         raise SourcePayloadError("login answered something that is neither the JSON nor the XML "
                                  "login response", source=source) from None
     name, token = data.get("accessTokenName"), data.get("accessToken")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -53,6 +53,13 @@ class EbsWriteBackParam(_Model):
     default: str | None = None
 
 
+def _short_form_schema(schema: dict[str, Any]) -> None:
+    """The JSON Schema (config_schema) also allows the short form, a bare field name."""
+    full = schema.get("additionalProperties")
+    short = {"type": "string", "enum": list(get_args(WriteBackField))}
+    schema["additionalProperties"] = {"anyOf": [short, full]} if full else short
+
+
 def _default_params() -> dict[str, EbsWriteBackParam]:
     return {name: EbsWriteBackParam.model_validate({"field": field}) for name, field in DEFAULT_PARAMS.items()}
 
@@ -65,7 +72,8 @@ class EbsWriteBack(_Model):
     method: str = "record_delivery"
     #: Parameter name -> our field (`P_MESSAGE_SID: message_sid`, or `{field: ..., default: ...}`).
     #: Given, it replaces the default set: list every parameter the method takes.
-    params: dict[str, EbsWriteBackParam] = Field(default_factory=_default_params, min_length=1)
+    params: dict[str, EbsWriteBackParam] = Field(default_factory=_default_params, min_length=1,
+                                                 json_schema_extra=_short_form_schema)
     #: How sent_at/final_at are written, in the server's zone (strftime; the ISG DATE form by default).
     date_format: str = "%Y-%m-%dT%H:%M:%S"
     #: The final statuses written back; all of them by default.

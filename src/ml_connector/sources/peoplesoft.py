@@ -26,7 +26,6 @@ Node, owner, query, prompt and column names are configuration. An entity is one 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
@@ -58,6 +57,7 @@ from ml_connector.sources.peoplesoft_wire import (
     raise_for_ib,
     strftime_pattern,
 )
+from ml_connector.sources.retrying import RetryPolicy, TryAgain
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +185,7 @@ class PeopleSoftConfig(_Model):
     ca_bundle: Path | None = None
     timeout: float = 60.0
     retries: int = Field(default=3, ge=0, le=10)
-    retry_delay: float = 1.0
+    retry_delay: float = Field(default=1.0, ge=0)
     #: Fields templates may use and events may keep; None: no restriction. Globs ("PHONE_*") allowed.
     exposed_fields: list[str] | None = None
     entities: dict[str, PsEntity] = Field(min_length=1)
@@ -209,6 +209,7 @@ class PeopleSoftSource:
                  clock: Callable[[], datetime] | None = None) -> None:
         self.name = name
         self.config = config
+        self._retry = RetryPolicy(config.retries, config.retry_delay)
         self.zone = ZoneInfo(config.timezone)
         self.pattern = strftime_pattern(config.datetime_format)
         self._clock = clock or (lambda: datetime.now(UTC))
@@ -232,28 +233,25 @@ class PeopleSoftSource:
     # -- one call ---------------------------------------------------------------------------------
 
     async def _get(self, path: str, params: Mapping[str, str], *, what: str, operation: str) -> httpx.Response:
-        attempt = 0
-        while True:
-            attempt += 1
+        async def attempt(number: int) -> httpx.Response:
             try:
                 response = await self._http.get(path, params=params)
-                if response.status_code in _RETRIED:
-                    raise SourceUnavailable(
-                        f"{what}: the Integration Gateway answered HTTP {response.status_code} (is the IB domain "
-                        f"running? the gateway fails before any handler when it is down), {attempt} time(s)",
-                        source=self.name)
-            except (SourceUnavailable, httpx.HTTPError) as exc:
-                if attempt > self.config.retries:
-                    if isinstance(exc, SourceUnavailable):
-                        raise
-                    raise SourceUnavailable(f"{what}: cannot reach PeopleSoft: {type(exc).__name__}",
-                                            source=self.name) from None
-                await asyncio.sleep(self.config.retry_delay * 2 ** (attempt - 1))
-                continue
+            except SourceUnavailable as exc:  # the login in the auth flow met a 5xx
+                raise TryAgain(exc) from None
+            except httpx.HTTPError as exc:
+                raise TryAgain(SourceUnavailable(f"{what}: cannot reach PeopleSoft: {type(exc).__name__}",
+                                                 source=self.name)) from None
+            if response.status_code in _RETRIED:
+                raise TryAgain(SourceUnavailable(
+                    f"{what}: the Integration Gateway answered HTTP {response.status_code} (is the IB domain "
+                    f"running? the gateway fails before any handler when it is down), {number} time(s)",
+                    source=self.name))
             raise_for_ib(response, what, operation, self.user, self.name)
             if response.status_code >= 400:
                 raise SourceError(f"{what}: HTTP {response.status_code}", source=self.name)
             return response
+
+        return await self._retry.run(attempt, source=self.name, what=what)
 
     async def run_query(self, spec: PsEntity, prompts: Mapping[str, str], maxrows: int,
                         what: str) -> tuple[int, list[dict[str, Any]]]:

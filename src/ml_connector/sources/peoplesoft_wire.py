@@ -20,12 +20,10 @@ from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import Any, Literal
 from urllib.parse import quote
-from xml.etree.ElementTree import ParseError
 
 import httpx
-from defusedxml import ElementTree as SafeXml
-from defusedxml.common import DefusedXmlException
 
+from ml_connector import safexml
 from ml_connector.errors import SourceAuthError, SourceError, SourcePayloadError, SourceUnavailable
 from ml_connector.sources.ebs_clock import local_to_utc, utc_to_local
 
@@ -123,8 +121,10 @@ def ib_error(response: httpx.Response) -> tuple[str, str] | None:
     if not head.startswith(b"<") or b"IBResponse" not in head:
         return None
     try:
-        root = SafeXml.fromstring(response.content)
-    except (ParseError, DefusedXmlException):
+        root = safexml.parse(response.content)
+    except safexml.XmlRefused as exc:
+        return ("?", f"unreadable IBResponse document: {exc}")
+    except safexml.XmlError:
         return ("?", "unreadable IBResponse document")
     if root.tag != "IBResponse":
         return None

@@ -10,23 +10,23 @@
   validation failed" (the token died with its session) fetches a new one and retries once.
 * Errors: SAP's error JSON and its Atom/XML form become `GatewayError`s naming the service,
   entity set, HTTP status, SAP's message and transaction id. 5xx (but 501) and connection
-  errors are retried with exponential backoff; 4xx are not.
+  errors are retried by the shared policy (sources.retrying); 4xx are not.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from xml.etree import ElementTree
 
 import httpx
 
+from ml_connector import safexml
 from ml_connector.core.redact import mask_url
 from ml_connector.errors import SourceAuthError, SourceError, SourcePayloadError, SourceUnavailable
+from ml_connector.sources.retrying import RetryPolicy, TryAgain
 
 log = logging.getLogger(__name__)
 
@@ -94,13 +94,13 @@ def _json_message(body: Any) -> SapMessage | None:
 
 def _xml_message(content: bytes) -> SapMessage | None:
     try:
-        root = ElementTree.fromstring(content)  # noqa: S314 - our SAP's error body; no external entities
-    except ElementTree.ParseError:
+        root = safexml.parse(content)
+    except safexml.XmlError:
         return None
     if root.tag.rsplit("}", 1)[-1] != "error":
         return None
 
-    def text_of(element: ElementTree.Element | None, name: str) -> str:
+    def text_of(element: safexml.Element | None, name: str) -> str:
         if element is None:
             return ""
         found = element.find(f"{{{_DATASERVICES_META}}}{name}")
@@ -206,19 +206,21 @@ class GatewayClient:
 
     async def _request(self, method: str, url: str, *, what: str, headers: Mapping[str, str] | None = None,
                        json_body: Mapping[str, Any] | None = None) -> httpx.Response:
-        attempt = 0
         relogged = False
-        while True:
-            attempt += 1
-            send_headers = {"Accept": "application/json", **(headers or {})}
-            with_session = self.has_session
-            try:
-                response = await self._http.request(
-                    method, self._url(url), headers=send_headers, json=json_body,
-                    auth=httpx.USE_CLIENT_DEFAULT if with_session else self._basic)
-            except httpx.HTTPError as exc:  # carries the URL: keep only its type
-                failure = f"cannot reach SAP Gateway ({type(exc).__name__})"
-            else:
+
+        async def attempt(number: int) -> httpx.Response:
+            nonlocal relogged
+            while True:  # at most twice: once more after logging on again, which is no retry
+                send_headers = {"Accept": "application/json", **(headers or {})}
+                with_session = self.has_session
+                try:
+                    response = await self._http.request(
+                        method, self._url(url), headers=send_headers, json=json_body,
+                        auth=httpx.USE_CLIENT_DEFAULT if with_session else self._basic)
+                except httpx.HTTPError as exc:  # carries the URL: keep only its type
+                    raise TryAgain(SourceUnavailable(
+                        f"{what}: cannot reach SAP Gateway ({type(exc).__name__}) ({number} attempts)",
+                        source=self._source)) from None
                 status = response.status_code
                 if 200 <= status < 300:
                     return response
@@ -228,18 +230,14 @@ class GatewayClient:
                     self._http.cookies.clear()
                     self._csrf = None
                     relogged = True
-                    attempt -= 1
                     continue
                 if status >= 500 and status != 501:
                     failure = f"Gateway answered HTTP {status}" + (f" ({said.describe()})" if said.text else "")
-                else:
-                    required = response.headers.get("x-csrf-token", "").lower() == "required"
-                    raise self._error(status, said, what, csrf_required=required)
-            if attempt > self._retries:
-                raise SourceUnavailable(f"{what}: {failure} ({attempt} attempts)", source=self._source)
-            log.info("%s: %s: %s; retrying (attempt %d of %d)", self._source, what, failure, attempt,
-                     self._retries + 1)
-            await asyncio.sleep(self._retry_delay * 2 ** (attempt - 1))
+                    raise TryAgain(SourceUnavailable(f"{what}: {failure} ({number} attempts)", source=self._source))
+                required = response.headers.get("x-csrf-token", "").lower() == "required"
+                raise self._error(status, said, what, csrf_required=required)
+
+        return await RetryPolicy(self._retries, self._retry_delay).run(attempt, source=self._source, what=what)
 
     @staticmethod
     def _session_lost(status: int, said: SapMessage, content: bytes) -> bool:

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from xml.etree import ElementTree
 
+from ml_connector import safexml
+
 EDMX = "http://schemas.microsoft.com/ado/2007/06/edmx"
 SAP = "http://www.sap.com/Protocols/SAPData"
 _EDM_NAMESPACES = (
@@ -65,9 +67,11 @@ class ServiceMetadata:
 def parse_metadata(text: bytes | str) -> ServiceMetadata:
     """Parse an EDMX document; ValueError when it is not one."""
     try:
-        root = ElementTree.fromstring(text)  # noqa: S314 - the customer's own SAP answer; expat resolves no external entities
-    except ElementTree.ParseError as exc:
-        raise ValueError(f"$metadata is not XML ({exc})") from None
+        root = safexml.parse(text)
+    except safexml.XmlRefused as exc:
+        raise ValueError(f"$metadata: {exc}") from None
+    except safexml.XmlError as exc:
+        raise ValueError(f"$metadata is not XML ({str(exc).removeprefix('not well-formed XML ')})") from None
     if root.tag != f"{{{EDMX}}}Edmx":
         raise ValueError(f"$metadata is not an EDMX document (root element {root.tag})")
     types: dict[str, tuple[tuple[str, ...], dict[str, Property]]] = {}

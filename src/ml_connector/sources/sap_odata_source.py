@@ -14,11 +14,11 @@ import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from xml.etree import ElementTree
 from zoneinfo import ZoneInfo
 
 import httpx
 
+from ml_connector import safexml
 from ml_connector.core.models import CheckResult, Delivery, Record
 from ml_connector.core.redact import mask_url
 from ml_connector.errors import SourceError, SourcePayloadError
@@ -274,8 +274,8 @@ class SapODataSource:
         url = str(self.config.base_url).rstrip("/") + "/sap/public/info"
         try:
             response = await self.gateway.get(url, what="/sap/public/info", headers={"Accept": "text/xml"})
-            root = ElementTree.fromstring(response.content)  # noqa: S314 - our SAP's answer; no external entities
-        except (SourceError, ElementTree.ParseError):
+            root = safexml.parse(response.content)
+        except (SourceError, safexml.XmlError):
             return {"release": "not reported (/sap/public/info is not active in SICF)"}
         found = {el.tag.rsplit("}", 1)[-1]: (el.text or "").strip() for el in root.iter()}
         info = {"release": found.get("RFCSAPRL") or "not reported"}

@@ -79,7 +79,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.sql.elements import ColumnElement
 
-from ml_connector.core.models import CheckResult, Record, require_aware
+from ml_connector.core.models import CheckResult, Delivery, Record, require_aware
 from ml_connector.errors import (
     ConfigError,
     SourceAuthError,
@@ -88,6 +88,7 @@ from ml_connector.errors import (
     SourceUnavailable,
 )
 from ml_connector.sources.fields import PhoneRegion, TimeZoneName
+from ml_connector.sources.sql_writeback import SqlWriteBack
 
 T = TypeVar("T")
 
@@ -157,6 +158,21 @@ class SqlSourceConfig(BaseModel):
     default_region: PhoneRegion = "US"
     connect_args: dict[str, Any] = Field(default_factory=dict)
     entities: dict[str, SqlEntity] = Field(min_length=1)
+    #: Final delivery statuses written into the database (sources.sql_writeback); None: not at all.
+    write_back: SqlWriteBack | None = None
+
+    @model_validator(mode="after")
+    def _write_back_targets(self) -> SqlSourceConfig:
+        if self.write_back is None:
+            return self
+        for name, target in self.write_back.entities.items():
+            entity = self.entities.get(name)
+            if entity is None:
+                raise ValueError(f"write_back.entities.{name}: no such entity; entities: {', '.join(self.entities)}")
+            if entity.table is None and target.update is None and target.insert is None:
+                raise ValueError(f"write_back.entities.{name}: entity {name!r} is a query: name the table "
+                                 "to write to with `update` or `insert`")
+        return self
 
     @field_validator("url")
     @classmethod
@@ -545,6 +561,7 @@ class SqlSource:
     _key_types: dict[str, type] = field(init=False, default_factory=dict)
     _pages: dict[str, _PageQueries] = field(init=False, default_factory=dict)
     _lock: asyncio.Lock = field(init=False, default_factory=asyncio.Lock)
+    _writer: Any = field(init=False, default=None)  # sources.sql_writer.SqlStatusWriter, at first use
 
     def __post_init__(self) -> None:
         self._url = engine_url(self.config.url)
@@ -612,9 +629,31 @@ class SqlSource:
         rows = await self._run(f"lookup {entity}", lambda c: self._one(c, resolved, wanted))
         return rows[0] if rows else None
 
+    def writes_back(self, delivery: Delivery) -> bool:
+        """Whether this delivery is one `write_back` records (its entity and status are configured)."""
+        return self.config.write_back is not None and self.config.write_back.wants(delivery)
+
+    @property
+    def rejected_tries(self) -> int:
+        """Tries before a write-back the database refuses (no such row, a constraint) is given up."""
+        return self.config.write_back.rejected_tries if self.config.write_back else 3
+
+    async def write_back(self, delivery: Delivery) -> None:
+        """Record one final status in the configured columns (UPDATE of the row, or INSERT)."""
+        wb = self.config.write_back
+        if wb is None or not wb.wants(delivery):
+            return
+        if self._writer is None:
+            from ml_connector.sources.sql_writer import SqlStatusWriter  # the writer builds on this module
+
+            self._writer = SqlStatusWriter(wb, self.config.entities, self.config.url, self._tz, self.name)
+        await self._writer.write(delivery)
+
     async def aclose(self) -> None:
         """Close pooled connections."""
         await asyncio.to_thread(self._engine.dispose)
+        if self._writer is not None:
+            await self._writer.aclose()
 
     # -- resolution -------------------------------------------------------------------------
 

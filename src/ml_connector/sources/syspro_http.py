@@ -1,4 +1,4 @@
-"""One HTTP GET to SYSPRO with backoff, and the masking that keeps its URLs out of logs.
+"""One HTTP GET to SYSPRO (retried by sources.retrying), and the masking that keeps its URLs out of logs.
 
 e.net puts the operator and company passwords and the session UserId in the query string, so
 a URL must never reach a log line or an exception unmasked. `safe_url` is the one masking rule,
@@ -8,7 +8,6 @@ httpx exceptions are never re-raised: they carry the request and its URL.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import re
@@ -19,6 +18,7 @@ import httpx
 
 from ml_connector.core.redact import mask_url
 from ml_connector.errors import SourceAuthError, SourceError, SourceUnavailable
+from ml_connector.sources.retrying import RetryPolicy, TryAgain
 from ml_connector.tls import tls_failure
 
 log = logging.getLogger(__name__)
@@ -59,34 +59,29 @@ async def get(
     hints: Mapping[Action, str],
     headers: Mapping[str, str] | None = None,
 ) -> httpx.Response:
-    """GET with exponential backoff on network errors and 5xx; other failures become SourceErrors.
+    """GET, retried (full-jitter backoff) on network errors and 5xx; other failures become SourceErrors.
 
     `hints` adds a sentence per action ("auth", "missing", ...) telling the admin what to check.
     A 2xx response is returned for the caller to read; SYSPRO's business errors are never retried.
     """
-    attempt = 0
-    while True:
-        attempt += 1
-        failure: str | None = None
-        response: httpx.Response | None = None
+    async def attempt(number: int) -> httpx.Response:
         try:
             response = await http.get(url, headers=headers)
         except httpx.HTTPError as exc:  # carries the URL: keep only its type, or the TLS cause
             tls = tls_failure(exc)
             failure = f"cannot reach SYSPRO ({type(exc).__name__}{': ' + tls if tls else ''})"
-        if response is not None:
-            action = status_action(response.status_code)
-            if action == "ok":
-                return response
-            if action != "retry":
-                said = service_message(response)
-                status = f"{what}: HTTP {response.status_code}" + (f" ({said})" if said else "")
-                raise _error_for(action, status, hints, source)
-            failure = f"SYSPRO's web server answered HTTP {response.status_code}"
-        if attempt > retries:
-            raise SourceUnavailable(f"{what}: {failure} ({attempt} attempts)", source=source)
-        log.info("%s: %s: %s; retrying (attempt %d of %d)", source, what, failure, attempt, retries + 1)
-        await asyncio.sleep(retry_delay * 2 ** (attempt - 1))
+            raise TryAgain(SourceUnavailable(f"{what}: {failure} ({number} attempts)", source=source)) from None
+        action = status_action(response.status_code)
+        if action == "ok":
+            return response
+        if action != "retry":
+            said = service_message(response)
+            status = f"{what}: HTTP {response.status_code}" + (f" ({said})" if said else "")
+            raise _error_for(action, status, hints, source)
+        failure = f"SYSPRO's web server answered HTTP {response.status_code}"
+        raise TryAgain(SourceUnavailable(f"{what}: {failure} ({number} attempts)", source=source))
+
+    return await RetryPolicy(retries, retry_delay).run(attempt, source=source, what=what)
 
 
 _URL_IN_TEXT = re.compile(r"https?://[^\s'\"]+")

@@ -22,6 +22,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 from xml.etree import ElementTree
 
+from ml_connector import safexml
+
 ENCODING = "cp1252"
 
 #: COMFND conditions; the same names are mapped to OData operators by the OData reader.
@@ -114,11 +116,9 @@ def _validation_failure(text: str) -> SysproFailure | None:
 
 
 def parse_xml(text: str) -> ElementTree.Element:
-    """Parse an answer already decoded to text (its Windows-1252 declaration is dropped)."""
-    try:
-        return ElementTree.fromstring(_XML_DECL.sub("", text, count=1))  # noqa: S314 - our ERP's answer
-    except ElementTree.ParseError as exc:
-        raise ValueError(f"not well-formed XML ({exc})") from None
+    """Parse an answer already decoded to text (its Windows-1252 declaration is dropped);
+    safexml.XmlError (a ValueError) when it is malformed or declares entities."""
+    return safexml.parse(_XML_DECL.sub("", text, count=1))
 
 
 # --------------------------------------------------------------------------- values

@@ -164,6 +164,7 @@ class NotificationView:
     next_attempt_at: datetime | None
     attempts: Sequence[AttemptView] = field(default_factory=tuple)
     error_message: str | None = None
+    event_version: str = ""
 
     @property
     def problem(self) -> str:
@@ -186,6 +187,17 @@ class AuditEntry:
     kind: str                 # created, claimed, attempt, status, replay, orphan, write_back, poll...
     status: str | None
     detail: Mapping[str, Any]  # never secrets or plaintext personal data
+
+
+@dataclass(frozen=True, slots=True)
+class Revision:
+    """A notification addressed and rendered again from the ERP's current record (replay --re-resolve)."""
+
+    idempotency_key: str   # the key a poll would give the event for this recipient now
+    recipient: str         # E.164
+    recipient_field: str
+    body: str
+    segments: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,5 +248,7 @@ class Store(Protocol):
     # -- people --------------------------------------------------------------------------
     def list_notifications(self, flt: NotificationFilter) -> list[NotificationView]: ...
     def get_notification(self, notification_id: int) -> NotificationView | None: ...
-    def replay(self, ids: Sequence[int], now: datetime, actor: str) -> list[int]: ...
-    def audit(self, since: datetime | None, until: datetime | None) -> Iterator[AuditEntry]: ...
+    def replay(self, ids: Sequence[int], now: datetime, actor: str, *,
+               revisions: Mapping[int, Revision] | None = None, forced: Sequence[int] = ()) -> list[int]: ...
+    def audit(self, since: datetime | None, until: datetime | None, *, notification: int | None = None,
+              flow: str | None = None, kinds: Sequence[str] = ()) -> Iterator[AuditEntry]: ...

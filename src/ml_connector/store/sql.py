@@ -13,10 +13,9 @@ text are stored in clear.
 from __future__ import annotations
 
 import copy
-import hmac
 import json
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,15 +32,16 @@ from sqlalchemy import (
     update,
 )
 
-from ml_connector.core.lifecycle import REPLAYABLE
 from ml_connector.core.models import Status, StatusEvent, require_aware
 from ml_connector.errors import ConfigError
 from ml_connector.store import attempts as attempt_results
+from ml_connector.store import flows as flowstate
+from ml_connector.store import journey as journeys
+from ml_connector.store import keymeta, lock_holders, polls, replays, reports, retention, writebacks
 from ml_connector.store import migrate as migrations
-from ml_connector.store import polls, reports, writebacks
-from ml_connector.store.auditrows import AUDIT, CHUNK, audit_row, audit_tuple, chunks
+from ml_connector.store.auditrows import AUDIT, CHUNK, audit_row, audit_tuple
 from ml_connector.store.bulk import DIALECT_INSERTS, Bulk, Writer
-from ml_connector.store.crypto import KeyMismatchError, KeyRing
+from ml_connector.store.crypto import KeyRing
 from ml_connector.store.engine import health, make_engine, reading, writing
 from ml_connector.store.locks import FileFlowLock, FlowLock, PgFlowLock
 from ml_connector.store.port import (
@@ -53,10 +53,13 @@ from ml_connector.store.port import (
     NotificationFilter,
     NotificationView,
     PollCommit,
+    Revision,
     Store,
     WriteBackTask,
 )
+from ml_connector.store.rotation import Rotation
 from ml_connector.store.scrub import mask_numbers
+from ml_connector.store.secrets import SecretBox
 from ml_connector.store.tables import (
     attempts,
     audit,
@@ -87,9 +90,7 @@ _CLAIM_SQL = (
 _LEASE = Bulk(n, ("status", "lease_owner", "lease_until", "attempts_made", "updated_at", "in_doubt_since"),
               keys=("id",))
 _ATTEMPT_STARTED = Bulk(a, ("notification_id", "attempt_no", "started_at"))
-_KEY_CHECK = "key_check"
 _HOLD_PREFIX = "account_hold:"
-_KEY_CHECK_LABEL = "ml-connector master key check v1"
 #: A result row of any shape.
 AnyRow = Row[*tuple[Any, ...]]
 
@@ -133,19 +134,17 @@ class SqlStore:
             )
 
     def _check_key(self) -> None:
-        """Refuse to start with another master key than the one the data was written with."""
-        expected = self._keys.hash_lookup(_KEY_CHECK_LABEL)
+        """Refuse to start with master keys that cannot read this database (store.keymeta)."""
         with writing(self._engine) as conn:
-            found = conn.execute(
-                select(store_meta.c.value).where(store_meta.c.name == _KEY_CHECK)
-            ).scalar_one_or_none()
-            if found is None:
-                conn.execute(store_meta.insert().values(name=_KEY_CHECK, value=expected))
-            elif not hmac.compare_digest(found, expected):
-                raise KeyMismatchError(
-                    "the master key is not the one this database was created with: stored phone "
-                    "numbers and bodies cannot be decrypted; use the original key file or MLC_MASTER_KEY"
-                )
+            self._keys = keymeta.open_ring(conn, self._keys)
+
+    def secrets(self) -> SecretBox:
+        """The named secrets kept in this store (store.secrets)."""
+        return SecretBox(self._engine, self._keys)
+
+    def rotation(self) -> Rotation:
+        """Re-encryption to the current master key (store.rotation)."""
+        return Rotation(self._engine, self._keys)
 
     def ping(self) -> str:
         """Dialect and server version, e.g. 'postgresql 16.2' (for `ml-connector check`)."""
@@ -195,6 +194,47 @@ class SqlStore:
         view = copy.copy(self)
         view._fence = lock
         return view
+
+    # -- flow state: pause, resume, reset, last poll (store.flows) ---------------------------
+
+    def set_flow_paused(self, flow: str, paused: bool, actor: str, now: datetime | None = None) -> bool:
+        """Pause (or resume) `flow` for every process; False when it already was so."""
+        with writing(self._engine) as conn:
+            return flowstate.set_paused(conn, self._insert, flow, paused, actor, now or datetime.now(UTC))
+
+    def paused_flows(self) -> set[str]:
+        """The flows no process may poll now."""
+        with reading(self._engine) as conn:
+            return flowstate.paused(conn)
+
+    def record_poll(self, flow: str, *, at: datetime, kind: str, error: str | None = None,
+                    read: int | None = None, inserted: int | None = None, worker: str = "") -> None:
+        """What a poll of `flow` did (or the error it met), for `ml-connector flows`."""
+        require_aware(at, "record_poll(at)")
+        with writing(self._engine) as conn:
+            flowstate.record_poll(conn, self._insert, flow, at=at, kind=kind, error=error, read=read,
+                                    inserted=inserted, worker=worker)
+
+    def flow_states(self, flows: Sequence[str], events_since: datetime) -> dict[str, flowstate.FlowState]:
+        """Each flow's pause, watermarks, last poll and events fired since `events_since`."""
+        with reading(self._engine) as conn:
+            return flowstate.states(conn, list(flows), events_since)
+
+    def reset_flow(self, flow: str, *, to: datetime | None, baseline: bool, actor: str,
+                   now: datetime | None = None) -> flowstate.FlowReset:
+        """Move `flow`'s watermark to `to`, and with `baseline` re-take its baseline (audited)."""
+        if to is not None:
+            require_aware(to, "reset_flow(to)")
+        with writing(self._engine) as conn:
+            return flowstate.reset(conn, self._insert, flow, to=to, baseline=baseline, actor=actor,
+                                     now=now or datetime.now(UTC))
+
+    def flow_lock_holder(self, flow: str) -> str | None:
+        """The process polling `flow` now (the holder of its poller lock), if any."""
+        if self._dialect == "sqlite":
+            return lock_holders.file_holder(Path(str(self._engine.url.database)), flow)
+        with reading(self._engine) as conn:
+            return lock_holders.pg_holder(conn, flow)
 
     # -- polling ---------------------------------------------------------------------------
 
@@ -377,6 +417,17 @@ class SqlStore:
             for t in tried
         ])
 
+    def prune_audit(self, before: datetime, limit: int, now: datetime | None = None) -> int:
+        """Delete up to `limit` audit rows older than `before` (one transaction, audited itself)."""
+        require_aware(before, "prune_audit(before)")
+        with writing(self._engine) as conn:
+            return retention.prune(conn, before, limit, now or datetime.now(UTC))
+
+    def journey(self, notification_id: int) -> journeys.Journey | None:
+        """The notification's whole journey (store.journey), None when there is no such notification."""
+        with reading(self._engine) as conn:
+            return journeys.journey(conn, notification_id)
+
     def _view(self, r: AnyRow, tried: Sequence[AttemptView]) -> NotificationView:
         return NotificationView(
             id=r.id, flow=r.flow, entity=r.entity, record_key=r.record_key, channel=r.channel,
@@ -386,45 +437,35 @@ class SqlStore:
             error_message=r.error_message, attempts_made=r.attempts_made,
             max_attempts=r.attempt_budget, segments=r.segments, created_at=r.created_at,
             updated_at=r.updated_at, next_attempt_at=r.next_attempt_at, attempts=tuple(tried),
+            event_version=r.event_version,
         )
 
-    def replay(self, ids: Sequence[int], now: datetime, actor: str) -> list[int]:
-        """Reopen failed/dead/undelivered notifications for a new round of attempts; old attempts stay."""
-        require_aware(now, "replay(now)")
-        wanted = list(dict.fromkeys(ids))
-        replayed: set[int] = set()
-        with writing(self._engine) as conn:
-            for chunk in chunks(wanted):
-                rows = conn.execute(
-                    select(n.c.id, n.c.flow, n.c.status, n.c.provider_id)
-                    .where(n.c.id.in_(chunk), n.c.status.in_([s.value for s in REPLAYABLE]))
-                    .with_for_update()
-                ).all()
-                if not rows:
-                    continue
-                conn.execute(
-                    update(n).where(n.c.id.in_([r.id for r in rows])).values(
-                        status=Status.PENDING.value, next_attempt_at=now, updated_at=now,
-                        attempt_budget=n.c.attempts_made + n.c.max_attempts, provider_id=None,
-                        error_code=None, error_message=None, reason=None, in_doubt_since=None,
-                        lease_owner=None, lease_until=None,
-                    )
-                )
-                conn.execute(audit.insert(), [
-                    audit_row(now, "replay", nid=r.id, flow=r.flow, status=Status.PENDING.value, actor=actor,
-                               previous_status=r.status, previous_provider_id=r.provider_id)
-                    for r in rows
-                ])
-                replayed.update(r.id for r in rows)
-        return [i for i in wanted if i in replayed]
+    def replay(self, ids: Sequence[int], now: datetime, actor: str, *,
+               revisions: Mapping[int, Revision] | None = None, forced: Sequence[int] = ()) -> list[int]:
+        """Reopen failed/dead/undelivered notifications for a new round of attempts; old attempts stay.
 
-    def audit(self, since: datetime | None, until: datetime | None) -> Iterator[AuditEntry]:
-        """Audit rows with since <= at < until, in id order, streamed (holds a connection until exhausted)."""
+        `revisions` re-address and re-render some of them (store.replays); `forced` marks those
+        replayed over a permanent failure. The replay's audit row keeps what it replaced.
+        """
+        require_aware(now, "replay(now)")
+        with writing(self._engine) as conn:
+            return replays.replay(conn, self._keys, ids, now, actor, revisions or {}, set(forced))
+
+    def audit(self, since: datetime | None, until: datetime | None, *, notification: int | None = None,
+              flow: str | None = None, kinds: Sequence[str] = ()) -> Iterator[AuditEntry]:
+        """Audit rows with since <= at < until (and of one notification, flow or kinds), in id order,
+        streamed (holds a connection until exhausted)."""
         conditions: list[ColumnElement[bool]] = []
         if since is not None:
             conditions.append(audit.c.at >= since)
         if until is not None:
             conditions.append(audit.c.at < until)
+        if notification is not None:
+            conditions.append(audit.c.notification_id == notification)
+        if flow is not None:
+            conditions.append(audit.c.flow == flow)
+        if kinds:
+            conditions.append(audit.c.kind.in_(list(kinds)))
         query = select(audit).where(*conditions).order_by(audit.c.id)
         with self._engine.connect() as conn:
             rows = conn.execution_options(yield_per=CHUNK).execute(query)

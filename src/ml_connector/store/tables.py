@@ -12,7 +12,6 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
-    LargeBinary,
     MetaData,
     String,
     Table,
@@ -20,7 +19,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-from ml_connector.store.types import UtcDateTime
+from ml_connector.store.types import Sealed, UtcDateTime
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -72,10 +71,10 @@ notifications = Table(
     Column("channel", String(64), nullable=False),
     Column("account", String(200), nullable=False),
     Column("sender", String(200), nullable=False),
-    Column("recipient_enc", LargeBinary, nullable=False),
+    Column("recipient_enc", Sealed, nullable=False),
     Column("recipient_hash", String(64), nullable=False, index=True),
     Column("recipient_field", String(200), nullable=False),
-    Column("body_enc", LargeBinary, nullable=False),
+    Column("body_enc", Sealed, nullable=False),
     Column("status", String(16), nullable=False),
     Column("reason", Text),
     Column("provider_id", String(64), index=True),
@@ -124,7 +123,7 @@ delivery_events = Table(
     Column("received_at", UtcDateTime, nullable=False),
     Column("notification_id", Id, ForeignKey("notifications.id")),
     Column("result", String(16), nullable=False),
-    Column("raw_enc", LargeBinary, nullable=False),
+    Column("raw_enc", Sealed, nullable=False),
     Index(None, "error_code", "received_at"),  # recent push-back (30001) per sender, see reports
 )
 
@@ -162,4 +161,37 @@ audit = Table(
     Column("kind", String(32), nullable=False),
     Column("status", String(32)),
     Column("detail_json", Text, nullable=False),
+)
+
+# -- people who use the dashboard and the REST API (store.users) -----------------------------
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("role", String(16), nullable=False),
+    Column("password_hash", Text),  # argon2id; NULL for people known only through the SSO proxy
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("role", String(16), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),  # SHA-256 of a 256-bit random token
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("last_used_at", UtcDateTime),
+)
+#: Named secrets (`ml-connector secrets`, `${secret:NAME}` in the config), sealed by the master key.
+secrets = Table(
+    "secrets",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("value_enc", Sealed, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
 )

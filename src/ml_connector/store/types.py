@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.engine.interfaces import Dialect
-from sqlalchemy.types import DateTime, String, TypeDecorator, TypeEngine
+from sqlalchemy.types import DateTime, LargeBinary, String, TypeDecorator, TypeEngine
 
 _SQLITE_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
@@ -66,3 +66,14 @@ class UtcDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:  # a driver that drops the zone: the column is UTC by construction
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+class Sealed(TypeDecorator[bytes]):
+    """An AES-GCM blob from store.crypto: personal data or a secret, never stored in clear.
+
+    Every column of this type is re-encrypted by `ml-connector keys rotate` (store.rotation
+    finds them through the metadata), so a new encrypted column only has to use it.
+    """
+
+    impl = LargeBinary
+    cache_ok = True

@@ -34,9 +34,10 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 @contextlib.asynccontextmanager
-async def serving(app: Any, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
-    """Serve `app` while the block runs; yields its base URL (http://host:port)."""
-    sock = bind(host, port)
+async def serving(app: Any, host: str = "127.0.0.1", port: int = 0,
+                  sock: socket.socket | None = None) -> AsyncIterator[str]:
+    """Serve `app` while the block runs (on `sock` when given, bound already); yields its base URL."""
+    sock = sock or bind(host, port)
     server = _EmbeddedServer(uvicorn.Config(
         app, log_level="warning", lifespan="off", access_log=False, backlog=2048,
         timeout_keep_alive=30,
@@ -69,8 +70,9 @@ def freeze_long_lived_objects() -> None:
     gc.freeze()
 
 
-async def serve_until(app: Any, host: str, port: int, stop: asyncio.Event) -> None:
+async def serve_until(app: Any, host: str, port: int, stop: asyncio.Event,
+                      sock: socket.socket | None = None) -> None:
     """Serve `app` until `stop` is set: the web role of `ml-connector run`."""
-    async with serving(app, host, port):
+    async with serving(app, host, port, sock):
         freeze_long_lived_objects()
         await stop.wait()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection, text
 
+from ml_connector.store import ops_tables  # noqa: F401 - registers its tables on the metadata
 from ml_connector.store.tables import metadata
 
 #: Any fixed number: PostgreSQL processes starting together migrate one at a time.
