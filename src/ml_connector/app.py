@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from ml_connector import logctx
+from ml_connector import app_channels, logctx
 from ml_connector.channels.base import Channel
 from ml_connector.channels.http import AiohttpTransport, HttpTransport
 from ml_connector.channels.sms import SmsChannel
@@ -40,6 +40,7 @@ from ml_connector.runtime.metrics import ConnectorMetrics
 from ml_connector.runtime.poller import LOOKBACK, MAIN, FlowRuntime, Poller
 from ml_connector.runtime.status_sweep import StatusSweep, SweepSettings
 from ml_connector.runtime.store_wait import wait_for_store
+from ml_connector.runtime.voice_retry import VoiceRetry
 from ml_connector.runtime.writeback import WriteBackRunner
 from ml_connector.sources import registry
 from ml_connector.sources.base import Closeable, Source, WriteBack
@@ -68,6 +69,8 @@ class Overrides:
     """Injected edges for tests and the demo."""
 
     twilio_transport: HttpTransport | None = None
+    sendgrid_transport: HttpTransport | None = None
+    webhook_transport: HttpTransport | None = None
     clock: Callable[[], datetime] = utcnow
     worker: str | None = None
     source_context: Mapping[str, Any] = field(default_factory=dict)
@@ -90,8 +93,10 @@ def compile_flows(config: Config, shown_path: str | None = None) -> dict[str, An
             sources.append((name + DIGEST_TEMPLATE, f"flows.{name}.digest.template", spec.digest.template))
         for compiled_name, key, source in sources:
             try:
-                compiled[compiled_name] = compile_template(key, source, timezone=spec.timezone,
-                                                           currency=spec.currency, locale=spec.locale)
+                compiled[compiled_name] = (
+                    app_channels.compile_flow(key, spec) if spec.channel != "sms" and compiled_name == name
+                    else compile_template(key, source, timezone=spec.timezone, currency=spec.currency,
+                                          locale=spec.locale))
             except TemplateError as exc:
                 where = f"{exc.template}, line {exc.line}" if exc.line else exc.template
                 message = str(exc).removeprefix(f"template {where}: ")
@@ -186,6 +191,8 @@ class Connector:
         self.sources = build_sources(config, {"clock": self.clock, **self.overrides.source_context})
         self.clients = build_twilio_clients(config, self.overrides.twilio_transport)
         self.channels: dict[str, Channel] = {name: SmsChannel(client) for name, client in self.clients.items()}
+        self.channels.update(app_channels.build_channels(config, self.overrides.sendgrid_transport, self.clients,
+                                                         self.overrides.webhook_transport))
         self.flows = self._flow_runtimes()
         self.pollers = {name: Poller(flow, self.store, self.clock) for name, flow in self.flows.items()}
         self.poll_health = PollerHealth(self.clock)
@@ -199,6 +206,8 @@ class Connector:
         self.status_sweep = StatusSweep(self.store, self.channels, clock=self.clock, settings=SweepSettings(
             stale_after=check_after, every=min(timedelta(minutes=1), max(check_after / 2, timedelta(seconds=1))),
         ))
+        self.voice_retry = VoiceRetry(self.store, {n: s.voice for n, s in config.flows.items()
+                                                   if s.channel == "voice" and s.voice}, clock=self.clock)
         audit = config.audit
         self.audit_pruner = AuditPruner(
             self.store, audit.retention, clock=self.clock, every=audit.prune_every, batch=audit.prune_batch,
@@ -213,7 +222,8 @@ class Connector:
         for name, spec in self.config.flows.items():
             if not spec.enabled:
                 continue
-            account, sender = sender_value(self.config, spec.sender)
+            account, sender = (spec.sender.partition(".")[0], app_channels.flow_sender(spec) or "") \
+                if spec.channel in ("email", "webhook") else sender_value(self.config, spec.sender)
             flows[name] = FlowRuntime(
                 name=name, spec=spec, source=self.sources[spec.source], template=self.templates[name],
                 account=account, sender=sender,
@@ -234,6 +244,7 @@ class Connector:
         for account_name, account in self.config.twilio.accounts.items():
             for sender in account.senders.values():
                 mps[f"{account_name}.{sender.address}"] = sender.effective_mps
+        mps.update(app_channels.channel_rates(self.config))
         policies = {name: RetryPolicy.from_spec(spec.retry) for name, spec in self.config.flows.items()}
         d = self.config.dispatcher
         settings = DispatcherSettings(
@@ -266,7 +277,8 @@ class Connector:
             store=self.store, auth_tokens=tokens,
             status_callback_url=self.config.webhooks.status_callback_url or "http://127.0.0.1/twilio/status",
             max_body_bytes=self.config.webhooks.max_body_bytes, clock=self.clock, registry=registry,
-            extra_routes=[Route(path, inbound.handle, methods=["POST"]) for path in inbound.paths],
+            extra_routes=[*(Route(path, inbound.handle, methods=["POST"]) for path in inbound.paths),
+                          *app_channels.webhook_routes(self.config, self.store, self.clock)],
         )
 
     def _inbound_endpoint(self, tokens: Mapping[str, str]) -> Any:
@@ -304,6 +316,7 @@ class Connector:
         if "dispatcher" in roles:
             tasks.append(asyncio.create_task(self.dispatcher.run(stop)))
             tasks.append(asyncio.create_task(self.status_sweep.run(stop)))
+            tasks.append(asyncio.create_task(self.voice_retry.run(stop)))
             if self.audit_pruner is not None:
                 tasks.append(asyncio.create_task(self.audit_pruner.run(stop)))
             if self.digests.wanted:
@@ -475,6 +488,7 @@ class Connector:
     async def aclose(self) -> None:
         for client in self.clients.values():
             await client.aclose()
+        await app_channels.aclose(self.channels)
         for source in self.sources.values():
             if isinstance(source, Closeable):
                 await source.aclose()

@@ -44,6 +44,7 @@ from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from ml_connector.audit_config import AuditConfig
+from ml_connector.config_channels import EmailSender, WebhookEndpointConfig
 from ml_connector.config_dashboard import DashboardConfig
 from ml_connector.config_ops import ADMIN_PORT_ENV, AdminConfig, LoggingConfig
 from ml_connector.core.flowspec import OPERATORS, Duration, FlowSpec, LookupRecipient
@@ -393,6 +394,10 @@ class TwilioAccount(BaseModel):
     ca_bundle_only: bool = False
     verify_tls: bool = True
     senders: dict[str, Sender] = Field(default_factory=dict)
+    email_senders: dict[str, EmailSender] = Field(default_factory=dict)  # config_channels
+    webhook_endpoints: dict[str, WebhookEndpointConfig] = Field(default_factory=dict)  # config_channels
+    #: Voice flows: calls this account starts per second (Twilio's default CPS is 1).
+    calls_per_second: PositiveFloat = 1.0
 
     @field_validator("ca_bundle")
     @classmethod
@@ -477,8 +482,11 @@ def _reference_problems(
     flows: Mapping[str, FlowSpec],
     source_entities: Mapping[str, Collection[str] | None],
     senders: Mapping[str, Collection[str] | None],
+    email_senders: Mapping[str, Collection[str] | None] | None = None,
+    endpoints: Mapping[str, Collection[str] | None] | None = None,
 ) -> list[tuple[Loc, str]]:
-    """Dangling names in flows. `None` entities/senders mean "unknown here": not checked."""
+    """Dangling names in flows. `None` entities/senders mean "unknown here": not checked.
+    Email flows name an account's `email_senders`, other flows its `senders`."""
     problems: list[tuple[Loc, str]] = []
     for name, flow in flows.items():
         where: Loc = ("flows", name)
@@ -504,12 +512,17 @@ def _reference_problems(
                     problems.append((loc, message))
         account, dot, sender = flow.sender.partition(".")
         loc = (*where, "sender")
+        known_senders = email_senders if flow.channel == "email" and email_senders is not None else senders
+        if flow.channel == "webhook" and endpoints is not None:
+            known_senders = endpoints
         if not dot or not account or not sender:
             problems.append((loc, "must be '<account>.<sender>' naming an entry of twilio.accounts"))
-        elif account not in senders:
-            problems.append((loc, f"unknown Twilio account {account!r}; accounts: {_names(senders)}"))
-        elif (known := senders[account]) is not None and sender not in known:
-            problems.append((loc, f"account {account!r} has no sender {sender!r}; senders: {_names(known)}"))
+        elif account not in known_senders:
+            problems.append((loc, f"unknown Twilio account {account!r}; accounts: {_names(known_senders)}"))
+        elif (known := known_senders[account]) is not None and sender not in known:
+            kind = ("email sender" if known_senders is email_senders else
+                    "webhook endpoint" if known_senders is endpoints else "sender")
+            problems.append((loc, f"account {account!r} has no {kind} {sender!r}; {kind}s: {_names(known)}"))
     return problems
 
 
@@ -634,6 +647,8 @@ class Config(BaseModel):
             self.flows,
             {name: _entity_names(src) for name, src in self.sources.items()},
             {name: set(acct.senders) for name, acct in self.twilio.accounts.items()},
+            {name: set(acct.email_senders) for name, acct in self.twilio.accounts.items()},
+            {name: set(acct.webhook_endpoints) for name, acct in self.twilio.accounts.items()},
         )
         problems += _token_problems(self.twilio.accounts, self.webhooks.public_url is not None)
         _raise_problems("Config", problems)
@@ -1109,6 +1124,8 @@ def _partial_references(data: Mapping[str, Any], context: Mapping[str, Any]) -> 
             entities[name] = None
     accounts_raw = _mapping(_mapping(data.get("twilio")).get("accounts"))
     senders = {name: _sender_names(raw) for name, raw in accounts_raw.items()}
+    email_senders = {name: _sender_names(raw, "email_senders") for name, raw in accounts_raw.items()}
+    endpoints = {name: _sender_names(raw, "webhook_endpoints") for name, raw in accounts_raw.items()}
     accounts: dict[str, TwilioAccount] = {}
     for name, raw in accounts_raw.items():
         try:
@@ -1116,11 +1133,12 @@ def _partial_references(data: Mapping[str, Any], context: Mapping[str, Any]) -> 
         except ValidationError:
             continue
     public_url = _mapping(data.get("webhooks")).get("public_url") is not None
-    return _reference_problems(flows, entities, senders) + _token_problems(accounts, public_url)
+    return (_reference_problems(flows, entities, senders, email_senders, endpoints)
+            + _token_problems(accounts, public_url))
 
 
-def _sender_names(raw: Any) -> Collection[str] | None:
-    senders = _mapping(raw).get("senders", {})
+def _sender_names(raw: Any, key: str = "senders") -> Collection[str] | None:
+    senders = _mapping(raw).get(key, {})
     return set(senders) if isinstance(senders, Mapping) else None
 
 

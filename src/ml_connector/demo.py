@@ -31,6 +31,7 @@ from rich.table import Table
 
 from ml_connector.core.models import Status
 from ml_connector.core.redact import mask_phone
+from ml_connector.demo_channels import DEMO_HOOK_SECRET, add_channel_sections, mask_address, plan_calls
 
 DEMO_ACCOUNT_SID = "AC" + "a" * 32
 DEMO_AUTH_TOKEN = "simulator-token"  # noqa: S105 - the simulator's published demo credential
@@ -38,9 +39,9 @@ DEMO_SENDER = "+15005550006"
 DEMO_TZ = "America/Chicago"
 
 NOTIFICATION_STATUSES = frozenset(s.value for s in Status)  # audit rows of write-backs carry their own
-TERMINAL = {"delivered", "read", "failed", "undelivered", "dead", "suppressed"}
-STYLE = {"delivered": "green", "read": "green", "failed": "red", "undelivered": "red", "dead": "red",
-         "suppressed": "magenta", "sent": "cyan", "queued": "cyan"}
+TERMINAL = {"delivered", "read", "acknowledged", "failed", "undelivered", "dead", "suppressed"}
+STYLE = {"delivered": "green", "read": "green", "acknowledged": "green", "failed": "red", "undelivered": "red",
+         "dead": "red", "suppressed": "magenta", "sent": "cyan", "queued": "cyan"}
 
 
 def demo_login(connector: Any) -> str:
@@ -237,7 +238,7 @@ class Journey:
     to: str = ""
     steps: list[str] = field(default_factory=list)
     detail: str = ""
-    reported_final: bool = False
+    reported_final: str = ""  # the final status last printed
 
     def add(self, status: str | None) -> bool:
         if status and (not self.steps or self.steps[-1] != status):
@@ -299,14 +300,16 @@ class JourneyWatcher:
         if view is None:
             return
         journey.flow, journey.record = view.flow, view.record_key
-        journey.to = mask_phone(view.recipient) if view.recipient.startswith("+") else "(no number)"
+        journey.to = (mask_phone(view.recipient) if view.recipient.startswith("+") else
+                      mask_address(view.recipient) if view.channel == "email" else
+                      view.recipient if view.channel == "webhook" else "(no number)")
         journey.detail = view.problem if journey.final else ""
         if self.live:
             return
         if len(journey.steps) == 1 and not journey.final:
             self._console.print(journey.line(notification_id))
-        elif journey.final and not journey.reported_final:
-            journey.reported_final = True
+        elif journey.final and journey.reported_final != journey.last:  # again for read/acknowledged
+            journey.reported_final = journey.last
             self._console.print(journey.line(notification_id))
 
     def _new_entries(self) -> list[Any]:
@@ -346,7 +349,7 @@ class JourneyWatcher:
 
     @property
     def delivered(self) -> int:
-        return sum(1 for j in self.journeys.values() if j.last in ("delivered", "read"))
+        return sum(1 for j in self.journeys.values() if j.last in ("delivered", "read", "acknowledged"))
 
 
 def written_back_line(journeys: Mapping[int, Journey], flows: Collection[str],
@@ -513,8 +516,10 @@ async def run_demo(*, duration: float | None, data_dir: Path | None, every: floa
     from ml_connector.sim.demo_erp import DemoErp
     from ml_connector.sim.oracle_ebs import EbsSim
     from ml_connector.sim.sap_gateway import SapGatewaySim
+    from ml_connector.sim.sendgrid import SendGridSim
     from ml_connector.sim.syspro import SysproSim
     from ml_connector.sim.twilio import Account, Outcome, TwilioSim
+    from ml_connector.sim.webhook_receiver import WebhookReceiver
     from ml_connector.store.crypto import create_key_file
     from ml_connector.web.server import serving
 
@@ -530,18 +535,25 @@ async def run_demo(*, duration: float | None, data_dir: Path | None, every: floa
                         api_keys=(), services=())
         # A UK landline in the HR data: accepted by Twilio, then undelivered by the carrier (30006).
         sim.set_outcome("+442079460958", Outcome(status="undelivered", error_code=30006))
+        plan_calls(sim)
         webhook_port = free_port()
         ebs = EbsSim(server_tz=EBS_TZ)
         syspro = SysproSim()
         sap = SapGatewaySim(timezone=SAP_TZ)
         seed_sap(sap)
         peoplesoft = peoplesoft_simulator()
+        sendgrid = SendGridSim(events_to=f"http://127.0.0.1:{webhook_port}/sendgrid/events", event_delay=0.3)
+        receiver = WebhookReceiver(DEMO_HOOK_SECRET)
         async with serving(sim.create_app()) as twilio_url, serving(ebs.create_app()) as ebs_url, \
                 serving(syspro.create_app()) as syspro_url, serving(sap.create_app()) as sap_url, \
-                serving(peoplesoft.create_app()) as ps_url, _stop_on_signals() as stop:
+                serving(peoplesoft.create_app()) as ps_url, serving(sendgrid.create_app()) as sendgrid_url, \
+                serving(receiver.create_app()) as hook_url, \
+                _stop_on_signals() as stop:
             config_path = directory / "ml-connector.yaml"
             config = demo_config(directory, twilio_url, webhook_port, ebs_url=ebs_url, syspro_url=syspro_url,
                                  sap_url=sap_url, ps_url=ps_url)
+            add_channel_sections(config, sendgrid_url=sendgrid_url, sendgrid_public_key=sendgrid.public_key,
+                                 hook_url=f"{hook_url}{receiver.path}")
             dashboard_port = free_port()
             # Plain HTTP on loopback: the demo's session cookie cannot be Secure-only.
             config["dashboard"] = {"host": "127.0.0.1", "port": dashboard_port, "secure_cookies": False}
@@ -551,7 +563,7 @@ async def run_demo(*, duration: float | None, data_dir: Path | None, every: floa
             connector = Connector(load_config(config_path, {}))
             console.print(f"[bold]ml-connector demo[/bold]: SQL ERP {directory / 'demo-erp.db'}, Oracle EBS "
                           f"{ebs_url}, SYSPRO {syspro_url}, SAP Gateway {sap_url}, PeopleSoft {ps_url}, "
-                          f"Twilio simulator {twilio_url}, "
+                          f"Twilio simulator {twilio_url}, SendGrid simulator {sendgrid_url}, "
                           f"webhooks "
                           f"http://127.0.0.1:{webhook_port}")
             password = demo_login(connector)
@@ -594,11 +606,13 @@ async def run_demo(*, duration: float | None, data_dir: Path | None, every: floa
                 stop_sending.set()
                 await asyncio.gather(polling, sending, events, return_exceptions=True)
                 await sim.drain()
+                await sendgrid.drain()
                 await watcher.follow()
                 sap_line = sap_duplicates_line(connector.store, sap_events.duplicates)
                 ebs_flows = {name for name, flow in connector.flows.items() if flow.write_back_source == "ebs"}
                 await connector.aclose()
                 await sim.aclose()
+                await sendgrid.aclose()
             logging.getLogger("ml_connector").setLevel(previous_level)
         console.print(watcher.summary())
         written_back = ebs.audit_rows()

@@ -12,6 +12,8 @@
     └── DeliveryError             a provider call failed
         ├── TransientError        try again later (retry_after seconds if the provider said so)
         ├── PermanentError        will not succeed by retrying (provider code and reason kept)
+        │   └── NotResent         a send may have happened and the provider cannot be asked
+        │                         (SendGrid): at most once, so it fails instead of resending
         ├── InDoubtError          the request may have been accepted; reconcile before resending
         └── AccountError          the account's credentials or standing were refused: hold the
                                   account's sending until a probe succeeds (retriable once fixed)
@@ -116,6 +118,12 @@ class TransientError(DeliveryError):
 
 class PermanentError(DeliveryError):
     """Retrying will not help (bad number, opted out, auth, geo permissions...)."""
+
+
+class NotResent(PermanentError):
+    """The send's outcome is unknown and the provider offers no way to look it up: the channel
+    chose at-most-once, so the notification fails with this reason instead of being sent again
+    (and perhaps twice)."""
 
 
 class InDoubtError(DeliveryError):

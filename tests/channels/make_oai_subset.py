@@ -25,6 +25,9 @@ OPERATIONS: tuple[tuple[str, str], ...] = (
     ("/2010-04-01/Accounts/{AccountSid}/Messages.json", "get"),
     ("/2010-04-01/Accounts/{AccountSid}/Messages/{Sid}.json", "get"),
     ("/2010-04-01/Accounts/{Sid}.json", "get"),
+    ("/2010-04-01/Accounts/{AccountSid}/Calls.json", "post"),
+    ("/2010-04-01/Accounts/{AccountSid}/Calls.json", "get"),
+    ("/2010-04-01/Accounts/{AccountSid}/Calls/{Sid}.json", "get"),
 )
 
 #: Documentation-only keys, dropped everywhere (no property or parameter is named like these).

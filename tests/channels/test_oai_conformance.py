@@ -14,6 +14,7 @@ import json
 import re
 from collections import Counter
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,8 @@ from ml_connector.channels.twilio_api import (
     fetch_message_request,
     list_messages_request,
 )
+from ml_connector.channels.twilio_calls import create_call_request, fetch_call_request, list_calls_request
+from ml_connector.core.voice_body import VoiceContent, twiml_for
 
 HERE = Path(__file__).resolve().parent
 _spec = importlib.util.spec_from_file_location("make_oai_subset", HERE / "make_oai_subset.py")
@@ -177,6 +180,8 @@ CONTENTS: list[dict[str, Any]] = [
     {"media_urls": MEDIA[:1]},
     {"media_urls": MEDIA},
     {"body": "PO 4711 approved", "media_urls": MEDIA},
+    {"content_sid": "HX" + "0123456789abcdef" * 2},
+    {"content_sid": "HX" + "0123456789abcdef" * 2, "content_variables": '{"1":"4711","2":"Acme & Co"}'},
 ]
 EXTRAS: list[dict[str, Any]] = [
     {},
@@ -200,7 +205,20 @@ LIST_FILTERS: list[dict[str, Any]] = [
     {"page_size": 1000},
     {"to": TO, "from_": "ACME Corp", "date_sent_after": DAY, "date_sent_before": DAY, "page_size": 20},
 ]
+CONTENT = VoiceContent(say="PO 4711 & 4712 approved <urgent>", voice="Polly.Joanna", language="en-US", repeat=2,
+                       pause=1, prompt="Press 1 to confirm.", digit="1")
+CALL_CREATES = [
+    create_call_request(AC, to=TO, from_="+15557650002", twiml=twiml_for(content, ack), **extra)
+    for content, ack in ((CONTENT, "https://hooks.example.com/twilio/voice/ack?n=7&d=1"),
+                         (replace(CONTENT, prompt=None, digit=None, repeat=1), None))
+    for extra in ({}, {"status_callback": "https://hooks.example.com/twilio/voice/status"},
+                  {"status_callback": "https://hooks.example.com/s", "events": ("completed",), "timeout": 600})
+]
+CREATES += CALL_CREATES
 READS = [
+    fetch_call_request(AC, "CA" + "c" * 32),
+    list_calls_request(AC),
+    list_calls_request(AC, to=TO, from_="+15557650002", started_on_or_after=DAY, page_size=1000),
     fetch_message_request(AC, "SM" + "a" * 32),
     fetch_message_request(AC, "MM" + "B" * 32),
     fetch_account_request(AC),

@@ -104,6 +104,9 @@ def test_demo_delivers_and_exits_zero(tmp_path: Path, cli_env: dict[str, str]) -
                             text=True, timeout=120, check=False, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "pending → sending → queued → sent → delivered" in result.stdout
+    lines = result.stdout.splitlines()
+    assert any("po_approved_email" in line and line.endswith("queued → delivered") for line in lines)
+    assert any("po_approved_call" in line and line.endswith("sent → acknowledged") for line in lines)
     assert "demo summary" in result.stdout and "Traceback" not in result.stderr
 
 

@@ -89,11 +89,15 @@ async def pipeline(
     sim_options: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
     clock: FakeClock | None = None,
+    sendgrid: Any = None,
+    webhook_app: Any = None,
 ) -> AsyncIterator[Pipeline]:
     """The demo's config (two flows over the demo ERP) with in-process transports.
 
     `tweak` edits the config dict before it is written; `store_url` swaps SQLite for PostgreSQL;
-    `clock` replaces the shared hand clock (e.g. one that moves on every reading).
+    `clock` replaces the shared hand clock (e.g. one that moves on every reading); `sendgrid`, a
+    SendGridSim, takes the email channel's requests and posts its events to the webhook app;
+    `webhook_app`, an ASGI app, receives the outbound webhook channel's posts.
     """
     clock = clock or FakeClock()
     erp = DemoErp(tmp_path / "demo-erp.db", tz=DEMO_TZ, clock=clock)
@@ -117,8 +121,12 @@ async def pipeline(
     connector = Connector(
         load_config(config_path, dict(env or {})),
         env=dict(env or {}),
-        overrides=Overrides(twilio_transport=AsgiTransport(sim.create_app()), worker="test-worker", clock=clock),
+        overrides=Overrides(twilio_transport=AsgiTransport(sim.create_app()), worker="test-worker", clock=clock,
+                            sendgrid_transport=AsgiTransport(sendgrid.create_app()) if sendgrid else None,
+                            webhook_transport=AsgiTransport(webhook_app) if webhook_app else None),
     )
+    if sendgrid is not None:
+        sendgrid.event_transport = httpx.ASGITransport(webhook)
     webhook.app = connector.webhook_app()
     try:
         yield Pipeline(erp, sim, connector, config_path, clock, webhook)

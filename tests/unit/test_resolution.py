@@ -37,6 +37,7 @@ EXPECTED_CODES: dict[int, Action] = {
     # the account, not the message: its sending is held until a probe succeeds
     **dict.fromkeys([20003, 20005, 20008], HOLD),
     **dict.fromkeys([30004, 30005, 30006, 30007, 30034, 30036], FAIL),
+    63016: FAIL,  # WhatsApp free text outside the 24-hour window: a template is needed, not a retry
 }
 
 EXPECTED_DELIVERY: dict[int, Action] = {
@@ -46,6 +47,7 @@ EXPECTED_DELIVERY: dict[int, Action] = {
     30450: RETRY,
     30500: RETRY,
     **dict.fromkeys([30004, 30005, 30006, 30007, 30034, 30036], FAIL),
+    63016: FAIL,
 }
 
 

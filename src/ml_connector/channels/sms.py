@@ -211,6 +211,8 @@ class SmsChannel:
                 media_urls=message.media_urls,
                 status_callback=message.status_callback,
                 validity_period=message.validity_period,
+                content_sid=message.content_sid,
+                content_variables=message.content_variables,
             )
             return _send_result(resource)
         except _HANDLED as exc:
@@ -298,7 +300,8 @@ def _matches(item: Mapping[str, Any], message: OutboundMessage, ref: SenderRef, 
         isinstance(item.get("sid"), str)
         and item.get("direction") == "outbound-api"
         and item.get("to") == message.to
-        and (item.get("body") or "") == message.body
+        # A Content template's body is rendered by Twilio: unknown here, so not compared.
+        and (message.content_sid is not None or (item.get("body") or "") == message.body)
         and (ref.from_ is None or item.get("from") == ref.from_)
         and (
             ref.messaging_service_sid is None
@@ -307,3 +310,8 @@ def _matches(item: Mapping[str, Any], message: OutboundMessage, ref: SenderRef, 
         and created is not None
         and created >= cutoff
     )
+
+
+#: The same translation for every channel on the Twilio REST API (voice, ...).
+twilio_delivery_error = _to_delivery_error
+TWILIO_ERRORS = _HANDLED

@@ -23,6 +23,7 @@ import json
 import logging
 import re
 from collections.abc import AsyncGenerator, Callable, Iterable
+from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
@@ -56,6 +57,7 @@ ACCOUNT_SID = re.compile(r"^AC[0-9a-fA-F]{32}$")
 API_KEY_SID = re.compile(r"^SK[0-9a-fA-F]{32}$")
 MESSAGE_SID = re.compile(r"^(SM|MM)[0-9a-fA-F]{32}$")
 MESSAGING_SERVICE_SID = re.compile(r"^MG[0-9a-fA-F]{32}$")
+CONTENT_SID = re.compile(r"^HX[0-9a-fA-F]{32}$")
 
 API_VERSION = "2010-04-01"
 MAX_BODY_CHARS = 1600  # twilio.md §2
@@ -113,6 +115,9 @@ class Operation(StrEnum):
     FETCH_MESSAGE = "FetchMessage"
     LIST_MESSAGE = "ListMessage"
     FETCH_ACCOUNT = "FetchAccount"
+    CREATE_CALL = "CreateCall"
+    FETCH_CALL = "FetchCall"
+    LIST_CALL = "ListCall"
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,16 +155,29 @@ def create_message_request(
     media_urls: Iterable[str] = (),
     status_callback: str | None = None,
     validity_period: int | None = None,
+    content_sid: str | None = None,
+    content_variables: str | None = None,
 ) -> PreparedRequest:
     """POST Messages.json. Enforces the spec's conditional groups: From or MessagingServiceSid,
-    Body or MediaUrl (both may be given: a pool sender, or an MMS with text)."""
+    Body, MediaUrl or ContentSid (an approved Content template, with ContentVariables JSON)."""
     media = tuple(media_urls)
     if not to or to != to.strip():
         raise ValueError("'to' must be a non-empty address without surrounding spaces")
     if not from_ and not messaging_service_sid:
         raise ValueError("a message needs a sender: 'from_' or 'messaging_service_sid'")
-    if not body and not media:
-        raise ValueError("a message needs content: 'body' or 'media_urls'")
+    if not body and not media and not content_sid:
+        raise ValueError("a message needs content: 'body', 'media_urls' or 'content_sid'")
+    if content_sid is not None:
+        _require_sid(content_sid, CONTENT_SID, "content_sid", "'HX' followed by 32 hex digits")
+    if content_variables is not None:
+        if content_sid is None:
+            raise ValueError("content_variables go with a content_sid")
+        try:
+            variables = json.loads(content_variables)
+        except ValueError:
+            variables = None
+        if not isinstance(variables, dict) or not all(isinstance(v, str) for v in variables.values()):
+            raise ValueError("content_variables must be a JSON object of strings")
     if body is not None and len(body) > MAX_BODY_CHARS:
         raise ValueError(f"body has {len(body)} characters; Twilio accepts at most {MAX_BODY_CHARS}")
     if len(media) > MAX_MEDIA_URLS:
@@ -188,6 +206,10 @@ def create_message_request(
         if isinstance(validity_period, bool) or validity_period not in VALIDITY_RANGE:
             raise ValueError("validity_period must be an integer number of seconds from 1 to 36000")
         params.append(("ValidityPeriod", str(validity_period)))
+    if content_sid is not None:
+        params.append(("ContentSid", content_sid))
+    if content_variables is not None:
+        params.append(("ContentVariables", content_variables))
     return PreparedRequest(
         Operation.CREATE_MESSAGE, "POST", f"{_account_path(account_sid)}/Messages.json", tuple(params)
     )
@@ -390,6 +412,8 @@ class TwilioClient:
         media_urls: Iterable[str] = (),
         status_callback: str | None = None,
         validity_period: int | None = None,
+        content_sid: str | None = None,
+        content_variables: str | None = None,
     ) -> dict[str, Any]:
         """Create (send) a message; returns the Message resource. No idempotency key exists, so a
         ResponseLost here must be reconciled with `list_messages` before any resend."""
@@ -402,6 +426,8 @@ class TwilioClient:
             media_urls=media_urls,
             status_callback=status_callback,
             validity_period=validity_period,
+            content_sid=content_sid,
+            content_variables=content_variables,
         )
         return await self._call(prepared)
 
@@ -437,28 +463,38 @@ class TwilioClient:
             date_sent_before=date_sent_before,
             page_size=page_size,
         )
+        async with aclosing(self.list_resources(prepared, "messages")) as items:
+            async for item in items:
+                yield item
+
+    async def call(self, prepared: PreparedRequest) -> dict[str, Any]:
+        """Send one prepared request (channels.twilio_calls builds the Calls ones); the JSON object."""
+        return await self._call(prepared)
+
+    async def list_resources(self, prepared: PreparedRequest, key: str) -> AsyncGenerator[dict[str, Any], None]:
+        """The `key` items of a list request, following `next_page_uri` page by page (see
+        `list_messages`: a page link outside this list, or seen before, is TwilioProtocolError)."""
         target = prepared.target()
         seen: set[str] = {target}
         pages = 0
+        name = prepared.operation.value
         while True:
             page = _json_object(await self._send("GET", target, None), prepared.operation)
             pages += 1
-            messages = page.get("messages")
-            if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
-                raise TwilioProtocolError(f"ListMessage page {pages}: 'messages' is not a list of objects")
+            items = page.get(key)
+            if not isinstance(items, list) or not all(isinstance(m, dict) for m in items):
+                raise TwilioProtocolError(f"{name} page {pages}: {key!r} is not a list of objects")
             if isinstance(page.get("uri"), str):
                 seen.add(page["uri"])
-            for message in messages:
-                yield message
+            for item in items:
+                yield item
             next_uri = page.get("next_page_uri")
             if not next_uri:
                 return
             if not isinstance(next_uri, str) or not next_uri.startswith(prepared.path + "?"):
-                raise TwilioProtocolError(
-                    f"ListMessage page {pages}: next_page_uri is not a page of this list"
-                )
+                raise TwilioProtocolError(f"{name} page {pages}: next_page_uri is not a page of this list")
             if next_uri in seen:
-                raise TwilioProtocolError(f"ListMessage page {pages}: next_page_uri repeats an earlier page")
+                raise TwilioProtocolError(f"{name} page {pages}: next_page_uri repeats an earlier page")
             seen.add(next_uri)
             target = next_uri
 

@@ -241,6 +241,22 @@ class RetrySpec(_Frozen):
     max_delay: Duration = timedelta(minutes=30)
 
 
+class VoiceSpec(_Frozen):
+    """How a voice flow speaks: the message is said `repeat` times with a pause between, then,
+    with `acknowledge`, the prompt is said inside a one-digit Gather; pressing `digit` makes the
+    notification `acknowledged`. `retries` more calls are made after busy or no-answer."""
+
+    voice: str = Field(default="Polly.Joanna", pattern=r"^[A-Za-z][A-Za-z0-9.\-]{1,63}$")
+    language: str = Field(default="en-US", pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+    repeat: int = Field(default=2, ge=1, le=5)
+    pause: int = Field(default=1, ge=0, le=10)
+    acknowledge: bool = False
+    prompt: str = Field(default="Press 1 to confirm.", min_length=1, max_length=500)
+    digit: str = Field(default="1", pattern=r"^[0-9*#]$")
+    retries: int = Field(default=0, ge=0, le=5)
+    retry_delay: Duration = timedelta(minutes=5)
+
+
 class FlowSpec(_Frozen):
     """One flow: source + entity + schedule + trigger + recipients + channel + template."""
 
@@ -254,9 +270,21 @@ class FlowSpec(_Frozen):
     routing: Any = None
     #: Fields naming the business document for idempotency instead of the record (core.dedupe).
     dedupe_on: list[str] = []
-    channel: Literal["sms"] = "sms"
+    #: core.channel_kinds: "sms", "voice" (the sender's From number calls), or "email" (sender
+    #: names one of the account's email_senders).
+    channel: Literal["sms", "mms", "whatsapp", "voice", "email", "webhook"] = "sms"
     sender: str  # "<account>.<sender name>" from the twilio section
-    template: str  # inline Jinja2 source
+    template: str  # inline Jinja2 source (for email: the text part, always sent)
+    #: Email only: the subject template, and the HTML part's template (autoescaped).
+    subject: str | None = None
+    html: str | None = None
+    #: Voice only: how the message is spoken and acknowledged.
+    voice: VoiceSpec | None = None
+    #: MMS and WhatsApp: media URL templates (each rendered from the record, sent as MediaUrl).
+    media: list[str] = Field(default_factory=list, max_length=10)
+    #: WhatsApp: an approved Content template (HX...) and its variables ("1": "{{ po_number }}").
+    content_sid: str | None = Field(default=None, pattern=r"^HX[0-9a-fA-F]{32}$")
+    content_variables: dict[str, str] = Field(default_factory=dict)
     timezone: str = "UTC"  # for date filters in the template
     currency: str = "USD"
     #: How money and dates are written (core.localized): "de_DE" -> "2.529,27 €".
@@ -295,8 +323,25 @@ class FlowSpec(_Frozen):
 
     @model_validator(mode="after")
     def _someone(self) -> FlowSpec:
-        if not self.recipients and self.routing is None:
+        if self.channel == "webhook":
+            if self.recipients or self.routing is not None:
+                raise ValueError("recipients: a webhook flow posts to its endpoint (sender); it has no recipients")
+        elif not self.recipients and self.routing is None:
             raise ValueError("recipients: name at least one recipient, or a routing table")
+        if self.channel == "email" and not (self.subject or "").strip():
+            raise ValueError("subject: an email flow needs a subject template")
+        if self.channel != "email" and (self.subject is not None or self.html is not None):
+            raise ValueError(f"subject/html: only email flows have them (channel is {self.channel!r})")
+        if self.channel != "voice" and self.voice is not None:
+            raise ValueError(f"voice: only voice flows have it (channel is {self.channel!r})")
+        if self.channel not in ("mms", "whatsapp") and self.media:
+            raise ValueError(f"media: only mms and whatsapp flows send media (channel is {self.channel!r})")
+        if self.channel == "mms" and not self.media:
+            raise ValueError("media: an mms flow needs at least one media URL template")
+        if self.channel != "whatsapp" and (self.content_sid or self.content_variables):
+            raise ValueError("content_sid/content_variables: only whatsapp flows use Content templates")
+        if self.content_variables and not self.content_sid:
+            raise ValueError("content_variables: they fill a Content template; set content_sid too")
         return self
 
     @property

@@ -47,6 +47,7 @@ class Status(StrEnum):
     SENT = "sent"                # handed to the carrier
     DELIVERED = "delivered"
     READ = "read"
+    ACKNOWLEDGED = "acknowledged"  # the person confirmed (a voice call answered with the digit)
     UNDELIVERED = "undelivered"
     FAILED = "failed"            # permanent failure (ours or the provider's)
     DEAD = "dead"                # transient failures exhausted the retry budget
@@ -65,6 +66,9 @@ class OutboundMessage:
     media_urls: tuple[str, ...] = ()
     status_callback: str | None = None
     validity_period: int | None = None
+    channel: str = "sms"  # core.channel_kinds; the channel module reads `body` its own way
+    content_sid: str | None = None         # WhatsApp: an approved Content template (HX...)
+    content_variables: str | None = None   # its variables, a JSON object of strings
 
 
 @dataclass(frozen=True, slots=True)

@@ -67,6 +67,14 @@ _RETRYABLE_30XXX: Mapping[int, Resolution] = {
     30500: _r(RETRY, "Twilio internal error (30500)"),
 }
 
+#: WhatsApp: free text is allowed only within 24 hours of the recipient's last message; outside
+#: that window only an approved template (ContentSid) may start the conversation. Usually the
+#: message is accepted and fails later (a callback), so it is in both tables.
+_WHATSAPP: Mapping[int, Resolution] = {
+    63016: _r(FAIL, "outside WhatsApp's 24-hour window: free text needs the recipient to have written in "
+                    "the last 24 hours; send an approved template (content_sid) instead (63016)"),
+}
+
 #: Twilio error code -> resolution, for synchronous REST errors (twilio.md §6, §7).
 API_CODES: Mapping[int, Resolution] = {
     # §6/§7: "never processed and is always safe to retry"; REST concurrency limit.
@@ -100,6 +108,7 @@ API_CODES: Mapping[int, Resolution] = {
     30007: _r(FAIL, "message filtered as spam or by policy (30007)"),
     30034: _r(FAIL, "unregistered US A2P 10DLC sender (30034)"),
     30036: _r(FAIL, "validity period expired (30036)"),
+    **_WHATSAPP,
 }
 
 #: Exact HTTP status -> resolution, when the code is absent or unknown.
@@ -132,6 +141,7 @@ DELIVERY_CODES: Mapping[int, Resolution] = {
     30007: _r(FAIL, "message filtered as spam or by policy (30007)"),
     30034: _r(FAIL, "unregistered US A2P 10DLC sender (30034)"),
     30036: _r(FAIL, "validity period expired (30036)"),
+    **_WHATSAPP,
 }
 
 _UNKNOWN_DELIVERY = _r(FAIL, "delivery failed")

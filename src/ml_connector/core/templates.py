@@ -148,9 +148,9 @@ def _filters(timezone: str, default_currency: str, default_locale: str) -> dict[
 
 
 @lru_cache(maxsize=64)
-def _environment(timezone: str, currency: str, locale: str) -> ImmutableSandboxedEnvironment:
+def _environment(timezone: str, currency: str, locale: str, autoescape: bool = False) -> ImmutableSandboxedEnvironment:
     env = ImmutableSandboxedEnvironment(
-        undefined=StrictUndefined, autoescape=False, finalize=_finalize, keep_trailing_newline=False
+        undefined=StrictUndefined, autoescape=autoescape, finalize=_finalize, keep_trailing_newline=False
     )
     env.filters.update(_filters(timezone, currency, locale))
     return env
@@ -225,15 +225,19 @@ class CompiledTemplate:
 
 
 def compile_template(
-    name: str, source: str, *, timezone: str = "UTC", currency: str = "USD", locale: str = DEFAULT_LOCALE
+    name: str, source: str, *, timezone: str = "UTC", currency: str = "USD", locale: str = DEFAULT_LOCALE,
+    autoescape: bool = False,
 ) -> CompiledTemplate:
-    """Compile `source`; raises TemplateError (with line) on a syntax error, a bad time zone or locale."""
+    """Compile `source`; raises TemplateError (with line) on a syntax error, a bad time zone or locale.
+
+    `autoescape`: HTML-escape every value (email HTML parts); such templates always render
+    through Jinja, never through the plain-pieces shortcut, which does not escape."""
     try:
         _zone(timezone)
         localized.parse_locale(locale)
     except ValueError as exc:
         raise TemplateError(name, None, str(exc)) from None
-    env = _environment(timezone, currency.strip().upper(), locale.strip())
+    env = _environment(timezone, currency.strip().upper(), locale.strip(), autoescape)
     try:
         parsed = env.parse(source, name=name, filename=_filename(name))
         code = env.compile(parsed, name=name, filename=_filename(name))
@@ -241,7 +245,8 @@ def compile_template(
         raise TemplateError(name, exc.lineno, _describe(exc)) from exc
     template = env.template_class.from_code(env, code, env.make_globals(None))
     template.name = name
-    return CompiledTemplate(name, template, frozenset(meta.find_undeclared_variables(parsed)), _plain_pieces(parsed))
+    pieces = None if autoescape else _plain_pieces(parsed)
+    return CompiledTemplate(name, template, frozenset(meta.find_undeclared_variables(parsed)), pieces)
 
 
 def check_template(

@@ -28,6 +28,7 @@ from typing import TypeVar
 from ml_connector import logctx
 from ml_connector.channels.base import Channel, Probe
 from ml_connector.compliance.pacing import Pacer
+from ml_connector.core.channel_kinds import CHANNEL_KINDS, MESSAGE_CHANNELS, route_key
 from ml_connector.core.flowspec import RetrySpec
 from ml_connector.core.models import OutboundMessage, SendResult
 from ml_connector.core.redact import mask_phone
@@ -38,6 +39,7 @@ from ml_connector.errors import (
     AccountError,
     DeliveryError,
     InDoubtError,
+    NotResent,
     PermanentError,
     StoreUnavailable,
     TransientError,
@@ -328,7 +330,8 @@ class Dispatcher:
             to=row.recipient,
             sender=row.sender,
             body=row.body,
-            status_callback=self._settings.status_callback_url,
+            status_callback=self._settings.status_callback_url if row.channel in MESSAGE_CHANNELS else None,
+            channel=row.channel,
         )
 
     def _result(
@@ -399,10 +402,19 @@ class Dispatcher:
         return self._result(row, Outcome.PERMANENT, started, error_message=problem)
 
     def _route(self, row: Claimed) -> tuple[Channel, str]:
-        channel = self._channels.get(row.account)
+        """The channel that sends the row and its pacing key (per sender, or per account)."""
+        kind = CHANNEL_KINDS.get(row.channel)
+        if kind is None:
+            raise _ConfigMissing(f"unknown channel {row.channel!r}")
+        channel = self._channels.get(route_key(row.account, row.channel))
         if channel is None:
-            raise _ConfigMissing(f"no Twilio account {row.account!r} in the configuration")
-        sender_key = f"{row.account}.{row.sender}"
+            if row.channel == "sms":
+                raise _ConfigMissing(f"no Twilio account {row.account!r} in the configuration")
+            raise _ConfigMissing(f"no {row.channel} channel for account {row.account!r} in the configuration")
+        if kind.pacing == "account":
+            sender_key = route_key(row.account, row.channel)
+        else:
+            sender_key = f"{row.account}.{row.sender}"
         try:
             self._pacer.rate(sender_key)
         except KeyError:
@@ -422,7 +434,8 @@ class Dispatcher:
             found = await self._reconcile(row, channel, message, started, deadline)
             if found is not None:
                 return found
-        segments = segment_info(row.body).segments  # Twilio paces segments, not messages
+        # Twilio paces SMS segments, not messages; other channels pace one request per notification.
+        segments = segment_info(row.body).segments if CHANNEL_KINDS[row.channel].segments else 1
         remaining = deadline - asyncio.get_running_loop().time()
         if self._pacer.wait_for(sender_key) > min(MAX_PACING_WAIT, remaining / 2):
             later = self._pacer.defer(sender_key, segments)
@@ -468,6 +481,9 @@ class Dispatcher:
                 found = await self._limited(row.account, channel.find_sent(message, since))
         except TimeoutError:
             return self._still_in_doubt(row, started, "reconciliation did not finish in time", outcome=failed)
+        except NotResent as exc:  # the channel cannot tell and sends at most once: fail, never resend
+            log.warning("notification %s: earlier send cannot be looked up; not sent again: %s", row.id, exc)
+            return self._result(row, Outcome.PERMANENT, started, error_code=exc.code, error_message=exc.reason)
         except AccountError as exc:
             self._hold(row.account, exc)
             return self._still_in_doubt(row, started, f"account held: {exc}", error_code=exc.code, outcome=failed)

@@ -30,18 +30,24 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from ml_connector.compliance.emails import normalise_email
 from ml_connector.core import dedupe, quiet, routing, rules, watermark
 from ml_connector.core.baseline import Baseline
 from ml_connector.core.batching import window_for
+from ml_connector.core.channel_kinds import channel_kind
+from ml_connector.core.email_body import EmailTemplate
 from ml_connector.core.flowspec import FlowSpec
 from ml_connector.core.idempotency import notification_key
 from ml_connector.core.members import MembersRecipient
+from ml_connector.core.message_body import MessageTemplate
 from ml_connector.core.models import Record, Status
 from ml_connector.core.segments import segment_info
 from ml_connector.core.templates import CompiledTemplate
+from ml_connector.core.voice_body import VoiceTemplate
+from ml_connector.core.webhook_body import WebhookTemplate
 from ml_connector.runtime.due import due_records
 from ml_connector.runtime.fanout import fan_out
-from ml_connector.runtime.recipients import RecipientResolver
+from ml_connector.runtime.recipients import Recipient, RecipientResolver
 from ml_connector.sources.base import Source
 from ml_connector.store.port import DigestItem, NewNotification, PollCommit, RecordState, Store
 
@@ -59,7 +65,7 @@ class FlowRuntime:
     name: str
     spec: FlowSpec
     source: Source
-    template: CompiledTemplate
+    template: CompiledTemplate | EmailTemplate | VoiceTemplate | MessageTemplate | WebhookTemplate
     account: str
     sender: str          # From number / sender id, or MG... Messaging Service SID
     default_region: str
@@ -118,7 +124,8 @@ class Poller:
                 saved, started, now, spec.overlap, spec.clock_skew, spec.max_window, spec.baseline
             )
         report = PollReport(self.flow.name, kind, window.since, window.until)
-        resolver = RecipientResolver(self.flow.source, self.flow.default_region)
+        resolver = RecipientResolver(self.flow.source, self.flow.default_region,
+                                     normalise_email if self.flow.spec.channel == "email" else None)
         commits = _Commits(self._commit, report, spec.overlap if kind == MAIN else None)
         records = self.flow.source.fetch(self.flow.spec.entity, window.since, window.until) \
             if self.flow.spec.due is None else due_records(self.flow.source, self.flow.spec.entity,
@@ -275,12 +282,15 @@ class Poller:
         """The notifications one fired event makes for its own and routed recipients (fan-out
         members are paged apart); `runtime.preview` shows these without storing them."""
         flow = self.flow
-        specs = routing.recipients_for(flow.spec.recipients, flow.spec.routing_table, record.data)
-        recipients = await resolver.resolve(specs, record)
+        if flow.spec.channel == "webhook":  # the endpoint is the recipient (core.channel_kinds)
+            recipients = [Recipient(field="endpoint", phone=flow.sender, raw=flow.sender)]
+        else:
+            specs = routing.recipients_for(flow.spec.recipients, flow.spec.routing_table, record.data)
+            recipients = await resolver.resolve(specs, record)
         if not recipients:  # only fan-out recipients: their bodies are rendered per member
             return []
         body = flow.template.render(template_context(flow.name, record))  # TemplateError stops the flow
-        segments = segment_info(body).segments
+        segments = segment_info(body).segments if channel_kind(flow.spec.channel).segments else 1
         held = quiet.hold(flow.spec.business_hours, critical=flow.spec.critical, data=record.data,
                           default_zone=flow.spec.timezone, now=now)
         result: list[NewNotification] = []

@@ -7,7 +7,7 @@ becomes one failed recipient with the reason, so that one notification fails, no
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,15 +31,18 @@ class Recipient:
 
 #: raw text -> its E.164 form, or the RecipientError saying why not (one poll's worth).
 Normalised = dict[str, str | RecipientError]
+#: raw text, default region, field label -> the usable address, or RecipientError. None means
+#: phones (compliance.phones.normalise); email flows use compliance.emails.normalise_email.
+Normalise = Callable[[str, str, str], str]
 
 
-def _normalised(raw: str, region: str, label: str, seen: Normalised) -> str:
+def _normalised(raw: str, region: str, label: str, seen: Normalised, address: Normalise | None = None) -> str:
     """`normalise`, once per distinct text within a poll: static recipients and the approvers
     most records share would otherwise be parsed again for every record."""
     found = seen.get(raw)
     if found is None:
         try:
-            found = normalise(raw, region, label)
+            found = (address or normalise)(raw, region, label)
         except RecipientError as exc:
             found = exc
         seen[raw] = found
@@ -49,7 +52,8 @@ def _normalised(raw: str, region: str, label: str, seen: Normalised) -> str:
 
 
 def _first_usable(
-    data: Mapping[str, Any], fields: Sequence[str], prefix: str, region: str, seen: Normalised
+    data: Mapping[str, Any], fields: Sequence[str], prefix: str, region: str, seen: Normalised,
+    address: Normalise | None = None,
 ) -> Recipient:
     """The first candidate field holding a valid number; otherwise every field's reason."""
     reasons: list[str] = []
@@ -62,11 +66,13 @@ def _first_usable(
             continue
         raw_first = raw_first or str(raw)
         try:
-            return Recipient(field=label, phone=_normalised(str(raw), region, label, seen), raw=str(raw))
+            return Recipient(field=label, phone=_normalised(str(raw), region, label, seen, address),
+                             raw=str(raw))
         except RecipientError as exc:
             reasons.append(f"{label}: {exc.reason}")
     label = prefix + "|".join(fields)
-    reason = "no usable phone number (" + "; ".join(reasons) + ")"
+    what = "phone number" if address is None else "email address"
+    reason = f"no usable {what} (" + "; ".join(reasons) + ")"
     return Recipient(field=label, phone=None, raw=raw_first, reason=reason)
 
 
@@ -78,9 +84,10 @@ class RecipientResolver:
     """Resolves recipients for the records of one poll; caches look-ups and parsed numbers within
     that poll (and no longer: nothing personal outlives it)."""
 
-    def __init__(self, source: Source, default_region: str) -> None:
+    def __init__(self, source: Source, default_region: str, address: Normalise | None = None) -> None:
         self._source = source
         self._region = default_region
+        self._address = address
         self._cache: dict[tuple[str, str], Record | None] = {}
         self._numbers: Normalised = {}
 
@@ -99,10 +106,11 @@ class RecipientResolver:
         for spec in specs:
             if isinstance(spec, StaticRecipients):
                 for raw in spec.static:
-                    found.append(_first_usable({"static": raw}, ["static"], "", self._region, self._numbers))
+                    found.append(_first_usable({"static": raw}, ["static"], "", self._region, self._numbers,
+                                              self._address))
             elif isinstance(spec, FieldRecipient):
                 fields = [spec.field] if isinstance(spec.field, str) else list(spec.field)
-                found.append(_first_usable(record.data, fields, "", self._region, self._numbers))
+                found.append(_first_usable(record.data, fields, "", self._region, self._numbers, self._address))
             elif isinstance(spec, LookupRecipient):
                 found.append(await self._via_lookup(spec, record))
             elif isinstance(spec, MembersRecipient):
@@ -121,7 +129,7 @@ class RecipientResolver:
                 field=f"{prefix}{look.key_field}", phone=None, raw="",
                 reason=f"{look.entity} {str(key).strip()!r} not found",
             )
-        return _first_usable(target.data, look.fields, prefix, self._region, self._numbers)
+        return _first_usable(target.data, look.fields, prefix, self._region, self._numbers, self._address)
 
 
 def _dedupe(recipients: list[Recipient]) -> list[Recipient]:

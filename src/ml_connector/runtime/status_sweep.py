@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from ml_connector.channels.base import Channel
+from ml_connector.core.channel_kinds import CHANNEL_KINDS, route_key
 from ml_connector.core.models import Status
 from ml_connector.errors import DeliveryError, StoreUnavailable
 from ml_connector.store.port import NotificationFilter, Store
@@ -66,8 +67,9 @@ class StatusSweep:
         self._cursor = min(v.created_at for v in stale) if len(stale) == settings.batch else None
         moved = 0
         for view in stale:
-            channel = self._channels.get(view.account)
-            if channel is None or view.provider_id is None:
+            kind = CHANNEL_KINDS.get(view.channel)
+            channel = self._channels.get(route_key(view.account, view.channel))
+            if channel is None or view.provider_id is None or kind is None or not kind.lookup:
                 continue
             try:
                 event = await channel.fetch_status(view.provider_id)

@@ -35,6 +35,7 @@ import httpx
 import uvicorn
 
 from ml_connector.sim import twilio_wire as wire
+from ml_connector.sim.twilio_calls import CallBook, create_call
 from ml_connector.sim.twilio_faults import FaultDecision, FaultPlan, FaultRule, plan_from_json
 from ml_connector.sim.twilio_http import ApiRequest, Reply, SimulatedDisconnect, TwilioApp
 from ml_connector.sim.twilio_lifecycle import MAX_CALLBACKS_IN_FLIGHT, Lifecycle
@@ -134,9 +135,14 @@ class TwilioSim:
             max_in_flight=callback_concurrency,
             transport=callback_transport,
         )
+        #: WhatsApp: when each number last wrote to us (opens its 24-hour free-text window).
+        self.whatsapp_sessions: dict[str, datetime] = {}
+        #: Calls (sim.twilio_calls): `calls.outcomes[to]`, `calls.press[to]` plan what happens.
+        self.calls = CallBook(clock=self._now, transport=callback_transport, delay=callback_delay[0])
         self._fresh_state()
 
     def _fresh_state(self) -> None:
+        self.calls.calls.clear()
         self.index = MessageIndex()
         self._lifecycle.restart(self.index)
         self._outcomes: dict[str, Outcome] = {**MAGIC_OUTCOMES, **self._initial_outcomes}
@@ -305,9 +311,19 @@ class TwilioSim:
             date_created=now,
             date_updated=now,
             status_callback=callback,
-            outcome=self._outcomes.get(wire.strip_channel(create.to), Outcome()),
+            outcome=self._outcome_for(create, now),
             statuses=[StatusChange(status, now)],
         )
+
+    def _outcome_for(self, create: CreateRequest, now: datetime) -> Outcome:
+        """The number's planned outcome; WhatsApp free text (no ContentSid) to someone who has not
+        written in the last 24 hours fails with 63016, as WhatsApp's session rule has it."""
+        outcome = self._outcomes.get(wire.strip_channel(create.to), Outcome())
+        if create.to.startswith("whatsapp:") and not create.content_sid:
+            wrote = self.whatsapp_sessions.get(wire.strip_channel(create.to))
+            if wrote is None or (now - wrote).total_seconds() > 24 * 3600:
+                return Outcome(status="failed", error_code=63016, via_sent=False)
+        return outcome
 
     def _fetch(self, request: ApiRequest) -> Reply:
         message = self.index.by_sid.get(request.sid or "")
@@ -322,6 +338,27 @@ class TwilioSim:
         if isinstance(query, wire.ApiError):
             return Reply(query.status, query.body())
         page = list_page(self.index, request.account.sid, query)
+        if isinstance(page, wire.ApiError):
+            return Reply(page.status, page.body())
+        return Reply(200, page)
+
+    def _create_call(self, request: ApiRequest) -> Reply:
+        call = create_call(request.account.sid, request.account.numbers, request.form, self._now())
+        if isinstance(call, wire.ApiError):
+            return Reply(call.status, call.body())
+        self.calls.add(call)
+        self._spawn(self.calls.run(call, request.account.auth_token))
+        return Reply(201, call.resource())
+
+    def _fetch_call(self, request: ApiRequest) -> Reply:
+        call = self.calls.calls.get(request.sid or "")
+        if call is None or call.account_sid != request.account.sid:
+            error = wire.api_error(20404)
+            return Reply(error.status, error.body())
+        return Reply(200, call.resource())
+
+    def _list_calls(self, request: ApiRequest) -> Reply:
+        page = self.calls.listed(request.account.sid, request.query)
         if isinstance(page, wire.ApiError):
             return Reply(page.status, page.body())
         return Reply(200, page)
@@ -419,6 +456,9 @@ _HANDLERS: dict[str, Callable[[TwilioSim, ApiRequest], Reply]] = {
     "fetch_message": TwilioSim._fetch,
     "list_messages": TwilioSim._list,
     "fetch_account": TwilioSim._account,
+    "create_call": TwilioSim._create_call,
+    "fetch_call": TwilioSim._fetch_call,
+    "list_calls": TwilioSim._list_calls,
 }
 
 _CONTROL: dict[tuple[str, str], Callable[[TwilioSim, dict[str, object]], Reply]] = {

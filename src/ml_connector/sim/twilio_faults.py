@@ -30,7 +30,8 @@ from typing import Literal, get_args
 FaultAction = Literal[
     "429", "5xx", "latency", "timeout", "drop_after_accept", "callbacks_out_of_order", "callbacks_duplicated"
 ]
-Operation = Literal["*", "create_message", "fetch_message", "list_messages", "fetch_account"]
+Operation = Literal["*", "create_message", "fetch_message", "list_messages", "fetch_account", "create_call",
+                    "fetch_call", "list_calls"]
 
 ACTIONS: frozenset[str] = frozenset(get_args(FaultAction))
 OPERATIONS: frozenset[str] = frozenset(get_args(Operation))

@@ -35,6 +35,8 @@ _PREFIX = f"/{wire.API_VERSION}/Accounts/"
 _ROUTES: tuple[tuple[re.Pattern[str], dict[str, str]], ...] = (
     (re.compile(r"^(?P<account>[^/]+)/Messages\.json$"), {"POST": "create_message", "GET": "list_messages"}),
     (re.compile(r"^(?P<account>[^/]+)/Messages/(?P<sid>[^/]+)\.json$"), {"GET": "fetch_message"}),
+    (re.compile(r"^(?P<account>[^/]+)/Calls\.json$"), {"POST": "create_call", "GET": "list_calls"}),
+    (re.compile(r"^(?P<account>[^/]+)/Calls/(?P<sid>[^/]+)\.json$"), {"GET": "fetch_call"}),
     (re.compile(r"^(?P<account>[^/]+)\.json$"), {"GET": "fetch_account"}),
 )
 

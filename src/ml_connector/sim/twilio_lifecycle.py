@@ -120,8 +120,12 @@ def steps_for(message: SimMessage) -> list[str]:
     """The statuses the message still has to go through, in order."""
     outcome = message.outcome
     steps = ["queued"] if message.status == "accepted" else []
-    if outcome.status == "delivered" or outcome.via_sent:
+    if outcome.status in ("delivered", "read") or outcome.via_sent:
         steps.append("sent")
+    if outcome.status == "read":  # a WhatsApp message is delivered, then read; SMS has no read receipts
+        steps.append("delivered")
+        if not message.to.startswith("whatsapp:"):
+            return steps
     steps.append(outcome.status)
     return steps
 

@@ -22,7 +22,7 @@ DEFAULT_SERVICE_SID = "MG" + "c" * 32
 DEFAULT_NUMBERS = ("+15005550006", "+15017122661", "+15017122662")
 _EPOCH = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
 
-FinalStatus = Literal["delivered", "undelivered", "failed", "rejected"]
+FinalStatus = Literal["delivered", "read", "undelivered", "failed", "rejected"]  # read: WhatsApp
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ class Outcome:
     via_sent: bool = True
 
     def __post_init__(self) -> None:
-        needs_code = self.status != "delivered"
+        needs_code = self.status not in ("delivered", "read")
         if needs_code != (self.error_code is not None):
             raise ValueError("error_code is required for undelivered/failed/rejected and only for them")
         if self.status == "rejected" and not wire.is_sync_error_code(self.error_code or 0):

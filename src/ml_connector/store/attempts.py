@@ -29,7 +29,7 @@ from ml_connector.store.tables import notifications as n
 
 _ROWS_SQL = (
     select(n.c.id, n.c.flow, n.c.status, n.c.attempts_made, n.c.attempt_budget, n.c.in_doubt_since,
-           n.c.write_back_source)
+           n.c.write_back_source, n.c.channel)
     .where(n.c.id.in_(bindparam("ids", expanding=True)))
     .order_by(n.c.id)
     .with_for_update()
@@ -56,6 +56,7 @@ class _Row:
     attempt_budget: int
     in_doubt_since: datetime | None
     write_back_source: str | None
+    channel: str
 
 
 def finish_all(conn: Connection, results: Sequence[AttemptResult]) -> list[bool]:
@@ -63,7 +64,8 @@ def finish_all(conn: Connection, results: Sequence[AttemptResult]) -> list[bool]
     reports.lock_provider_ids(conn, (r.provider_id for r in results))
     ids = sorted({r.notification_id for r in results})
     rows = {
-        r.id: _Row(r.flow, r.status, r.attempts_made, r.attempt_budget, r.in_doubt_since, r.write_back_source)
+        r.id: _Row(r.flow, r.status, r.attempts_made, r.attempt_budget, r.in_doubt_since, r.write_back_source,
+                   r.channel)
         for r in conn.execute(_ROWS_SQL, {"ids": ids})
     } if ids else {}
     updates: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
@@ -73,7 +75,7 @@ def finish_all(conn: Connection, results: Sequence[AttemptResult]) -> list[bool]
     entries: list[dict[str, Any] | str] = []  # a str: where the early callbacks of that SID go
     stale_after_finish: dict[int, list[dict[str, Any]]] = {}
     sent_here: set[int] = set()  # notifications this batch recorded as taken by the provider
-    taken: dict[str, tuple[int, str, Status, datetime]] = {}
+    taken: dict[str, tuple[int, str, Status, datetime, str]] = {}
     recorded: list[bool] = []
     unsubscribed: list[int] = []  # refused with 21610: their recipients opted out of the sender
     for result in results:
@@ -90,7 +92,7 @@ def finish_all(conn: Connection, results: Sequence[AttemptResult]) -> list[bool]
                 stale_after_finish.setdefault(nid, []).append(stale)
             recorded.append(False)
             continue
-        plan = finish.plan_finish(result, row.in_doubt_since)
+        plan = finish.plan_finish(result, row.in_doubt_since, row.channel)
         values = dict(plan.notification)
         if plan.budget_delta:
             row.attempt_budget += plan.budget_delta
@@ -120,7 +122,7 @@ def finish_all(conn: Connection, results: Sequence[AttemptResult]) -> list[bool]
             message=result.error_message, provider_id=result.provider_id,
         ))
         if plan.provider_took_it and result.provider_id:
-            taken[result.provider_id] = (nid, row.flow, plan.status, at)
+            taken[result.provider_id] = (nid, row.flow, plan.status, at, row.channel)
             sent_here.add(nid)
             entries.append(result.provider_id)
         recorded.append(True)

@@ -37,10 +37,10 @@ def _errors(result: AttemptResult) -> dict[str, Any]:
     return {"error_code": result.error_code, "error_message": mask_numbers(result.error_message)}
 
 
-def _provider_took_it(result: AttemptResult, in_doubt_since: datetime | None) -> FinishPlan:
+def _provider_took_it(result: AttemptResult, in_doubt_since: datetime | None, channel: str = "sms") -> FinishPlan:
     if not result.provider_id:
         raise ValueError(f"{result.outcome} needs the provider id")
-    status = (from_provider(result.provider_status) if result.provider_status else None) or Status.QUEUED
+    status = (from_provider(result.provider_status, channel) if result.provider_status else None) or Status.QUEUED
     errors = _errors(result) if status in _FAILURES else {"error_code": None, "error_message": None}
     return FinishPlan(
         status=status,
@@ -126,6 +126,9 @@ PLANS: Mapping[Outcome, Callable[[AttemptResult, datetime | None], FinishPlan]] 
 }
 
 
-def plan_finish(result: AttemptResult, in_doubt_since: datetime | None) -> FinishPlan:
-    """The plan for `result` on a notification currently in doubt since `in_doubt_since` (or not)."""
+def plan_finish(result: AttemptResult, in_doubt_since: datetime | None, channel: str = "sms") -> FinishPlan:
+    """The plan for `result` on a notification currently in doubt since `in_doubt_since` (or not);
+    the provider's status is read in `channel`'s table."""
+    if result.outcome in (Outcome.ACCEPTED, Outcome.ADOPTED):
+        return _provider_took_it(result, in_doubt_since, channel)
     return PLANS[result.outcome](result, in_doubt_since)

@@ -99,6 +99,7 @@ class Claimed:
     in_doubt: bool
     in_doubt_since: datetime | None  # started_at of the unfinished attempt
     created_at: datetime
+    channel: str = "sms"             # core.channel_kinds: which channel of the account sends it
 
 
 class Outcome(StrEnum):

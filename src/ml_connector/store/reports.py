@@ -12,7 +12,7 @@ PostgreSQL the look-ups take their provider ids and keys as one binary array eac
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -44,7 +44,7 @@ _LOCK_SQL = (
 )
 _MATCH_SQL = (
     select(a.c.id.label("attempt_id"), a.c.provider_id.label("pid"), n.c.id, n.c.flow, n.c.status,
-           n.c.provider_id, n.c.write_back_source)
+           n.c.provider_id, n.c.write_back_source, n.c.channel)
     .join(n, n.c.id == a.c.notification_id)
     .where(a.c.provider_id.in_(bindparam("pids", expanding=True)))
     .order_by(n.c.id, a.c.id)
@@ -56,7 +56,7 @@ _KNOWN_KEYS_SQL = select(de.c.dedupe_key).where(de.c.dedupe_key.in_(bindparam("k
 # or freshly loaded table otherwise gets sequential scans of attempts and notifications).
 _PG_MATCH_SQL = (
     "SELECT a.id AS attempt_id, a.provider_id AS pid, n.id, n.flow, n.status, n.provider_id, "
-    "n.write_back_source "
+    "n.write_back_source, n.channel "
     "FROM unnest(%(pids)b::text[]) AS p(pid) "
     "JOIN attempts AS a ON a.provider_id = p.pid JOIN notifications AS n ON n.id = a.notification_id "
     "ORDER BY n.id, a.id FOR UPDATE OF n"
@@ -99,12 +99,14 @@ def lock_provider_ids(conn: Connection, provider_ids: Iterable[str | None]) -> N
 
 def dedupe_key(event: StatusEvent) -> str:
     """Same report, same key: Twilio may deliver one callback several times."""
-    parts = (
+    parts: tuple[str, ...] = (
         event.provider_id,
         event.provider_status.lower(),
         "" if event.error_code is None else str(event.error_code),
         event.raw.get("RawDlrDoneDate", ""),
     )
+    if "sg_event_id" in event.raw:  # SendGrid names each event: two opens are two reports
+        parts = (*parts, event.raw["sg_event_id"])
     return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
 
 
@@ -118,6 +120,7 @@ class _Match:
     status: str
     provider_id: str | None
     write_back_source: str | None
+    channel: str = "sms"
 
 
 class _Moves:
@@ -170,7 +173,7 @@ def apply(conn: Connection, keys: KeyRing, events: Sequence[StatusEvent]) -> lis
         event, key = events[i], dedupe[i]
         match = matches.get(event.provider_id)
         current = (status_now.get(match.id, match.status)) if match else None
-        new = from_provider(event.provider_status)
+        new = from_provider(event.provider_status, match.channel if match else "sms")
         result = _judge(match, current, event.provider_id, new)
         at = event.received_at
         if key in known:
@@ -222,7 +225,8 @@ def _matches(conn: Connection, pids: Sequence[str]) -> dict[str, _Match]:
             else conn.execute(_MATCH_SQL, params))
     for r in rows:
         if r.pid not in found or found[r.pid].attempt_id < r.attempt_id:
-            found[r.pid] = _Match(r.attempt_id, r.id, r.flow, r.status, r.provider_id, r.write_back_source)
+            found[r.pid] = _Match(r.attempt_id, r.id, r.flow, r.status, r.provider_id, r.write_back_source,
+                                  r.channel)
     return found
 
 
@@ -242,19 +246,22 @@ class Adopted:
     statuses: dict[int, Status]
 
 
-def _precedence(ev: Any) -> tuple[int, int]:
-    """Early callbacks are applied lowest status first, then in arrival order."""
-    mapped = from_provider(ev.provider_status)
-    return (RANK[mapped] if mapped else -1, ev.id)
+def _precedence(channel: str) -> Callable[[Any], tuple[int, int]]:
+    """Early callbacks are applied lowest status first (in `channel`'s table), then in arrival order."""
+    def key(ev: Any) -> tuple[int, int]:
+        mapped = from_provider(ev.provider_status, channel)
+        return (RANK[mapped] if mapped else -1, ev.id)
+
+    return key
 
 
 def adopt_orphans(
-    conn: Connection, writer: Writer, taken: Mapping[str, tuple[int, str, Status, datetime]]
+    conn: Connection, writer: Writer, taken: Mapping[str, tuple[int, str, Status, datetime, str]]
 ) -> Adopted:
     """Apply callbacks that arrived before their sends were committed, lowest status first.
 
     `taken` maps each provider id the provider just took to (notification id, flow, the status
-    the send left it in, when). The audit rows are returned, not written, so that the caller
+    the send left it in, when, channel). The audit rows are returned, not written, so that the caller
     can place them right after the attempt they follow.
     """
     adopted = Adopted({}, {})
@@ -267,10 +274,10 @@ def adopt_orphans(
     claimed: list[tuple[Any, ...]] = []
     attempt_status: dict[tuple[int, str], str] = {}
     for provider_id, events in waiting.items():
-        nid, flow, status, at = taken[provider_id]
+        nid, flow, status, at, channel = taken[provider_id]
         entries = adopted.entries.setdefault(provider_id, [])
-        for ev in sorted(events, key=_precedence):
-            new = from_provider(ev.provider_status)
+        for ev in sorted(events, key=_precedence(channel)):
+            new = from_provider(ev.provider_status, channel)
             outcome = ApplyResult.APPLIED if new and advances(status, new) else ApplyResult.STALE
             claimed.append((ev.id, nid, outcome.value))
             if new and outcome is ApplyResult.APPLIED:

@@ -92,7 +92,7 @@ n, a, de = notifications, attempts, delivery_events
 _CLAIM_SQL = (
     select(n.c.id, n.c.flow, n.c.entity, n.c.record_key, n.c.account, n.c.sender, n.c.recipient_enc,
            n.c.body_enc, n.c.status, n.c.attempts_made, n.c.attempt_budget, n.c.in_doubt_since,
-           n.c.lease_owner, n.c.created_at)
+           n.c.lease_owner, n.c.created_at, n.c.channel)
     .where(or_(
         and_(n.c.status.in_([Status.PENDING.value, Status.DEFERRED.value]),
              n.c.next_attempt_at <= bindparam("now", type_=UtcDateTime())),
@@ -399,6 +399,7 @@ class SqlStore:
             body=self._keys.decrypt(r.body_enc),
             attempt_no=r.attempts_made + 1, max_attempts=r.attempt_budget,
             in_doubt=in_doubt_since is not None, in_doubt_since=in_doubt_since, created_at=r.created_at,
+            channel=r.channel,
         )
 
     def finish_attempt(self, result: AttemptResult) -> None:

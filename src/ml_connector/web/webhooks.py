@@ -454,7 +454,7 @@ def create_webhook_app(
     routes.append(Route("/healthz", healthz, methods=["GET"]))
     routes.append(Route("/readyz", readiness_endpoint(store_problem(store)), methods=["GET"]))
     routes.append(Route("/metrics", metrics.endpoint, methods=["GET"]))
-    routes.extend(extra_routes)
+    routes.extend(extra_routes)  # the other signed endpoints: inbound texts, voice, SendGrid events
     fallback = Starlette(routes=routes)
     fallback.router.redirect_slashes = False
     return WebhookApp(callbacks, public.route_paths, fallback)
