@@ -98,4 +98,5 @@ def sap_agent(agent_config: Path, host: str | None, port: int | None, check_only
     click.echo(f"sap-agent: serving protocol v1 on {'https' if config.tls else 'http'}://{listen_host}:{listen_port} "
                f"for {shown.get('ashost') or shown.get('mshost') or shown.get('dest', 'SAP')} client "
                f"{shown.get('client', '?')} (pool {config.pool.size})", err=True)
-    uvicorn.run(app.create_app(), host=listen_host, port=listen_port, log_level="warning", **options)
+    # log_config=None: uvicorn's lines go through the command's own logging (format, redaction)
+    uvicorn.run(app.create_app(), host=listen_host, port=listen_port, log_level="warning", log_config=None, **options)

@@ -73,7 +73,7 @@ async def agent(tmp_path: Path) -> AsyncIterator[tuple[str, Path]]:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     uv = uvicorn.Server(uvicorn.Config(AgentApp(config, Conn).create_app(), host="127.0.0.1", port=port,
-                                       log_level="error", lifespan="off", **tls_options(config)))
+                                       log_level="error", lifespan="off", log_config=None, **tls_options(config)))
     task = asyncio.create_task(uv.serve())
     while not uv.started:  # noqa: ASYNC110 - uvicorn offers a flag, not an event
         await asyncio.sleep(0.01)
