@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from ml_connector.core.lifecycle import FINAL
 from ml_connector.core.models import Delivery, Status
 from ml_connector.sources.ebs_clock import utc_to_local
+from ml_connector.sources.writeback_statuses import FinalStatuses
 
 #: Our fields a write-back parameter can carry.
 WriteBackField = Literal[
@@ -77,7 +78,7 @@ class EbsWriteBack(_Model):
     #: How sent_at/final_at are written, in the server's zone (strftime; the ISG DATE form by default).
     date_format: str = "%Y-%m-%dT%H:%M:%S"
     #: The final statuses written back; all of them by default.
-    statuses: frozenset[Status] = FINAL
+    statuses: FinalStatuses = FINAL
     #: Our status -> the code the service expects; unlisted statuses go as upper-case names.
     status_codes: dict[Status, str] = {}
     #: Tries before a write-back the service refuses as invalid (an "E" answer) is given up.
@@ -88,22 +89,6 @@ class EbsWriteBack(_Model):
     def _short_form(cls, value: Any) -> Any:
         if isinstance(value, dict):
             return {name: {"field": spec} if isinstance(spec, str) else spec for name, spec in value.items()}
-        return value
-
-    @field_validator("statuses", mode="before")
-    @classmethod
-    def _status_names(cls, value: Any) -> Any:
-        if isinstance(value, list | tuple | set | frozenset):
-            return frozenset(str(v).strip().lower() for v in value)
-        return value
-
-    @field_validator("statuses")
-    @classmethod
-    def _final_only(cls, value: frozenset[Status]) -> frozenset[Status]:
-        early = sorted(str(s) for s in value - FINAL)
-        if early:
-            raise ValueError(f"only final statuses are written back, not {', '.join(early)} "
-                             f"(final: {', '.join(sorted(str(s) for s in FINAL))})")
         return value
 
     @field_validator("date_format")

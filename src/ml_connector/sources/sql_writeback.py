@@ -39,11 +39,12 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ml_connector.core.lifecycle import FINAL
 from ml_connector.core.models import Delivery, Status
 from ml_connector.errors import SourcePayloadError
+from ml_connector.sources.writeback_statuses import FinalStatuses
 
 #: Our fields a column can be filled with.
 SqlWriteBackField = Literal[
@@ -86,27 +87,11 @@ class SqlWriteBack(_Model):
     #: Entity -> target; deliveries of other entities are not written back (skipped).
     entities: dict[str, SqlWriteTarget] = Field(min_length=1)
     #: The final statuses written back; all of them by default.
-    statuses: frozenset[Status] = FINAL
+    statuses: FinalStatuses = FINAL
     #: Our status -> the value the column expects; unlisted statuses go as our names (delivered).
     status_codes: dict[Status, str] = {}
     #: Tries before a write-back the database refuses (no such row, a constraint) is given up.
     rejected_tries: int = Field(default=3, ge=1, le=100)
-
-    @field_validator("statuses", mode="before")
-    @classmethod
-    def _status_names(cls, value: Any) -> Any:
-        if isinstance(value, list | tuple | set | frozenset):
-            return frozenset(str(v).strip().lower() for v in value)
-        return value
-
-    @field_validator("statuses")
-    @classmethod
-    def _final_only(cls, value: frozenset[Status]) -> frozenset[Status]:
-        early = sorted(str(s) for s in value - FINAL)
-        if early:
-            raise ValueError(f"only final statuses are written back, not {', '.join(early)} "
-                             f"(final: {', '.join(sorted(str(s) for s in FINAL))})")
-        return value
 
     def wants(self, delivery: Delivery) -> bool:
         return self.enabled and delivery.status in self.statuses and delivery.entity in self.entities
