@@ -73,15 +73,9 @@ class ServedSim:
     sim: TwilioSim
 
 
-@pytest.fixture
-def served_twilio() -> Iterator[ServedSim]:
-    """The Twilio simulator on a loopback port, served from its own thread so sync CLI calls can reach it."""
-    sim = TwilioSim(accounts=(Account(sid=DEMO_ACCOUNT_SID, auth_token=DEMO_AUTH_TOKEN, numbers=(DEMO_SENDER,)),),
-                    api_keys=(), services=())
-    ready = threading.Event()
-    url: list[str] = []
-    loop = asyncio.new_event_loop()
-    stop = asyncio.Event()
+def served_in_thread(sim: TwilioSim) -> Iterator[ServedSim]:
+    """Serve `sim` on a loopback port from its own thread (sync CLI calls can reach it) until closed."""
+    ready, url, loop, stop = threading.Event(), [], asyncio.new_event_loop(), asyncio.Event()
 
     async def serve() -> None:
         async with serving(sim.create_app()) as base_url:
@@ -99,6 +93,14 @@ def served_twilio() -> Iterator[ServedSim]:
         loop.call_soon_threadsafe(stop.set)
         thread.join(10)
         loop.close()
+
+
+@pytest.fixture
+def served_twilio() -> Iterator[ServedSim]:
+    """The Twilio simulator on a loopback port, served from its own thread so sync CLI calls can reach it."""
+    yield from served_in_thread(TwilioSim(
+        accounts=(Account(sid=DEMO_ACCOUNT_SID, auth_token=DEMO_AUTH_TOKEN, numbers=(DEMO_SENDER,)),),
+        api_keys=(), services=()))
 
 
 @pytest.fixture

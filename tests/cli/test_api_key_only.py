@@ -3,10 +3,8 @@ the poller and dispatcher (the status sweep brings delivery statuses) with one w
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,8 +19,7 @@ from ml_connector.sim.twilio_state import ApiKey
 from ml_connector.store.crypto import load_keyring
 from ml_connector.store.port import NotificationFilter
 from ml_connector.store.sql import SqlStore
-from ml_connector.web.server import serving
-from tests.cli.conftest import Invoke, ServedSim, write_config
+from tests.cli.conftest import Invoke, ServedSim, served_in_thread, write_config
 from tests.cli.test_processes import finish, listening, processes, start, wait_for
 
 __all__ = ["processes"]  # the fixture
@@ -43,24 +40,7 @@ def api_key_only(config: dict[str, Any]) -> None:
 def served_twilio_with_key() -> Iterator[ServedSim]:
     sim = TwilioSim(accounts=(Account(sid=DEMO_ACCOUNT_SID, auth_token=DEMO_AUTH_TOKEN, numbers=(DEMO_SENDER,)),),
                     api_keys=(ApiKey(sid=KEY_SID, secret=KEY_SECRET, account_sid=DEMO_ACCOUNT_SID),), services=())
-    ready, url, loop, stop = threading.Event(), [], asyncio.new_event_loop(), asyncio.Event()
-
-    async def serve() -> None:
-        async with serving(sim.create_app()) as base_url:
-            url.append(base_url)
-            ready.set()
-            await stop.wait()
-        await sim.aclose()
-
-    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
-    thread.start()
-    assert ready.wait(10), "the simulator did not start"
-    try:
-        yield ServedSim(url[0], sim)
-    finally:
-        loop.call_soon_threadsafe(stop.set)
-        thread.join(10)
-        loop.close()
+    yield from served_in_thread(sim)
 
 
 def test_validate_says_callbacks_cannot_be_verified_without_an_auth_token(tmp_path: Path, invoke: Invoke) -> None:

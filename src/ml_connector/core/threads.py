@@ -14,7 +14,7 @@ since the service may have picked any of its numbers) within the flow's reply wi
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -81,10 +81,7 @@ def match_reply(inbound: Inbound, sent: Iterable[Sent]) -> Match:
                          "carries none of their references")
     referenced = [s for s in candidates if s.reference]
     if newest.reference and len(referenced) > 1:
-        refs = ", ".join(_references(referenced))
+        refs = ", ".join(s.reference for s in referenced if s.reference)
         return Unmatched(f"several open notifications ask for a reference ({refs}) and the reply carries none")
     return Matched(newest.notification_id, "most recent")
 
-
-def _references(sent: Sequence[Sent]) -> list[str]:
-    return [s.reference for s in sent if s.reference]

@@ -13,7 +13,7 @@ Functions take the caller's connection: they are steps of SqlStore's transaction
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -109,5 +109,3 @@ def mark_closed(conn: Connection, digest_id: int, notification_id: int | None, n
     conn.execute(update(dg).where(dg.c.id == digest_id).values(state=CLOSED, notification_id=notification_id,
                                                               updated_at=now))
 
-
-DigestRenderer = Callable[[DueDigest], Any]
